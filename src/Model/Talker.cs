@@ -1,0 +1,96 @@
+using Qwen3Tts.Model.Config;
+using Qwen3Tts.Model.Layers;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Model;
+
+/// <summary>The talker's decoder ("talker.model"): text and codec embeddings, multimodal-RoPE layers,
+/// final norm. Its input is the sum of a text-channel and a codec-channel embedding per position.</summary>
+public sealed class TalkerModel : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
+{
+    readonly ModuleList<DecoderLayer> layers;
+    readonly RmsNorm norm;
+    readonly Embedding codec_embedding;
+    readonly Embedding text_embedding;
+    readonly float[] invFreq;
+    readonly RopeScaling rope;
+
+    public TalkerModel(TalkerConfig c, Device? device = null, ScalarType? dtype = null) : base(nameof(TalkerModel))
+    {
+        layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers)
+            .Select(_ => new DecoderLayer(c.HiddenSize, c.IntermediateSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.AttentionBias, c.RmsNormEps, device, dtype))
+            .ToArray());
+        norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, device, dtype);
+        codec_embedding = nn.Embedding(c.VocabSize, c.HiddenSize, device: device, dtype: dtype);
+        text_embedding = nn.Embedding(c.TextVocabSize, c.TextHiddenSize, device: device, dtype: dtype);
+        invFreq = Rotary.InverseFrequencies(c.HeadDim, c.RopeTheta);
+        rope = c.RopeScaling;
+        RegisterComponents();
+    }
+
+    public Embedding CodecEmbedding => codec_embedding;
+    public Embedding TextEmbedding => text_embedding;
+
+    /// <param name="x">summed input embeddings [B, T, hidden]</param>
+    /// <param name="positionIds">[3, B, T] (temporal, height, width); null = 0..T-1 on every axis</param>
+    /// <param name="mask">bool [B, 1, T, T] (see <see cref="AttentionMask"/>); null = causal</param>
+    /// <returns>final-normed hidden states [B, T, hidden]</returns>
+    public override Tensor forward(Tensor x, Tensor? positionIds, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        var positions = positionIds ?? arange(x.shape[1], device: x.device).view(1, 1, -1).expand(3, x.shape[0], -1);
+        var (cos, sin) = Rotary.Multimodal(positions, invFreq, rope.MropeSection, rope.Interleaved, x.dtype);
+        var h = x;
+        foreach (var layer in layers) h = layer.forward(h, cos, sin, mask);
+        return norm.forward(h).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>The talker ("talker"): decoder, text_projection (text width → talker width, applied to
+/// every text embedding before it is summed in), codec_head over codebook 0, and the code predictor.</summary>
+public sealed class Talker : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
+{
+    readonly TalkerModel model;
+    readonly ResizeMlp text_projection;
+    readonly Linear codec_head;
+    readonly CodePredictor code_predictor;
+
+    public Talker(TalkerConfig c, Device? device = null, ScalarType? dtype = null) : base(nameof(Talker))
+    {
+        Config = c;
+        model = new TalkerModel(c, device, dtype);
+        text_projection = new ResizeMlp(c.TextHiddenSize, c.TextHiddenSize, c.HiddenSize, bias: true, device, dtype);
+        codec_head = nn.Linear(c.HiddenSize, c.VocabSize, hasBias: false, device: device, dtype: dtype);
+        code_predictor = new CodePredictor(c.CodePredictor, c.HiddenSize, device, dtype);
+        RegisterComponents();
+    }
+
+    public TalkerConfig Config { get; }
+    public TalkerModel Model => model;
+    public ResizeMlp TextProjection => text_projection;
+    public Linear CodecHead => codec_head;
+    public CodePredictor CodePredictor => code_predictor;
+
+    /// <summary>Text ids [B, T] → projected text embeddings [B, T, hidden].</summary>
+    public Tensor EmbedText(Tensor textIds)
+    {
+        using var scope = NewDisposeScope();
+        return text_projection.forward(model.TextEmbedding.forward(textIds)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Hidden states [B, T, hidden] for summed input embeddings (see <see cref="TalkerModel.forward"/>).</summary>
+    public override Tensor forward(Tensor x, Tensor? positionIds, Tensor? mask) => model.forward(x, positionIds, mask);
+
+    /// <summary>Position ids [3, B, T] for a right- or left-padded batch, as the reference's get_rope_index:
+    /// cumsum(mask) - 1 on valid positions, 1 on padding.</summary>
+    public static Tensor PositionIds(Tensor attentionMask)
+    {
+        using var scope = NewDisposeScope();
+        var valid = attentionMask.to(ScalarType.Int64);
+        var positions = valid.cumsum(-1) - 1;
+        positions = positions.masked_fill(valid == 0, 1);
+        return positions.unsqueeze(0).expand(3, -1, -1).MoveToOuterDisposeScope();
+    }
+}
