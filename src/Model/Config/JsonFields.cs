@@ -30,7 +30,7 @@ internal sealed class JsonFields(JsonObject obj, string path, string source)
     {
         var node = Get(name, required);
         if (node is null) return fallback!.Value;
-        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out double d) && d == Math.Floor(d)
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && TryNumber(v, out double d) && d == Math.Floor(d)
             && d >= int.MinValue && d <= int.MaxValue)
             return (int)d;
         throw Error(name, $"must be an integer, found {node.ToJsonString()}");
@@ -43,7 +43,7 @@ internal sealed class JsonFields(JsonObject obj, string path, string source)
     {
         var node = Get(name, required);
         if (node is null) return fallback!.Value;
-        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out double d)) return d;
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && TryNumber(v, out double d)) return d;
         throw Error(name, $"must be a number, found {node.ToJsonString()}");
     }
 
@@ -78,7 +78,7 @@ internal sealed class JsonFields(JsonObject obj, string path, string source)
         var list = new int[array.Count];
         for (int i = 0; i < array.Count; i++)
         {
-            if (array[i] is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out double d) && d == Math.Floor(d))
+            if (array[i] is JsonValue v && v.GetValueKind() == JsonValueKind.Number && TryNumber(v, out double d) && d == Math.Floor(d))
                 list[i] = (int)d;
             else
                 throw Error($"{name}[{i}]", $"must be an integer, found {array[i]?.ToJsonString() ?? "null"}");
@@ -105,6 +105,10 @@ internal sealed class JsonFields(JsonObject obj, string path, string source)
         if (node is not JsonObject child) throw Error(name, $"must be an object, found {node.ToJsonString()}");
         return new JsonFields(child, Key(name), source);
     }
+
+    // Works for parsed and for in-memory (boxed int/double) JSON values alike.
+    static bool TryNumber(JsonValue v, out double d) =>
+        double.TryParse(v.ToJsonString(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out d);
 
     public bool Has(string name) => obj.TryGetPropertyValue(name, out var node) && node is not null;
 
