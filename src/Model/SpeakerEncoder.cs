@@ -17,10 +17,10 @@ namespace Qwen3Tts.Model;
 /// gets a plain unpadded conv: identical output and weights, without a copy of the input per call.</summary>
 static class SameReflectConv
 {
-    public static Conv1d Create(long inChannels, long outChannels, long kernelSize, long dilation = 1) =>
+    public static Conv1d Create(long inChannels, long outChannels, long kernelSize, long dilation, Device? device, ScalarType? dtype) =>
         kernelSize == 1
-            ? nn.Conv1d(inChannels, outChannels, 1)
-            : nn.Conv1d(inChannels, outChannels, kernelSize, Padding.Same, dilation: dilation, padding_mode: PaddingModes.Reflect);
+            ? nn.Conv1d(inChannels, outChannels, 1, device: device, dtype: dtype)
+            : nn.Conv1d(inChannels, outChannels, kernelSize, Padding.Same, dilation: dilation, padding_mode: PaddingModes.Reflect, device: device, dtype: dtype);
 }
 
 /// <summary>Conv1d ("same", reflect) then ReLU.</summary>
@@ -28,9 +28,9 @@ public sealed class TimeDelayNetBlock : nn.Module<Tensor, Tensor>
 {
     readonly Conv1d conv;
 
-    public TimeDelayNetBlock(long inChannels, long outChannels, long kernelSize, long dilation) : base(nameof(TimeDelayNetBlock))
+    public TimeDelayNetBlock(long inChannels, long outChannels, long kernelSize, long dilation, Device? device = null, ScalarType? dtype = null) : base(nameof(TimeDelayNetBlock))
     {
-        conv = SameReflectConv.Create(inChannels, outChannels, kernelSize, dilation);
+        conv = SameReflectConv.Create(inChannels, outChannels, kernelSize, dilation, device, dtype);
         RegisterComponents();
     }
 
@@ -44,11 +44,11 @@ public sealed class Res2NetBlock : nn.Module<Tensor, Tensor>
     readonly ModuleList<TimeDelayNetBlock> blocks;
     readonly int scale;
 
-    public Res2NetBlock(long inChannels, long outChannels, int scale, long kernelSize, long dilation) : base(nameof(Res2NetBlock))
+    public Res2NetBlock(long inChannels, long outChannels, int scale, long kernelSize, long dilation, Device? device = null, ScalarType? dtype = null) : base(nameof(Res2NetBlock))
     {
         this.scale = scale;
         blocks = new ModuleList<TimeDelayNetBlock>(Enumerable.Range(0, scale - 1)
-            .Select(_ => new TimeDelayNetBlock(inChannels / scale, outChannels / scale, kernelSize, dilation)).ToArray());
+            .Select(_ => new TimeDelayNetBlock(inChannels / scale, outChannels / scale, kernelSize, dilation, device, dtype)).ToArray());
         RegisterComponents();
     }
 
@@ -69,10 +69,10 @@ public sealed class SqueezeExcitationBlock : nn.Module<Tensor, Tensor>
     readonly Conv1d conv1;
     readonly Conv1d conv2;
 
-    public SqueezeExcitationBlock(long inChannels, long seChannels, long outChannels) : base(nameof(SqueezeExcitationBlock))
+    public SqueezeExcitationBlock(long inChannels, long seChannels, long outChannels, Device? device = null, ScalarType? dtype = null) : base(nameof(SqueezeExcitationBlock))
     {
-        conv1 = SameReflectConv.Create(inChannels, seChannels, 1);
-        conv2 = SameReflectConv.Create(seChannels, outChannels, 1);
+        conv1 = SameReflectConv.Create(inChannels, seChannels, 1, 1, device, dtype);
+        conv2 = SameReflectConv.Create(seChannels, outChannels, 1, 1, device, dtype);
         RegisterComponents();
     }
 
@@ -93,10 +93,10 @@ public sealed class AttentiveStatisticsPooling : nn.Module<Tensor, Tensor>
     readonly TimeDelayNetBlock tdnn;
     readonly Conv1d conv;
 
-    public AttentiveStatisticsPooling(long channels, long attentionChannels) : base(nameof(AttentiveStatisticsPooling))
+    public AttentiveStatisticsPooling(long channels, long attentionChannels, Device? device = null, ScalarType? dtype = null) : base(nameof(AttentiveStatisticsPooling))
     {
-        tdnn = new TimeDelayNetBlock(channels * 3, attentionChannels, 1, 1);
-        conv = SameReflectConv.Create(attentionChannels, channels, 1);
+        tdnn = new TimeDelayNetBlock(channels * 3, attentionChannels, 1, 1, device, dtype);
+        conv = SameReflectConv.Create(attentionChannels, channels, 1, 1, device, dtype);
         RegisterComponents();
     }
 
@@ -130,13 +130,13 @@ public sealed class SqueezeExcitationRes2NetBlock : nn.Module<Tensor, Tensor>
     readonly TimeDelayNetBlock tdnn2;
     readonly SqueezeExcitationBlock se_block;
 
-    public SqueezeExcitationRes2NetBlock(long inChannels, long outChannels, int res2netScale, long seChannels, long kernelSize, long dilation)
+    public SqueezeExcitationRes2NetBlock(long inChannels, long outChannels, int res2netScale, long seChannels, long kernelSize, long dilation, Device? device = null, ScalarType? dtype = null)
         : base(nameof(SqueezeExcitationRes2NetBlock))
     {
-        tdnn1 = new TimeDelayNetBlock(inChannels, outChannels, 1, 1);
-        res2net_block = new Res2NetBlock(outChannels, outChannels, res2netScale, kernelSize, dilation);
-        tdnn2 = new TimeDelayNetBlock(outChannels, outChannels, 1, 1);
-        se_block = new SqueezeExcitationBlock(outChannels, seChannels, outChannels);
+        tdnn1 = new TimeDelayNetBlock(inChannels, outChannels, 1, 1, device, dtype);
+        res2net_block = new Res2NetBlock(outChannels, outChannels, res2netScale, kernelSize, dilation, device, dtype);
+        tdnn2 = new TimeDelayNetBlock(outChannels, outChannels, 1, 1, device, dtype);
+        se_block = new SqueezeExcitationBlock(outChannels, seChannels, outChannels, device, dtype);
         RegisterComponents();
     }
 
@@ -156,7 +156,7 @@ public sealed class SpeakerEncoder : nn.Module<Tensor, Tensor>
     readonly MelSpectrogram mel;
     readonly int minFrames;
 
-    public SpeakerEncoder(SpeakerEncoderConfig config) : base(nameof(SpeakerEncoder))
+    public SpeakerEncoder(SpeakerEncoderConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(SpeakerEncoder))
     {
         Config = config;
         var ch = config.EncChannels;
@@ -172,13 +172,13 @@ public sealed class SpeakerEncoder : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"speaker_encoder_config.enc_channels[{last}] is {ch[last]}, but the aggregation layer receives the " +
                 $"SE-Res2Net blocks' outputs concatenated, {aggregated} channels (sum of enc_channels[1 .. {last - 1}])");
 
-        var layers = new List<nn.Module<Tensor, Tensor>> { new TimeDelayNetBlock(config.MelDim, ch[0], k[0], d[0]) };
+        var layers = new List<nn.Module<Tensor, Tensor>> { new TimeDelayNetBlock(config.MelDim, ch[0], k[0], d[0], device, dtype) };
         for (int i = 1; i < last; i++)
-            layers.Add(new SqueezeExcitationRes2NetBlock(ch[i - 1], ch[i], config.EncRes2NetScale, config.EncSeChannels, k[i], d[i]));
+            layers.Add(new SqueezeExcitationRes2NetBlock(ch[i - 1], ch[i], config.EncRes2NetScale, config.EncSeChannels, k[i], d[i], device, dtype));
         blocks = new ModuleList<nn.Module<Tensor, Tensor>>(layers.ToArray());
-        mfa = new TimeDelayNetBlock(ch[last], ch[last], k[last], d[last]);
-        asp = new AttentiveStatisticsPooling(ch[last], config.EncAttentionChannels);
-        fc = SameReflectConv.Create(ch[last] * 2, config.EncDim, 1);
+        mfa = new TimeDelayNetBlock(ch[last], ch[last], k[last], d[last], device, dtype);
+        asp = new AttentiveStatisticsPooling(ch[last], config.EncAttentionChannels, device, dtype);
+        fc = SameReflectConv.Create(ch[last] * 2, config.EncDim, 1, 1, device, dtype);
         mel = new MelSpectrogram(MelSettings.Default with { NMels = config.MelDim });
         // Reflect padding needs more frames than its wider (right) side: d * (k - 1) - d * (k - 1) / 2.
         minFrames = 1 + Enumerable.Range(0, ch.Count).Max(i => d[i] * (k[i] - 1) - d[i] * (k[i] - 1) / 2);
