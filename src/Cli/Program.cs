@@ -1,4 +1,7 @@
 using System.CommandLine;
+using Qwen3Tts.Cli.Commands;
 
 var root = new RootCommand("qwen3tts: Qwen3-TTS-12Hz model tools.");
+root.Subcommands.Add(InitModelCommand.Create());
+root.Subcommands.Add(InspectCommand.Create());
 return root.Parse(args).Invoke();
