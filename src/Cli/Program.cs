@@ -4,4 +4,5 @@ using Qwen3Tts.Cli.Commands;
 var root = new RootCommand("qwen3tts: Qwen3-TTS-12Hz model tools.");
 root.Subcommands.Add(InitModelCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
+root.Subcommands.Add(TokenizeCommand.Create());
 return root.Parse(args).Invoke();
