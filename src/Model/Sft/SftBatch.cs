@@ -1,0 +1,30 @@
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Model.Sft;
+
+/// <summary>One training sample before collation.</summary>
+/// <param name="TextIds">ids of the full chat text <c>&lt;|im_start|&gt;assistant\n{text}&lt;|im_end|&gt;\n&lt;|im_start|&gt;assistant\n</c>
+/// (the reference keeps all but the last 5: the trailing "&lt;|im_end|&gt;\n&lt;|im_start|&gt;assistant\n").</param>
+/// <param name="AudioCodes">[frames, 16] codec ids of the target audio, each in [0, 2048).</param>
+/// <param name="RefMel">[mel frames, 128] log-mel of the reference clip (24 kHz).</param>
+public sealed record SftSample(IReadOnlyList<int> TextIds, long[,] AudioCodes, Tensor RefMel);
+
+/// <summary>Collated tensors, each named (in the comment) by the reference collate's key.</summary>
+public sealed record SftBatch(
+    Tensor InputIds,           // input_ids            [B, T, 2] int64: channel 0 text ids, channel 1 codec ids
+    Tensor CodecIds,           // codec_ids            [B, T, 16] int64: all codebooks at the codec positions, else 0
+    Tensor RefMels,            // ref_mels             [B, F, 128] float32, right-padded with zeros to the longest clip
+    Tensor RefMelFrames,       // (ours)               [B] int64: valid mel frames per sample (clips may differ in length)
+    Tensor AttentionMask,      // attention_mask       [B, T] int64
+    Tensor TextEmbeddingMask,  // text_embedding_mask  [B, T, 1] bool
+    Tensor CodecEmbeddingMask, // codec_embedding_mask [B, T, 1] bool (false at the speaker slot, position 6)
+    Tensor Codec0Labels,       // codec_0_labels       [B, T] int64, -100 where there is no label
+    Tensor CodecMask)          // codec_mask           [B, T] bool: positions holding a codec frame
+    : IDisposable
+{
+    public void Dispose()
+    {
+        foreach (var t in new[] { InputIds, CodecIds, RefMels, RefMelFrames, AttentionMask, TextEmbeddingMask, CodecEmbeddingMask, Codec0Labels, CodecMask })
+            t.Dispose();
+    }
+}
