@@ -1,0 +1,197 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Qwen3Tts.Model.Sft;
+
+namespace Qwen3Tts.Rank.Training;
+
+/// <summary>Everything a fine-tuning run is told. Flag names are the seed scripts' (snake_case), with
+/// kebab-case spellings accepted too; a JSON config file (--config) gives defaults that flags override.</summary>
+public sealed record TrainingOptions
+{
+    public required string TrainData { get; init; }
+    public string? ValidationData { get; init; }
+    public required string InitModelPath { get; init; }
+    public string OutputModelPath { get; init; } = "output";
+    public int BatchSize { get; init; } = 2;
+    public double Lr { get; init; } = 2e-5;
+    public int NumEpochs { get; init; } = 3;
+    public string SpeakerName { get; init; } = "speaker_test";
+    public int GradientAccumulationSteps { get; init; } = 4;
+    public double WeightDecay { get; init; } = 0.01;
+    public double AdamBeta1 { get; init; } = 0.9;
+    public double AdamBeta2 { get; init; } = 0.999;
+    public double AdamEpsilon { get; init; } = 1e-8;
+    public int WarmupSteps { get; init; }
+    public string LrScheduler { get; init; } = "cosine";
+    public double MaxGradNorm { get; init; } = 1.0;
+    public int LoggingSteps { get; init; } = 10;
+    public int SaveSteps { get; init; }
+    public int EvalSteps { get; init; }
+    public int? SaveTotalLimit { get; init; }
+    public string MixedPrecision { get; init; } = "bf16";
+    public int? MaxTrainSamples { get; init; }
+    public int? MaxEvalSamples { get; init; }
+    public long Seed { get; init; } = 42;
+    public LossAlignment LossAlignment { get; init; } = LossAlignment.Fixed;
+    public double SubTalkerWeight { get; init; } = 0.3;
+    public string? ResumeFromCheckpoint { get; init; }
+    public bool SkipBadSamples { get; init; }
+
+    /// <summary>Checks values that would otherwise fail mid-run; the message names the flag and the fix.</summary>
+    public void Validate()
+    {
+        void Require(bool ok, string flag, string what)
+        {
+            if (!ok) throw new ArgumentException($"--{flag}: {what}");
+        }
+        Require(BatchSize >= 1, "batch_size", $"must be at least 1, got {BatchSize}");
+        Require(Lr > 0 && double.IsFinite(Lr), "lr", $"must be a positive number, got {Lr}");
+        Require(NumEpochs >= 1, "num_epochs", $"must be at least 1, got {NumEpochs}");
+        Require(GradientAccumulationSteps >= 1, "gradient_accumulation_steps", $"must be at least 1, got {GradientAccumulationSteps}");
+        Require(WeightDecay >= 0, "weight_decay", $"must be non-negative, got {WeightDecay}");
+        Require(WarmupSteps >= 0, "warmup_steps", $"must be non-negative, got {WarmupSteps}");
+        Require(LrScheduler is "cosine" or "constant", "lr_scheduler", $"must be cosine or constant, got '{LrScheduler}'");
+        Require(MaxGradNorm > 0, "max_grad_norm", $"must be positive, got {MaxGradNorm}");
+        Require(LoggingSteps >= 1, "logging_steps", $"must be at least 1, got {LoggingSteps}");
+        Require(SaveSteps >= 0 && EvalSteps >= 0, "save_steps/--eval_steps", "must be non-negative (0 turns them off)");
+        Require(SaveTotalLimit is null or >= 1, "save_total_limit", $"must be at least 1, got {SaveTotalLimit}");
+        Require(MixedPrecision is "bf16" or "fp32", "mixed_precision", $"must be bf16 or fp32, got '{MixedPrecision}'");
+        Require(SubTalkerWeight >= 0, "sub_talker_weight", $"must be non-negative, got {SubTalkerWeight}");
+        Require(!string.IsNullOrWhiteSpace(SpeakerName), "speaker_name", "must not be empty");
+        Require(File.Exists(TrainData) || Directory.Exists(TrainData), "train_jsonl", $"no such file or folder: {TrainData}");
+        Require(ValidationData is null || File.Exists(ValidationData) || Directory.Exists(ValidationData), "validation_jsonl", $"no such file or folder: {ValidationData}");
+        Require(Directory.Exists(InitModelPath), "init_model_path", $"no such model directory: {InitModelPath}");
+    }
+}
+
+/// <summary>The trainer's command-line surface: every flag with help text and a default.</summary>
+public static class TrainingFlags
+{
+    // Both spellings of a flag: the seed's snake_case and kebab-case.
+    static string[] Names(string snake) => snake.Contains('_') ? new[] { "--" + snake, "--" + snake.Replace('_', '-') } : new[] { "--" + snake };
+
+    static Option<T> Flag<T>(string snake, string description, params string[] extra)
+    {
+        var names = Names(snake).Concat(extra.SelectMany(Names)).ToArray();
+        return new Option<T>(names[0], names[1..]) { Description = description };
+    }
+
+    /// <summary>Adds the training flags to <paramref name="command"/> and returns a binder. Precedence: flag, then --config file, then default.</summary>
+    public static Func<ParseResult, TrainingOptions> AddTo(Command command)
+    {
+        var config = new Option<string?>("--config") { Description = "JSON file of flag values (snake_case keys); flags given on the command line win" };
+        var train = Flag<string?>("train_jsonl", "training data: a JSONL file (seed format)", "train_data");
+        var validation = Flag<string?>("validation_jsonl", "validation data (JSONL); enables evaluation", "validation_data");
+        var init = Flag<string?>("init_model_path", "the Base model directory to fine-tune");
+        var output = Flag<string?>("output_model_path", "where checkpoints and exports go (default: output)", "output_dir");
+        var batch = Flag<int?>("batch_size", "samples per rank per micro-step (default 2)");
+        var lr = Flag<double?>("lr", "peak learning rate (default 2e-5)", "learning_rate");
+        var epochs = Flag<int?>("num_epochs", "epochs (default 3)");
+        var speaker = Flag<string?>("speaker_name", "name of the trained voice in the exported custom_voice model (default speaker_test)");
+        var accumulation = Flag<int?>("gradient_accumulation_steps", "micro-steps per optimizer step (default 4)");
+        var decay = Flag<double?>("weight_decay", "AdamW decoupled weight decay (default 0.01; never applied to the frozen speaker encoder)");
+        var warmup = Flag<int?>("warmup_steps", "linear warmup, in optimizer steps (default 0)");
+        var scheduler = Flag<string?>("lr_scheduler", "cosine or constant after warmup (default cosine)", "lr_scheduler_type");
+        var clip = Flag<double?>("max_grad_norm", "gradient clipping max L2 norm (default 1.0)");
+        var logging = Flag<int?>("logging_steps", "log every N optimizer steps (default 10)");
+        var save = Flag<int?>("save_steps", "save checkpoint-STEP every N optimizer steps (default 0: off)");
+        var eval = Flag<int?>("eval_steps", "evaluate every N optimizer steps (default 0: end of epoch only)");
+        var limit = Flag<int?>("save_total_limit", "keep at most N checkpoint-STEP folders (best/, last/, epoch-N/ are kept)");
+        var precision = Flag<string?>("mixed_precision", "bf16 (bf16 compute, fp32 master weights) or fp32 (default bf16)");
+        var maxTrain = Flag<int?>("max_train_samples", "use only the first N training records");
+        var maxEval = Flag<int?>("max_eval_samples", "use only the first N validation records");
+        var seed = Flag<long?>("seed", "seed of initialization-independent randomness: shuffling (default 42)");
+        var alignment = Flag<string?>("loss_alignment", "fixed (as the model generates, default) or upstream (the reference script's numbers, see README)");
+        var subWeight = Flag<double?>("sub_talker_weight", "weight of the code predictor loss (default 0.3)");
+        var resume = Flag<string?>("resume_from_checkpoint", "a checkpoint folder, or 'latest' in the output folder");
+        var skipBad = Flag<bool>("skip_bad_samples", "skip malformed records (listed in OUTPUT/skipped_samples.jsonl) instead of stopping");
+
+        foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
+                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad })
+            command.Options.Add(o);
+
+        return parse =>
+        {
+            var file = LoadConfigFile(parse.GetValue(config));
+            T? Pick<T>(Option<T?> option, string key) where T : struct => parse.GetValue(option) ?? ValueFromFile<T>(file, key);
+            string? PickString(Option<string?> option, string key) => parse.GetValue(option) ?? StringFromFile(file, key);
+            var d = new TrainingOptions { TrainData = "", InitModelPath = "" };
+            string alignmentText = PickString(alignment, "loss_alignment") ?? "fixed";
+            var options = new TrainingOptions
+            {
+                TrainData = PickString(train, "train_jsonl") ?? PickString(train, "train_data")
+                    ?? throw new ArgumentException("--train_jsonl is required (a JSONL file of training records)"),
+                ValidationData = PickString(validation, "validation_jsonl") ?? StringFromFile(file, "validation_data"),
+                InitModelPath = PickString(init, "init_model_path") ?? throw new ArgumentException("--init_model_path is required (a Base model directory)"),
+                OutputModelPath = PickString(output, "output_model_path") ?? d.OutputModelPath,
+                BatchSize = Pick(batch, "batch_size") ?? d.BatchSize,
+                Lr = Pick(lr, "lr") ?? d.Lr,
+                NumEpochs = Pick(epochs, "num_epochs") ?? d.NumEpochs,
+                SpeakerName = PickString(speaker, "speaker_name") ?? d.SpeakerName,
+                GradientAccumulationSteps = Pick(accumulation, "gradient_accumulation_steps") ?? d.GradientAccumulationSteps,
+                WeightDecay = Pick(decay, "weight_decay") ?? d.WeightDecay,
+                WarmupSteps = Pick(warmup, "warmup_steps") ?? d.WarmupSteps,
+                LrScheduler = PickString(scheduler, "lr_scheduler") ?? d.LrScheduler,
+                MaxGradNorm = Pick(clip, "max_grad_norm") ?? d.MaxGradNorm,
+                LoggingSteps = Pick(logging, "logging_steps") ?? d.LoggingSteps,
+                SaveSteps = Pick(save, "save_steps") ?? d.SaveSteps,
+                EvalSteps = Pick(eval, "eval_steps") ?? d.EvalSteps,
+                SaveTotalLimit = Pick(limit, "save_total_limit"),
+                MixedPrecision = PickString(precision, "mixed_precision") ?? d.MixedPrecision,
+                MaxTrainSamples = Pick(maxTrain, "max_train_samples"),
+                MaxEvalSamples = Pick(maxEval, "max_eval_samples"),
+                Seed = Pick(seed, "seed") ?? d.Seed,
+                LossAlignment = alignmentText switch
+                {
+                    "fixed" => LossAlignment.Fixed,
+                    "upstream" => LossAlignment.Upstream,
+                    _ => throw new ArgumentException($"--loss_alignment: must be fixed or upstream, got '{alignmentText}'"),
+                },
+                SubTalkerWeight = Pick(subWeight, "sub_talker_weight") ?? d.SubTalkerWeight,
+                ResumeFromCheckpoint = PickString(resume, "resume_from_checkpoint"),
+                SkipBadSamples = parse.GetValue(skipBad) || (ValueFromFile<bool>(file, "skip_bad_samples") ?? false),
+            };
+            return options;
+        };
+    }
+
+    static JsonObject? LoadConfigFile(string? path)
+    {
+        if (path is null) return null;
+        if (!File.Exists(path)) throw new ArgumentException($"--config: no such file: {path}");
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+                ?? throw new ArgumentException($"--config {path}: the top level must be a JSON object of flag values");
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"--config {path}: not valid JSON (line {e.LineNumber + 1}): {e.Message}");
+        }
+    }
+
+    static T? ValueFromFile<T>(JsonObject? file, string key) where T : struct =>
+        Node(file, key) is { } node ? Convert<T>(node, key) : null;
+
+    static string? StringFromFile(JsonObject? file, string key) =>
+        Node(file, key) is { } node ? Convert<string>(node, key) : null;
+
+    static JsonNode? Node(JsonObject? file, string key) => file is null ? null : file[key] ?? file[key.Replace('_', '-')];
+
+    static T Convert<T>(JsonNode node, string key)
+    {
+        try
+        {
+            // Numbers may be written as 2 or 2.0; JSON integers also serve double-valued flags.
+            return typeof(T) == typeof(double) ? (T)(object)double.Parse(node.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture)
+                 : typeof(T) == typeof(int) ? (T)(object)checked((int)double.Parse(node.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture))
+                 : typeof(T) == typeof(long) ? (T)(object)checked((long)double.Parse(node.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture))
+                 : node.GetValue<T>();
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException)
+        {
+            throw new ArgumentException($"--config: '{key}' must be a {typeof(T).Name}, found {node.ToJsonString()}");
+        }
+    }
+}
