@@ -127,7 +127,8 @@ public static class SftCollate
         ArgumentNullException.ThrowIfNull(encoder);
         ArgumentNullException.ThrowIfNull(batch);
         var weight = encoder.parameters().First();
-        var frames = batch.RefMelFrames.data<long>().ToArray();
+        long[] frames;
+        using (var onCpu = batch.RefMelFrames.cpu()) frames = onCpu.data<long>().ToArray();
 
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
