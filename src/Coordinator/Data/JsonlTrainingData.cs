@@ -1,0 +1,168 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Qwen3Tts.Coordinator.Data;
+
+/// <summary>Reads the fine-tuning JSONL (the reference's <c>train_jsonl</c>): one JSON object per line with
+/// <c>audio</c>, <c>text</c>, <c>audio_codes</c> ([frames][16] ints), <c>ref_audio</c> (path relative to the file's
+/// folder, or absolute), and optional <c>ref_text</c>, <c>language</c>, <c>speaker_id</c>, <c>gender</c>,
+/// <c>age_range</c> (strings) and <c>text_ids</c> (pre-tokenized chat ids). Unknown keys are ignored; blank lines skipped.
+/// Every line is validated up front so a bad record fails the read, not a training step hours later.</summary>
+public static class JsonlTrainingData
+{
+    /// <summary>Codebooks per frame of the 12 Hz codec.</summary>
+    public const int DefaultCodebooks = 16;
+
+    /// <summary>Size of each codebook.</summary>
+    public const int DefaultCodebookSize = 2048;
+
+    /// <summary>Reads every record; the first malformed line throws <see cref="DataException"/>.</summary>
+    public static IReadOnlyList<TrainingRecord> Read(string path) => Read(path, skipBad: false, out _);
+
+    /// <summary>Reads every record. A malformed line throws <see cref="DataException"/> naming file, line and field,
+    /// unless <paramref name="skipBad"/> is set: then it is left out and listed in <paramref name="skipped"/>.</summary>
+    public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped,
+        int codebooks = DefaultCodebooks, int codebookSize = DefaultCodebookSize)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such training JSONL file", path);
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var records = new List<TrainingRecord>();
+        var bad = new List<BadRecord>();
+        int line = 0;
+        foreach (string text in File.ReadLines(path))
+        {
+            line++;
+            if (string.IsNullOrWhiteSpace(text)) continue;
+            try
+            {
+                records.Add(ParseLine(text, path, line, folder, codebooks, codebookSize));
+            }
+            catch (DataException e) when (skipBad)
+            {
+                bad.Add(e.Bad);
+            }
+        }
+        skipped = bad;
+        return records;
+    }
+
+    /// <summary>Writes what a lenient read skipped as JSONL: one <c>{"source", "line", "field", "reason"}</c> per line.</summary>
+    public static void WriteSkipReport(string path, IReadOnlyList<BadRecord> skipped)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(skipped);
+        using var writer = new StreamWriter(path);
+        foreach (var b in skipped)
+            writer.WriteLine(new JsonObject { ["source"] = b.Source, ["line"] = b.Line, ["field"] = b.Field, ["reason"] = b.Reason }
+                .ToJsonString());
+    }
+
+    /// <summary>Parses one non-blank line; <paramref name="folder"/> resolves a relative ref_audio.</summary>
+    public static TrainingRecord ParseLine(string text, string source, int line, string folder,
+        int codebooks = DefaultCodebooks, int codebookSize = DefaultCodebookSize)
+    {
+        DataException Bad(string field, string reason) => new(source, line, field, reason);
+
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(text); }
+        catch (JsonException e) { throw Bad("json", $"not valid JSON: {e.Message}"); }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw Bad("json", $"expected a JSON object, found {Kind(root)}");
+
+            string RequiredString(string name)
+            {
+                if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) throw Bad(name, "missing required field");
+                if (v.ValueKind != JsonValueKind.String) throw Bad(name, $"expected a string, found {Kind(v)}");
+                return v.GetString()!;
+            }
+            string? OptionalString(string name)
+            {
+                if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+                if (v.ValueKind != JsonValueKind.String) throw Bad(name, $"expected a string, found {Kind(v)}");
+                return v.GetString();
+            }
+
+            string audio = RequiredString("audio");
+            string utterance = RequiredString("text");
+            if (utterance.Length == 0) throw Bad("text", "is empty; a training sample needs text to speak");
+            var codes = ParseCodes(root, Bad, codebooks, codebookSize);
+
+            string refAudio = RequiredString("ref_audio");
+            if (refAudio.Length == 0) throw Bad("ref_audio", "is empty");
+            string resolved = Path.GetFullPath(Path.IsPathRooted(refAudio) ? refAudio : Path.Combine(folder, refAudio));
+            if (!File.Exists(resolved)) throw Bad("ref_audio", $"file '{resolved}' does not exist");
+
+            return new TrainingRecord(source, line, audio, utterance, codes, resolved,
+                RefText: OptionalString("ref_text"),
+                Language: OptionalString("language"),
+                SpeakerId: OptionalString("speaker_id"),
+                Gender: OptionalString("gender"),
+                AgeRange: OptionalString("age_range"),
+                TextIds: ParseTextIds(root, Bad));
+        }
+    }
+
+    static CodeGrid ParseCodes(JsonElement root, Func<string, string, DataException> bad, int codebooks, int codebookSize)
+    {
+        const string name = "audio_codes";
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) throw bad(name, "missing required field");
+        if (v.ValueKind != JsonValueKind.Array) throw bad(name, $"expected an array of frames, found {Kind(v)}");
+        int frames = v.GetArrayLength();
+        if (frames == 0) throw bad(name, "is empty; a training sample needs at least one frame of codes");
+        var codes = new long[frames, codebooks];
+        int f = 0;
+        foreach (var frame in v.EnumerateArray())
+        {
+            if (frame.ValueKind != JsonValueKind.Array) throw bad($"{name}[{f}]", $"expected an array of {codebooks} codes, found {Kind(frame)}");
+            int width = frame.GetArrayLength();
+            if (width != codebooks)
+                throw bad(width > codebooks ? $"{name}[{f}][{codebooks}]" : $"{name}[{f}]", $"expected {codebooks} codebooks, found {width}");
+            int g = 0;
+            foreach (var code in frame.EnumerateArray())
+            {
+                if (code.ValueKind != JsonValueKind.Number || !code.TryGetInt32(out int c))
+                    throw bad($"{name}[{f}][{g}]", $"expected an integer code, found {Describe(code)}");
+                if (c < 0 || c >= codebookSize)
+                    throw bad($"{name}[{f}][{g}]", $"is {c}, outside the codebook [0, {codebookSize})");
+                codes[f, g++] = c;
+            }
+            f++;
+        }
+        return new CodeGrid(codes);
+    }
+
+    static IReadOnlyList<int>? ParseTextIds(JsonElement root, Func<string, string, DataException> bad)
+    {
+        const string name = "text_ids";
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Array) throw bad(name, $"expected an array of token ids, found {Kind(v)}");
+        var ids = new int[v.GetArrayLength()];
+        int k = 0;
+        foreach (var id in v.EnumerateArray())
+        {
+            if (id.ValueKind != JsonValueKind.Number || !id.TryGetInt32(out int t) || t < 0)
+                throw bad($"{name}[{k}]", $"expected a non-negative integer token id, found {Describe(id)}");
+            ids[k++] = t;
+        }
+        if (ids.Length < Qwen3Tts.Model.Sft.SftCollate.MinTextIds)
+            throw bad(name, $"has {ids.Length} ids; the full chat text needs at least {Qwen3Tts.Model.Sft.SftCollate.MinTextIds} " +
+                "(\"<|im_start|>assistant\\n\", at least one text id, \"<|im_end|>\\n<|im_start|>assistant\\n\")");
+        return ids;
+    }
+
+    static string Kind(JsonElement e) => e.ValueKind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => e.ValueKind.ToString(),
+    };
+
+    static string Describe(JsonElement e) => e.ValueKind == JsonValueKind.Number ? e.GetRawText() : Kind(e);
+}

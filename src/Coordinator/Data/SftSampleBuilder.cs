@@ -1,0 +1,39 @@
+using Qwen3Tts.Model.Audio;
+using Qwen3Tts.Model.Sft;
+using Qwen3Tts.Model.Text;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Coordinator.Data;
+
+/// <summary>Turns a <see cref="TrainingRecord"/> into an <see cref="SftSample"/>, as the reference dataset's __getitem__:
+/// the chat ids (the record's <c>text_ids</c>, else the tokenized chat text) and the reference clip's log-mel.</summary>
+/// <param name="tokenizer">tokenizes <see cref="TrainingRecord.Text"/> when the record has no text_ids.</param>
+/// <param name="loadMono24k">reads a clip as mono float samples at 24 kHz (the mel front end's rate), resampling if needed.</param>
+/// <param name="mel">the mel front end; the reference's 24 kHz, 128-band settings by default.</param>
+public sealed class SftSampleBuilder(Qwen3TextTokenizer tokenizer, Func<string, float[]> loadMono24k, MelSpectrogram? mel = null)
+{
+    readonly MelSpectrogram mel = mel ?? new MelSpectrogram();
+
+    /// <summary>The sample for <paramref name="record"/>; its RefMel is [frames, 128] float32 on the CPU, owned by the caller.
+    /// Throws <see cref="DataException"/> naming the record when the reference clip cannot be read or is too short.</summary>
+    public SftSample Build(TrainingRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        var ids = record.TextIds ?? tokenizer.EncodeChat(record.Text);
+
+        float[] wav;
+        try { wav = loadMono24k(record.RefAudio); }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or NotSupportedException)
+        {
+            throw new DataException(record.Source, record.Line, "ref_audio", $"cannot read '{record.RefAudio}': {e.Message}");
+        }
+        if (wav.Length < mel.Settings.MinSamples)
+            throw new DataException(record.Source, record.Line, "ref_audio",
+                $"'{record.RefAudio}' has {wav.Length} samples; the mel front end needs at least {mel.Settings.MinSamples} at {mel.Settings.SampleRate} Hz");
+
+        using var scope = NewDisposeScope();
+        // [1, samples] -> [1, 128, frames] -> [frames, 128]
+        var refMel = mel.Compute(tensor(wav).unsqueeze(0)).squeeze(0).transpose(0, 1).contiguous();
+        return new SftSample(ids, record.AudioCodes.ToArray(), refMel.MoveToOuterDisposeScope());
+    }
+}

@@ -1,0 +1,80 @@
+namespace Qwen3Tts.Coordinator.Data;
+
+/// <summary>One line of a training JSONL file, validated (see <see cref="JsonlTrainingData"/>).</summary>
+/// <param name="Source">the JSONL file the record came from, as given to the reader.</param>
+/// <param name="Line">1-based line number in <paramref name="Source"/>.</param>
+/// <param name="Audio">target audio path, as written (its codes are already in <paramref name="AudioCodes"/>).</param>
+/// <param name="Text">the utterance's text.</param>
+/// <param name="AudioCodes">codec ids of the target audio, [frames, codebooks].</param>
+/// <param name="RefAudio">reference clip for the speaker embedding, resolved to a full path
+/// (relative paths are taken from the JSONL file's folder).</param>
+/// <param name="TextIds">pre-tokenized full chat ids; when present they replace tokenizing <paramref name="Text"/>.</param>
+public sealed record TrainingRecord(
+    string Source,
+    int Line,
+    string Audio,
+    string Text,
+    CodeGrid AudioCodes,
+    string RefAudio,
+    string? RefText = null,
+    string? Language = null,
+    string? SpeakerId = null,
+    string? Gender = null,
+    string? AgeRange = null,
+    IReadOnlyList<int>? TextIds = null)
+{
+    /// <summary>"file:line", the prefix of every message about this record.</summary>
+    public string Where => $"{Source}:{Line}";
+}
+
+/// <summary>An immutable [frames, codebooks] grid of codec ids, each in [0, 32768), stored as 16-bit values.</summary>
+public sealed class CodeGrid
+{
+    readonly short[] codes; // row-major [frames, codebooks]
+
+    /// <summary>Copies <paramref name="codes"/>; throws if a value does not fit in 16 bits.</summary>
+    public CodeGrid(long[,] codes)
+    {
+        ArgumentNullException.ThrowIfNull(codes);
+        Frames = codes.GetLength(0);
+        Codebooks = codes.GetLength(1);
+        this.codes = new short[Frames * Codebooks];
+        for (int f = 0; f < Frames; f++)
+            for (int g = 0; g < Codebooks; g++)
+            {
+                long v = codes[f, g];
+                if (v < 0 || v > short.MaxValue)
+                    throw new ArgumentOutOfRangeException(nameof(codes), v, $"codes[{f}][{g}] is {v}, outside [0, {short.MaxValue}]");
+                this.codes[f * Codebooks + g] = (short)v;
+            }
+    }
+
+    public int Frames { get; }
+    public int Codebooks { get; }
+    public int this[int frame, int codebook] => codes[frame * Codebooks + codebook];
+
+    /// <summary>A fresh [frames, codebooks] copy, as <see cref="Qwen3Tts.Model.Sft.SftSample.AudioCodes"/> wants it.</summary>
+    public long[,] ToArray()
+    {
+        var result = new long[Frames, Codebooks];
+        for (int f = 0; f < Frames; f++)
+            for (int g = 0; g < Codebooks; g++)
+                result[f, g] = codes[f * Codebooks + g];
+        return result;
+    }
+}
+
+/// <summary>A line a lenient read skipped, and why.</summary>
+public sealed record BadRecord(string Source, int Line, string Field, string Reason)
+{
+    public override string ToString() => $"{Source}:{Line}: {Field}: {Reason}";
+}
+
+/// <summary>A training-data line that cannot be used. The message names file, line and field, e.g.
+/// <c>train.jsonl:17: audio_codes[3][16]: expected 16 codebooks, found 17</c>.</summary>
+public sealed class DataException(BadRecord bad) : Exception(bad.ToString())
+{
+    public BadRecord Bad { get; } = bad;
+
+    public DataException(string source, int line, string field, string reason) : this(new BadRecord(source, line, field, reason)) { }
+}

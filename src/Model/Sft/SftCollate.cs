@@ -1,0 +1,190 @@
+using Qwen3Tts.Model.Config;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Model.Sft;
+
+/// <summary>The reference fine-tuning collate (finetuning/dataset.py, collate_fn) and the frozen speaker
+/// encoder pass that feeds the talker's speaker slot (sft_12hz.py).</summary>
+/// <remarks>
+/// Layout of one sample, with L = text ids after dropping the trailing 5 and F = audio frames
+/// (positions are row indices; T = max over the batch of (L + F) + 8; everything past 8 + L + F is padding):
+/// <code>
+/// pos          0..2     3..6      7        8..L+4     L+5      L+6      L+7 .. L+6+F   L+7+F
+/// text  ch 0   ids[:3]  tts_pad   tts_bos  ids[3:]    tts_eos  tts_pad  tts_pad        tts_pad
+/// codec ch 1   0        nothink,  pad      codec_pad  pad      bos      codes[:, 0]    codec_eos
+///                       think_bos, think_eos, 0 (speaker slot at 6)
+/// labels       -100 ...                                                 codes[:, 0]    codec_eos
+/// </code>
+/// The talker sees rows [0, T-1) and is scored against labels [1, T), so the row holding codec_bos predicts
+/// the first code and the last code predicts codec_eos.
+/// </remarks>
+public static class SftCollate
+{
+    /// <summary>Rows before the text: 3 chat-prefix ids, 4 tts_pad (codec: nothink, think_bos, think_eos, speaker), tts_bos (codec_pad).</summary>
+    public const int PrefixRows = 8;
+
+    /// <summary>Ids the reference drops from the end of the chat text: "&lt;|im_end|&gt;\n&lt;|im_start|&gt;assistant\n".</summary>
+    public const int TrailingChatIds = 5;
+
+    /// <summary>Fewest chat ids a sample may have: the 3-id assistant prefix, one text id, and the 5 trailing ids.</summary>
+    public const int MinTextIds = 3 + 1 + TrailingChatIds;
+
+    /// <summary>The speaker-embedding row of the codec channel.</summary>
+    public const int SpeakerRow = 6;
+
+    /// <summary>Label value ignored by the cross-entropy.</summary>
+    public const long IgnoreLabel = -100;
+
+    /// <summary>Builds the batch exactly as the reference collate, except that reference mels of different lengths
+    /// are right-padded with zeros (the reference concatenates them and fails unless all are equal) and their
+    /// lengths kept in <see cref="SftBatch.RefMelFrames"/>. Token tensors are on the CPU; RefMels on the first mel's device.</summary>
+    public static SftBatch Collate(IReadOnlyList<SftSample> samples, Qwen3TtsConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(samples);
+        ArgumentNullException.ThrowIfNull(config);
+        if (samples.Count == 0) throw new ArgumentException("cannot collate an empty batch", nameof(samples));
+        for (int i = 0; i < samples.Count; i++) Validate(samples[i], i, config);
+
+        var talker = config.Talker;
+        int groups = talker.NumCodeGroups;
+        int b = samples.Count;
+        int t = samples.Max(s => s.TextIds.Count - TrailingChatIds + s.AudioCodes.GetLength(0)) + PrefixRows;
+
+        var inputIds = new long[b * t * 2];
+        var codecIds = new long[b * t * groups];
+        var attention = new long[b * t];
+        var textMask = new bool[b * t];
+        var codecEmbMask = new bool[b * t];
+        var codecMask = new bool[b * t];
+        var labels = new long[b * t];
+        Array.Fill(labels, IgnoreLabel);
+
+        for (int i = 0; i < b; i++)
+        {
+            var ids = samples[i].TextIds;
+            var codes = samples[i].AudioCodes;
+            int len = ids.Count - TrailingChatIds; // L: text_ids[:, :-5]
+            int frames = codes.GetLength(0);
+            int row0 = i * t;
+            int end = PrefixRows + len + frames;   // first row past this sample
+            int firstCode = PrefixRows + len - 1;  // row of codes[0]
+            void Text(int row, long id) => inputIds[(row0 + row) * 2] = id;
+            void Codec(int row, long id) => inputIds[(row0 + row) * 2 + 1] = id;
+
+            // text channel
+            for (int r = 0; r < 3; r++) Text(r, ids[r]);
+            for (int r = 3; r < 7; r++) Text(r, config.TtsPadTokenId);
+            Text(7, config.TtsBosTokenId);
+            for (int k = 3; k < len; k++) Text(PrefixRows + k - 3, ids[k]);
+            Text(PrefixRows + len - 3, config.TtsEosTokenId);
+            for (int r = PrefixRows + len - 2; r < end; r++) Text(r, config.TtsPadTokenId);
+
+            // codec channel: rows 0..2 stay 0, row 6 is the speaker slot (0 here, replaced by the embedding)
+            Codec(3, talker.CodecNothinkId);
+            Codec(4, talker.CodecThinkBosId);
+            Codec(5, talker.CodecThinkEosId);
+            Codec(SpeakerRow, 0);
+            Codec(7, talker.CodecPadId);
+            for (int r = PrefixRows; r <= PrefixRows + len - 3; r++) Codec(r, talker.CodecPadId);
+            Codec(PrefixRows + len - 2, talker.CodecBosId);
+            for (int f = 0; f < frames; f++)
+            {
+                int row = firstCode + f;
+                Codec(row, codes[f, 0]);
+                labels[row0 + row] = codes[f, 0];
+                codecMask[row0 + row] = true;
+                for (int g = 0; g < groups; g++) codecIds[(row0 + row) * groups + g] = codes[f, g];
+            }
+            Codec(firstCode + frames, talker.CodecEosTokenId);
+            labels[row0 + firstCode + frames] = talker.CodecEosTokenId;
+
+            for (int r = 0; r < end; r++)
+            {
+                textMask[row0 + r] = true;
+                attention[row0 + r] = 1;
+                codecEmbMask[row0 + r] = r >= 3 && r != SpeakerRow;
+            }
+        }
+
+        var (refMels, refMelFrames) = PadMels(samples);
+        return new SftBatch(
+            InputIds: tensor(inputIds, new long[] { b, t, 2 }),
+            CodecIds: tensor(codecIds, new long[] { b, t, groups }),
+            RefMels: refMels,
+            RefMelFrames: refMelFrames,
+            AttentionMask: tensor(attention, new long[] { b, t }),
+            TextEmbeddingMask: tensor(textMask, new long[] { b, t, 1 }),
+            CodecEmbeddingMask: tensor(codecEmbMask, new long[] { b, t, 1 }),
+            Codec0Labels: tensor(labels, new long[] { b, t }),
+            CodecMask: tensor(codecMask, new long[] { b, t }));
+    }
+
+    /// <summary>The frozen speaker encoder on each sample's unpadded reference mel, as [B, enc_dim] in batch order,
+    /// on the encoder's device and dtype. Samples of equal mel length share one call; padding never enters the
+    /// encoder, whose attentive pooling has no mask and would otherwise average over the zero frames.</summary>
+    public static Tensor SpeakerEmbeddings(SpeakerEncoder encoder, SftBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(encoder);
+        ArgumentNullException.ThrowIfNull(batch);
+        var weight = encoder.parameters().First();
+        long[] frames;
+        using (var onCpu = batch.RefMelFrames.cpu()) frames = onCpu.data<long>().ToArray();
+
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var result = empty(frames.Length, encoder.Config.EncDim, dtype: weight.dtype, device: weight.device);
+        foreach (var group in Enumerable.Range(0, frames.Length).GroupBy(i => frames[i]))
+        {
+            var rows = tensor(group.Select(i => (long)i).ToArray(), device: batch.RefMels.device);
+            // [n, F, 128] -> [n, frames, 128]
+            var mels = batch.RefMels.index_select(0, rows).narrow(1, 0, group.Key).to(weight.dtype).to(weight.device);
+            result.index_copy_(0, rows.to(weight.device), encoder.forward(mels));
+        }
+        return result.MoveToOuterDisposeScope();
+    }
+
+    static void Validate(SftSample sample, int index, Qwen3TtsConfig config)
+    {
+        if (sample is null) throw new ArgumentException($"sample {index} is null");
+        var ids = sample.TextIds ?? throw new ArgumentException($"sample {index}: text_ids is null");
+        if (ids.Count < MinTextIds)
+            throw new ArgumentException($"sample {index}: text_ids has {ids.Count} ids, fewer than the {MinTextIds} needed: " +
+                "the chat template \"<|im_start|>assistant\\n{text}<|im_end|>\\n<|im_start|>assistant\\n\" alone is 8, so the text is empty");
+        int textVocab = config.Talker.TextVocabSize;
+        for (int k = 0; k < ids.Count; k++)
+            if (ids[k] < 0 || ids[k] >= textVocab)
+                throw new ArgumentException($"sample {index}: text_ids[{k}] is {ids[k]}, outside the text vocabulary [0, {textVocab})");
+
+        var codes = sample.AudioCodes ?? throw new ArgumentException($"sample {index}: audio_codes is null");
+        int groups = config.Talker.NumCodeGroups, codebook = config.Talker.CodePredictor.VocabSize;
+        if (codes.GetLength(0) == 0) throw new ArgumentException($"sample {index}: audio_codes is empty; a sample needs at least one frame");
+        if (codes.GetLength(1) != groups)
+            throw new ArgumentException($"sample {index}: audio_codes is {codes.GetLength(0)} x {codes.GetLength(1)}; expected {groups} codebooks per frame");
+        for (int f = 0; f < codes.GetLength(0); f++)
+            for (int g = 0; g < groups; g++)
+                if (codes[f, g] < 0 || codes[f, g] >= codebook)
+                    throw new ArgumentException($"sample {index}: audio_codes[{f}][{g}] is {codes[f, g]}, outside the codebook [0, {codebook})");
+
+        var mel = sample.RefMel ?? throw new ArgumentException($"sample {index}: ref_mel is null");
+        int melDim = config.SpeakerEncoder.MelDim;
+        if (mel.dim() != 2 || mel.shape[1] != melDim || mel.shape[0] == 0)
+            throw new ArgumentException($"sample {index}: ref_mel is shaped [{string.Join(", ", mel.shape)}]; expected [frames > 0, {melDim}]");
+    }
+
+    static (Tensor Mels, Tensor Frames) PadMels(IReadOnlyList<SftSample> samples)
+    {
+        var first = samples[0].RefMel;
+        long longest = samples.Max(s => s.RefMel.shape[0]);
+        var mels = zeros(samples.Count, longest, first.shape[1], dtype: ScalarType.Float32, device: first.device);
+        using (no_grad())
+            for (int i = 0; i < samples.Count; i++)
+            {
+                var mel = samples[i].RefMel;
+                using var row = mels[i];
+                using var slot = row.narrow(0, 0, mel.shape[0]); // [frames_i, 128] view of the padded row
+                slot.copy_(mel);
+            }
+        var frames = tensor(samples.Select(s => s.RefMel.shape[0]).ToArray());
+        return (mels, frames);
+    }
+}
