@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Qwen3Tts.Model.Audio;
 
@@ -31,6 +32,7 @@ public static class Resampler
 
     /// <summary>Resamples <paramref name="x"/> from <paramref name="from"/> Hz to <paramref name="to"/> Hz; the output
     /// has ceil(n * to / from) samples. The same rate returns a copy.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float[] Resample(float[] x, int from, int to)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -64,6 +66,8 @@ public static class Resampler
         return y;
     }
 
+    // AggressiveOptimization here and on Resample: the hot loop is jitted optimised at once, even in Debug builds.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         int i = 0;
