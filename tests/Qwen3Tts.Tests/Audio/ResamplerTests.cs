@@ -168,24 +168,4 @@ public class ResamplerTests(ITestOutputHelper output)
         Assert.Equal(path, clip.Path);
         Assert.InRange(ZeroCrossingHz(Interior(clip.Samples), 24000), 999.9, 1000.1);
     }
-
-    [Fact]
-    public void Ten_seconds_at_44100_resample_quickly()
-    {
-        var rng = new Random(1);
-        var x = Enumerable.Range(0, 441000).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
-        Resampler.Resample(x, 44100, 24000); // builds the filter bank and warms up the JIT
-        var best = TimeSpan.MaxValue;
-        for (int i = 0; i < 3; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            var y = Resampler.Resample(x, 44100, 24000);
-            sw.Stop();
-            Assert.Equal(240000, y.Length);
-            if (sw.Elapsed < best) best = sw.Elapsed;
-        }
-        output.WriteLine($"10 s of 44.1 kHz -> 24 kHz: {best.TotalMilliseconds:F1} ms (best of 3)");
-        // Generous for a loaded CI machine and an unoptimised Debug build; the target is well under 100 ms.
-        Assert.True(best.TotalMilliseconds < 1000, $"took {best.TotalMilliseconds:F0} ms");
-    }
 }

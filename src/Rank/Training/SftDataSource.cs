@@ -1,0 +1,61 @@
+using Qwen3Tts.Coordinator.Data;
+using Qwen3Tts.Model.Audio;
+using Qwen3Tts.Model.Config;
+using Qwen3Tts.Model.Sft;
+using Qwen3Tts.Model.Text;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Rank.Training;
+
+/// <summary>Training records turned into collated batches on demand. Reference clips are decoded once per
+/// path (a single-speaker corpus usually shares one), samples are built per batch.</summary>
+public sealed class SftDataSource
+{
+    readonly IReadOnlyList<TrainingRecord> records;
+    readonly SftSampleBuilder builder;
+    readonly Qwen3TtsConfig config;
+    readonly Dictionary<string, float[]> clips = new(StringComparer.Ordinal);
+
+    public SftDataSource(IReadOnlyList<TrainingRecord> records, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
+    {
+        this.records = records;
+        this.config = config;
+        builder = new SftSampleBuilder(tokenizer, LoadClip);
+    }
+
+    public int Count => records.Count;
+
+    public TrainingRecord Record(int index) => records[index];
+
+    float[] LoadClip(string path)
+    {
+        lock (clips)
+        {
+            if (!clips.TryGetValue(path, out var samples))
+                clips[path] = samples = Resampler.LoadMono24k(path).Samples;
+            return samples;
+        }
+    }
+
+    /// <summary>The collated batch of the given records (CPU tensors, owned by the caller).</summary>
+    public SftBatch Batch(IReadOnlyList<int> indices)
+    {
+        var samples = indices.Select(i => builder.Build(records[i])).ToList();
+        try { return SftCollate.Collate(samples, config); }
+        finally { foreach (var s in samples) s.RefMel.Dispose(); }
+    }
+
+    /// <summary>Labels the talker scores for these records: every frame's codebook 0 plus codec_eos.</summary>
+    public long TalkerTokens(IEnumerable<int> indices) => indices.Sum(i => (long)records[i].AudioCodes.Frames + 1);
+
+    /// <summary>Labels the code predictor scores: frames × the codebooks it is trained on.</summary>
+    public long SubTalkerTokens(IEnumerable<int> indices, LossAlignment alignment) =>
+        indices.Sum(i => (long)records[i].AudioCodes.Frames) * SftObjective.SubTalkerPairs(config.Talker.NumCodeGroups, alignment).Count;
+
+    /// <summary>Reference-clip log-mels [frames, 128] of a record (for the exported speaker embedding).</summary>
+    public Tensor RefMel(int index)
+    {
+        var sample = builder.Build(records[index]);
+        return sample.RefMel;
+    }
+}

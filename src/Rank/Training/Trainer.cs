@@ -1,0 +1,261 @@
+using System.Diagnostics;
+using System.Globalization;
+using Qwen3Tts.Coordinator.Data;
+using Qwen3Tts.Coordinator.Planning;
+using Qwen3Tts.Model;
+using Qwen3Tts.Model.Checkpoint;
+using Qwen3Tts.Model.Config;
+using Qwen3Tts.Model.Sft;
+using Qwen3Tts.Model.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Rank.Training;
+
+/// <summary>What a finished (or stopped) run reports.</summary>
+public sealed record TrainingResult(long GlobalStep, int EpochsCompleted, double? LastLoss, double? BestEvalLoss, string OutputDir);
+
+/// <summary>Single-speaker supervised fine-tuning of the talker, in one process. Reads top to bottom:
+/// load, data, optimizer, (resume), then per optimizer step: micro-batches forward/backward with
+/// token-weighted loss scaling, clip, step, log, eval, checkpoint.</summary>
+public sealed class Trainer(TrainingOptions o, TextWriter log)
+{
+    /// <summary>Stop after this many optimizer steps in this process (saving last/), as an interruption would; the
+    /// schedule still spans every epoch. Tests and time-boxed jobs use it.</summary>
+    public long? StopAfterSteps { get; init; }
+
+    public TrainingResult Run()
+    {
+        o.Validate();
+        Directory.CreateDirectory(o.OutputModelPath);
+        var precision = TrainableModel.ParsePrecision(o.MixedPrecision);
+
+        // ---- model: fp32 masters (+ a bf16 compute copy in bf16 mode); the speaker encoder is frozen
+        var config = Qwen3TtsConfig.Load(Path.Combine(o.InitModelPath, ModelDirectory.ConfigFile));
+        if (!config.HasSpeakerEncoder)
+            throw new ConfigException($"{o.InitModelPath}: tts_model_type is '{config.TtsModelType}'; fine-tuning starts from a Base checkpoint (it has the speaker encoder)");
+        using var model = ModelDirectory.Load(o.InitModelPath, ScalarType.Float32);
+        model.SpeakerEncoder!.eval();
+        using var trainable = new TrainableModel(model, precision);
+
+        // ---- data
+        var tokenizer = Qwen3TextTokenizer.FromModelDirectory(o.InitModelPath);
+        var train = new SftDataSource(ReadRecords(o.TrainData, o.MaxTrainSamples, "train"), tokenizer, config);
+        var validation = o.ValidationData is null ? null : new SftDataSource(ReadRecords(o.ValidationData, o.MaxEvalSamples, "validation"), tokenizer, config);
+        if (train.Count == 0) throw new ArgumentException($"--train_jsonl {o.TrainData}: no usable records");
+        int batchesPerEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
+        int stepsPerEpoch = (batchesPerEpoch + o.GradientAccumulationSteps - 1) / o.GradientAccumulationSteps;
+        long totalSteps = (long)stepsPerEpoch * o.NumEpochs;
+
+        // ---- optimizer and schedule (AdamW over the talker only)
+        using var optimizer = new AdamW(trainable.MasterParameters, new AdamWOptions(o.Lr, o.AdamBeta1, o.AdamBeta2, o.AdamEpsilon, o.WeightDecay));
+        var schedule = new LrSchedule(o.Lr, o.WarmupSteps, totalSteps, LrSchedule.ParseDecay(o.LrScheduler)).Validated();
+
+        long step = 0;
+        int startEpoch = 0;
+        long startBatch = 0;
+        double? bestEval = null;
+        long? bestEvalStep = null;
+        if (o.ResumeFromCheckpoint is { } resumeSpec)
+        {
+            string dir = CheckpointRotation.ResolveResume(o.OutputModelPath, resumeSpec);
+            using var loaded = TrainingCheckpoint.Load(dir);
+            CheckpointLoader.Load(model, dir, strict: true);
+            trainable.CopyMasterToCompute();
+            optimizer.LoadState(loaded.Optimizer, loaded.State.OptimizerStep);
+            (step, startEpoch, startBatch) = (loaded.State.GlobalStep, loaded.State.Epoch, loaded.State.BatchInEpoch);
+            (bestEval, bestEvalStep) = (loaded.State.BestEvalLoss, loaded.State.BestEvalStep);
+            if (loaded.State.Seed != (ulong)o.Seed)
+                throw new ArgumentException($"--seed {o.Seed} differs from the checkpoint's {loaded.State.Seed} ({dir}): the data order would change mid-run");
+            log.WriteLine($"resumed from {dir}: step {step}, epoch {startEpoch}, batch {startBatch}");
+        }
+
+        log.WriteLine($"training {train.Count} samples, {o.NumEpochs} epochs × {stepsPerEpoch} steps = {totalSteps} optimizer steps; " +
+            $"global batch {o.BatchSize} × {o.GradientAccumulationSteps} accumulation; {o.MixedPrecision}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}");
+
+        TrainerState State(int epoch, long batchInEpoch) => new()
+        {
+            GlobalStep = step,
+            Epoch = epoch,
+            BatchInEpoch = batchInEpoch,
+            OptimizerStep = optimizer.StepCount,
+            BestEvalLoss = bestEval,
+            BestEvalStep = bestEvalStep,
+            LrSchedule = new LrScheduleState(o.LrScheduler, new Dictionary<string, double>
+            {
+                ["lr"] = o.Lr, ["warmup_steps"] = o.WarmupSteps, ["total_steps"] = totalSteps,
+            }),
+            Seed = (ulong)o.Seed,
+        };
+        void Save(string dir, int epoch, long batchInEpoch)
+        {
+            using var scope = NewDisposeScope();
+            TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizer.StateTensors(), State(epoch, batchInEpoch));
+        }
+
+        // ---- the loop
+        double? lastLoss = null;
+        var window = new LossWindow();
+        var clock = Stopwatch.StartNew();
+        int epochsCompleted = startEpoch;
+        for (int epoch = startEpoch; epoch < o.NumEpochs; epoch++)
+        {
+            var batches = EpochPlan.GlobalBatches(train.Count, o.Seed, epoch, o.BatchSize);
+            for (long b = epoch == startEpoch ? startBatch : 0; b < batches.Count; b += o.GradientAccumulationSteps)
+            {
+                var micro = batches.Skip((int)b).Take(o.GradientAccumulationSteps).ToList();
+                var stats = TrainStep(trainable, optimizer, schedule.At(step), train, micro);
+                step++;
+                lastLoss = stats.Loss;
+                window.Add(stats);
+
+                if (step % o.LoggingSteps == 0)
+                {
+                    log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"epoch {epoch} step {step}/{totalSteps} loss {stats.Loss:F4} (talker {stats.TalkerLoss:F4}, sub-talker {stats.SubTalkerLoss:F4}) " +
+                        $"avg {window.MeanLoss:F4} lr {stats.Lr:E3} grad_norm {stats.GradNorm:F3} {window.SamplesPerSecond(clock):F1} samples/s"));
+                    window.Reset(clock);
+                }
+                long nextBatch = b + micro.Count;
+                if (validation is not null && o.EvalSteps > 0 && step % o.EvalSteps == 0)
+                    Evaluate(epoch, nextBatch);
+                if (o.SaveSteps > 0 && step % o.SaveSteps == 0)
+                {
+                    Save(CheckpointRotation.StepDir(o.OutputModelPath, step), epoch, nextBatch);
+                    if (o.SaveTotalLimit is { } limit) CheckpointRotation.Prune(o.OutputModelPath, limit);
+                }
+                if (StopAfterSteps is { } stop && step >= stop)
+                {
+                    Save(CheckpointRotation.LastDir(o.OutputModelPath), epoch, nextBatch);
+                    log.WriteLine($"stopped after {step} steps; resume with --resume_from_checkpoint latest");
+                    return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath);
+                }
+            }
+            epochsCompleted = epoch + 1;
+            if (validation is not null) Evaluate(epoch + 1, 0);
+            Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch), epoch + 1, 0);
+        }
+        Save(CheckpointRotation.LastDir(o.OutputModelPath), o.NumEpochs, 0);
+        ExportVoice(model, train);
+        return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath);
+
+        void Evaluate(int epoch, long batchInEpoch)
+        {
+            var (loss, talker, sub) = EvalLoss(trainable, validation!);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"eval step {step}: loss {loss:F4} (talker {talker:F4}, sub-talker {sub:F4})"));
+            if (bestEval is null || loss < bestEval)
+            {
+                (bestEval, bestEvalStep) = (loss, step);
+                Save(CheckpointRotation.BestDir(o.OutputModelPath), epoch, batchInEpoch);
+            }
+        }
+    }
+
+    /// <summary>One optimizer step over up to gradient_accumulation_steps micro-batches. Each micro-batch's mean
+    /// losses are weighted by its share of the window's label tokens, so the accumulated gradient is the gradient
+    /// of the mean over every token in the window: k micro-batches equal one k-times batch, and a short window at
+    /// the end of an epoch is averaged over what it has.</summary>
+    StepStats TrainStep(TrainableModel trainable, AdamW optimizer, double lr, SftDataSource data, IReadOnlyList<int[]> micro)
+    {
+        using var scope = NewDisposeScope();
+        var all = micro.SelectMany(m => m).ToList();
+        double talkerTokens = data.TalkerTokens(all);
+        double subTokens = data.SubTalkerTokens(all, o.LossAlignment);
+        double talkerSum = 0, subSum = 0;
+        foreach (var indices in micro)
+        {
+            using var microScope = NewDisposeScope();
+            using var batch = data.Batch(indices);
+            var speakers = SftCollate.SpeakerEmbeddings(trainable.SpeakerEncoder!, batch);
+            var loss = SftObjective.Compute(trainable.ComputeTalker, batch, speakers, o.LossAlignment, o.SubTalkerWeight);
+            var scaled = loss.TalkerLoss * (loss.TalkerTokens / talkerTokens) + o.SubTalkerWeight * loss.SubTalkerLoss * (loss.SubTalkerTokens / subTokens);
+            scaled.backward();
+            trainable.AccumulateGradsToMaster();
+            talkerSum += loss.TalkerLoss.item<float>() * loss.TalkerTokens;
+            subSum += loss.SubTalkerLoss.item<float>() * loss.SubTalkerTokens;
+        }
+        var masters = trainable.MasterParameters.Select(p => (Tensor)p.Parameter).ToList();
+        double norm = GradClip.ClipGradNorm(masters, o.MaxGradNorm);
+        optimizer.Step(lr);
+        optimizer.ZeroGrad();
+        trainable.CopyMasterToCompute();
+        double talker = talkerSum / talkerTokens, sub = subSum / subTokens;
+        return new StepStats(talker + o.SubTalkerWeight * sub, talker, sub, lr, norm, all.Count, (long)(talkerTokens));
+    }
+
+    /// <summary>Mean validation losses over every label token (fixed order, no gradients).</summary>
+    (double Loss, double Talker, double Sub) EvalLoss(TrainableModel trainable, SftDataSource data)
+    {
+        double talkerSum = 0, subSum = 0, talkerTokens = 0, subTokens = 0;
+        using var noGrad = no_grad();
+        foreach (var indices in Enumerable.Range(0, data.Count).Chunk(o.BatchSize))
+        {
+            using var scope = NewDisposeScope();
+            using var batch = data.Batch(indices);
+            var speakers = SftCollate.SpeakerEmbeddings(trainable.SpeakerEncoder!, batch);
+            var loss = SftObjective.Compute(trainable.ComputeTalker, batch, speakers, o.LossAlignment, o.SubTalkerWeight);
+            talkerSum += loss.TalkerLoss.item<float>() * loss.TalkerTokens;
+            subSum += loss.SubTalkerLoss.item<float>() * loss.SubTalkerTokens;
+            talkerTokens += loss.TalkerTokens;
+            subTokens += loss.SubTalkerTokens;
+        }
+        double talker = talkerSum / talkerTokens, sub = subSum / subTokens;
+        return (talker + o.SubTalkerWeight * sub, talker, sub);
+    }
+
+    /// <summary>The custom-voice export: the final weights with codec row 3000 set to the mean speaker embedding
+    /// over every training sample's reference clip (fp32), not the first batch's.</summary>
+    void ExportVoice(Qwen3TtsModel model, SftDataSource train)
+    {
+        using var scope = NewDisposeScope();
+        var mean = new SpeakerEmbeddingMean();
+        using (no_grad())
+            foreach (var indices in Enumerable.Range(0, train.Count).Chunk(o.BatchSize))
+            {
+                using var batchScope = NewDisposeScope();
+                using var batch = train.Batch(indices);
+                mean.Add(o.SpeakerName, SftCollate.SpeakerEmbeddings(model.SpeakerEncoder!, batch));
+            }
+        string dir = Path.Combine(o.OutputModelPath, "custom_voice");
+        VoiceExport.Export(dir, o.InitModelPath, o.SpeakerName, model, mean.Mean(o.SpeakerName));
+        log.WriteLine($"exported custom voice '{o.SpeakerName}' to {dir}");
+    }
+
+    IReadOnlyList<TrainingRecord> ReadRecords(string path, int? max, string split)
+    {
+        var records = JsonlTrainingData.Read(path, o.SkipBadSamples, out var skipped);
+        if (skipped.Count > 0)
+        {
+            string report = Path.Combine(o.OutputModelPath, $"skipped_{split}_samples.jsonl");
+            JsonlTrainingData.WriteSkipReport(report, skipped);
+            log.WriteLine($"skipped {skipped.Count} malformed {split} records (see {report})");
+        }
+        return max is { } n ? records.Take(n).ToList() : records;
+    }
+
+    sealed record StepStats(double Loss, double TalkerLoss, double SubTalkerLoss, double Lr, double GradNorm, int Samples, long Tokens);
+
+    /// <summary>Running numbers between two log lines.</summary>
+    sealed class LossWindow
+    {
+        double lossSum;
+        int count, samples;
+        TimeSpan since;
+
+        public void Add(StepStats s)
+        {
+            lossSum += s.Loss;
+            count++;
+            samples += s.Samples;
+        }
+
+        public double MeanLoss => count == 0 ? double.NaN : lossSum / count;
+
+        public double SamplesPerSecond(Stopwatch clock) => samples / Math.Max(1e-9, (clock.Elapsed - since).TotalSeconds);
+
+        public void Reset(Stopwatch clock)
+        {
+            (lossSum, count, samples, since) = (0, 0, 0, clock.Elapsed);
+        }
+    }
+}
