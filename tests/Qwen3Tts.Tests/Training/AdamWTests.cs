@@ -8,11 +8,15 @@ namespace Qwen3Tts.Tests.Training;
 
 public class AdamWTests
 {
-    /// <summary>A small two-layer model whose weights are a deterministic function of the seed.</summary>
+    /// <summary>A small two-layer model whose weights are a function of the seed alone (a local generator: the
+    /// global one is shared with tests running in parallel).</summary>
     static Sequential SmallModel(int seed)
     {
-        manual_seed(seed);
-        return nn.Sequential(("fc1", nn.Linear(6, 5)), ("norm", nn.LayerNorm(5)), ("fc2", nn.Linear(5, 3)));
+        var model = nn.Sequential(("fc1", nn.Linear(6, 5)), ("norm", nn.LayerNorm(5)), ("fc2", nn.Linear(5, 3)));
+        using var generator = new Generator((ulong)seed);
+        using var noGrad = no_grad();
+        foreach (var p in model.parameters()) p.copy_(randn(p.shape, generator: generator));
+        return model;
     }
 
     static List<(string Name, Parameter Parameter)> Named(nn.Module module) =>
