@@ -22,8 +22,9 @@ public sealed class SpeakerEmbeddingMean
     {
         if (embeddings.dim() != 2) throw new ArgumentException($"speaker '{speaker}': embeddings must be [batch, hidden], got {Shape(embeddings)}", nameof(embeddings));
         using var scope = NewDisposeScope();
-        var rows = embeddings.detach().to(ScalarType.Float64, CPU);
-        Accumulate(speaker, rows.sum(0).data<double>().ToArray(), rows.shape[0]);
+        var rows = embeddings.detach().cpu().to_type(ScalarType.Float64);
+        // sum([0L]), not sum(0): a literal 0 binds to the ScalarType overload (Byte).
+        Accumulate(speaker, rows.sum([0L]).data<double>().ToArray(), rows.shape[0]);
     }
 
     /// <summary>Adds row i of <paramref name="embeddings"/> [B, H] to speaker <paramref name="speakerOfRow"/>[i] (mixed batches).</summary>
@@ -32,11 +33,11 @@ public sealed class SpeakerEmbeddingMean
         if (embeddings.dim() != 2 || embeddings.shape[0] != speakerOfRow.Count)
             throw new ArgumentException($"embeddings must be [{speakerOfRow.Count}, hidden] (one row per speaker name), got {Shape(embeddings)}", nameof(embeddings));
         using var scope = NewDisposeScope();
-        var rows = embeddings.detach().to(ScalarType.Float64, CPU);
+        var rows = embeddings.detach().cpu().to_type(ScalarType.Float64);
         foreach (var group in Enumerable.Range(0, speakerOfRow.Count).GroupBy(i => speakerOfRow[i]))
         {
             var index = tensor(group.Select(i => (long)i).ToArray());
-            Accumulate(group.Key, rows.index_select(0, index).sum(0).data<double>().ToArray(), group.Count());
+            Accumulate(group.Key, rows.index_select(0, index).sum([0L]).data<double>().ToArray(), group.Count());
         }
     }
 
