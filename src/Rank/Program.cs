@@ -1,11 +1,20 @@
 using System.CommandLine;
+using Qwen3Tts.Rank;
+using Qwen3Tts.Rank.Training;
 
-// qwen3tts-rank: one training process. The fine-tuning loop lands with the fine-tuning issue;
-// until then this entry point exists so launch scripts and packaging have a stable target.
-var root = new RootCommand("qwen3tts-rank: one process of a Qwen3-TTS fine-tuning job (single process or under mpiexec/srun).");
-root.SetAction(_ =>
+// qwen3tts-rank: one training process. Run alone it is the single-process trainer.
+var root = new RootCommand("qwen3tts-rank: fine-tune a Qwen3-TTS-12Hz Base model on one speaker's data.");
+var bind = TrainingFlags.AddTo(root);
+var stopAfter = new Option<long?>("--stop_after_steps", "--stop-after-steps")
 {
-    Console.Error.WriteLine("qwen3tts-rank: training is not available in this build yet (see README: Status).");
-    return 2;
-});
+    Description = "stop after N optimizer steps in this process, saving last/ (the schedule still spans every epoch)",
+};
+root.Options.Add(stopAfter);
+root.SetAction(parse => RankMain.Run(() =>
+{
+    var options = bind(parse);
+    var result = new Trainer(options, Console.Out) { StopAfterSteps = parse.GetValue(stopAfter) }.Run();
+    Console.WriteLine($"done: {result.GlobalStep} steps, output in {result.OutputDir}");
+    return 0;
+}));
 return root.Parse(args).Invoke();

@@ -1,13 +1,11 @@
-using System.Diagnostics;
 using Qwen3Tts.Model.Audio;
-using Xunit.Abstractions;
 
 namespace Qwen3Tts.Tests.Audio;
 
 /// <summary>The Kaiser-sinc resampler on pure tones: pass-band tones keep frequency and amplitude, tones above the
 /// target's Nyquist vanish instead of aliasing, upsampling adds no images, constants stay constant, lengths are
 /// ceil(n * to / from).</summary>
-public class ResamplerTests(ITestOutputHelper output)
+public class ResamplerTests
 {
     // The filter reaches ~64 / 0.95 input samples (about 200 output samples at 8 kHz -> 24 kHz) into each edge,
     // where samples beyond the clip count as zero; measurements skip this margin.
