@@ -1,0 +1,163 @@
+using System.Text.Json.Nodes;
+using Qwen3Tts.Coordinator.Data;
+using Qwen3Tts.Model;
+using Qwen3Tts.Model.Audio;
+using Qwen3Tts.Model.Checkpoint;
+using Qwen3Tts.Model.Config;
+using Qwen3Tts.Model.Sft;
+using Qwen3Tts.Rank.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Tests.Training;
+
+/// <summary>The single-process trainer end to end on the tiny preset and the bundled demo data.</summary>
+public class TrainerTests
+{
+    static readonly string DemoDir = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
+
+    static string TinyModel(ulong seed = 0)
+    {
+        string dir = TestPaths.NewTempDir("model");
+        ModelDirectory.CreateRandom(dir, "tiny", seed, ScalarType.Float32);
+        return dir;
+    }
+
+    /// <summary>A JSONL of the first <paramref name="records"/> demo records repeated <paramref name="copies"/> times.</summary>
+    static string DemoSubset(int records, int copies)
+    {
+        string dir = TestPaths.NewTempDir("data");
+        File.Copy(Path.Combine(DemoDir, "ref_voice.wav"), Path.Combine(dir, "ref_voice.wav"));
+        var lines = File.ReadLines(Path.Combine(DemoDir, "train.jsonl")).Take(records).ToList();
+        string path = Path.Combine(dir, "train.jsonl");
+        File.WriteAllLines(path, Enumerable.Repeat(lines, copies).SelectMany(l => l));
+        return path;
+    }
+
+    static TrainingOptions Options(string model, string data, string output) => new()
+    {
+        TrainData = data,
+        InitModelPath = model,
+        OutputModelPath = output,
+        MixedPrecision = "fp32",
+        LoggingSteps = 1000,
+        NumEpochs = 1,
+        WarmupSteps = 0,
+        LrScheduler = "constant",
+    };
+
+    static Dictionary<string, Tensor> Weights(string dir)
+    {
+        using var files = CheckpointFiles.Open(dir);
+        return files.Entries.ToDictionary(e => e.Name, e => files.Read(e.Name));
+    }
+
+    [Fact]
+    public void Overfits_two_samples_to_near_zero_loss()
+    {
+        string output = TestPaths.NewTempDir("overfit");
+        var o = Options(TinyModel(), DemoSubset(2, 150), output) with { BatchSize = 2, GradientAccumulationSteps = 1, Lr = 5e-3 };
+        var log = new StringWriter();
+        var result = new Trainer(o, log).Run();
+        Assert.Equal(150, result.GlobalStep);
+        Assert.True(result.LastLoss < 0.1, $"final loss {result.LastLoss}\n{log}");
+    }
+
+    [Fact]
+    public void Accumulating_k_micro_batches_equals_one_k_times_batch()
+    {
+        string model = TinyModel(1), data = DemoSubset(8, 1);
+        string a = TestPaths.NewTempDir("accum-a"), b = TestPaths.NewTempDir("accum-b");
+        // 8 samples: one step of a batch of 8, and one step of 4 micro-batches of 2 (the same global batch).
+        new Trainer(Options(model, data, a) with { BatchSize = 8, GradientAccumulationSteps = 1, Lr = 1e-3 }, TextWriter.Null) { StopAfterSteps = 1 }.Run();
+        new Trainer(Options(model, data, b) with { BatchSize = 2, GradientAccumulationSteps = 4, Lr = 1e-3 }, TextWriter.Null) { StopAfterSteps = 1 }.Run();
+        using var scope = NewDisposeScope();
+        var wa = Weights(Path.Combine(a, "last"));
+        var wb = Weights(Path.Combine(b, "last"));
+        var w0 = Weights(model);
+        // fp32 sums in a different order differ in the last bits; AdamW's first step moves each weight by
+        // about lr·sign(g), so 1e-6 absolute is far below any real difference (lr = 1e-3).
+        foreach (var (name, t) in wa)
+            Assert.True(t.allclose(wb[name], rtol: 0, atol: 1e-6), name);
+        Assert.False(wa["talker.codec_head.weight"].equal(w0["talker.codec_head.weight"]).all().item<bool>()); // it did train
+    }
+
+    [Fact]
+    public void Resuming_gives_bit_identical_weights_to_an_uninterrupted_run()
+    {
+        string model = TinyModel(2), data = DemoSubset(8, 1);
+        string whole = TestPaths.NewTempDir("whole"), split = TestPaths.NewTempDir("split");
+        var o = Options(model, data, whole) with { BatchSize = 2, GradientAccumulationSteps = 1, NumEpochs = 2, Lr = 1e-3, LrScheduler = "cosine", WarmupSteps = 2 };
+        new Trainer(o, TextWriter.Null).Run();
+        new Trainer(o with { OutputModelPath = split }, TextWriter.Null) { StopAfterSteps = 5 }.Run(); // stops mid-epoch 1
+        var result = new Trainer(o with { OutputModelPath = split, ResumeFromCheckpoint = "latest" }, TextWriter.Null).Run();
+        Assert.Equal(8, result.GlobalStep);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "last", "model.safetensors")), File.ReadAllBytes(Path.Combine(split, "last", "model.safetensors")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "last", "training_state", "optimizer.safetensors")),
+            File.ReadAllBytes(Path.Combine(split, "last", "training_state", "optimizer.safetensors")));
+    }
+
+    [Fact]
+    public void Checkpoints_keep_the_speaker_encoder_and_the_export_is_a_custom_voice()
+    {
+        string model = TinyModel(3), output = TestPaths.NewTempDir("export");
+        var data = DemoSubset(4, 1);
+        new Trainer(Options(model, data, output) with { BatchSize = 2, GradientAccumulationSteps = 1, SpeakerName = "amina" }, TextWriter.Null).Run();
+        foreach (var dir in new[] { "last", "epoch-0" })
+        {
+            Assert.True(ModelInspector.Inspect(Path.Combine(output, dir)).IsValid, dir);
+            Assert.Contains(Weights(Path.Combine(output, dir)).Keys, k => k.StartsWith("speaker_encoder.")); // #204
+        }
+
+        string voice = Path.Combine(output, "custom_voice");
+        var config = Qwen3TtsConfig.Load(Path.Combine(voice, "config.json"));
+        Assert.Equal("custom_voice", config.TtsModelType);
+        Assert.Equal(3000, config.Talker.SpkId["amina"]);
+        Assert.Null(config.Talker.SpkIsDialect["amina"]);
+        using var scope = NewDisposeScope();
+        using var exported = ModelDirectory.Load(voice); // strict: exactly the custom_voice layout
+        Assert.Null(exported.SpeakerEncoder);
+
+        // Row 3000 is the speaker embedding of the (shared) reference clip, computed here independently.
+        using var base_ = ModelDirectory.Load(model);
+        var clip = Resampler.LoadMono24k(Path.Combine(Path.GetDirectoryName(data)!, "ref_voice.wav"));
+        Tensor expected;
+        using (no_grad()) expected = base_.SpeakerEncoder!.Embed(tensor(clip.Samples).unsqueeze(0))[0];
+        var row = Weights(voice)["talker.model.codec_embedding.weight"][3000];
+        Assert.True(row.allclose(expected, rtol: 1e-5, atol: 1e-6));
+        var trained = Weights(Path.Combine(output, "last"))["talker.model.codec_embedding.weight"];
+        Assert.True(Weights(voice)["talker.model.codec_embedding.weight"][2999].equal(trained[2999]).all().item<bool>());
+    }
+
+    [Fact]
+    public void Bf16_mixed_precision_trains_and_keeps_fp32_checkpoints()
+    {
+        string output = TestPaths.NewTempDir("bf16");
+        var o = Options(TinyModel(4), DemoSubset(2, 20), output) with { BatchSize = 2, GradientAccumulationSteps = 1, Lr = 3e-3, MixedPrecision = "bf16" };
+        var result = new Trainer(o, TextWriter.Null).Run();
+        Assert.True(result.LastLoss < 4, $"final loss {result.LastLoss}");
+        using var files = CheckpointFiles.Open(Path.Combine(output, "last"));
+        Assert.All(files.Entries, e => Assert.Equal("F32", e.Dtype));
+    }
+
+    [Fact]
+    public void Bad_records_stop_the_run_or_are_skipped_with_a_report()
+    {
+        string data = DemoSubset(3, 1);
+        var lines = File.ReadAllLines(data).ToList();
+        var bad = JsonNode.Parse(lines[1])!.AsObject();
+        bad["audio_codes"]![0]![3] = 4096;
+        lines[1] = bad.ToJsonString();
+        File.WriteAllLines(data, lines);
+        string model = TinyModel(5);
+
+        var e = Assert.Throws<DataException>(() => new Trainer(Options(model, data, TestPaths.NewTempDir("bad")), TextWriter.Null).Run());
+        Assert.Contains("train.jsonl:2: audio_codes[0][3]", e.Message);
+
+        string output = TestPaths.NewTempDir("skip");
+        var result = new Trainer(Options(model, data, output) with { SkipBadSamples = true, BatchSize = 2 }, TextWriter.Null).Run();
+        Assert.Equal(1, result.GlobalStep);
+        string report = File.ReadAllText(Path.Combine(output, "skipped_train_samples.jsonl"));
+        Assert.Contains("audio_codes[0][3]", report);
+    }
+}
