@@ -115,6 +115,7 @@ public sealed class AdamW : IDisposable
     /// copies: save them, do not dispose or modify them.</summary>
     public IReadOnlyDictionary<string, Tensor> StateTensors()
     {
+        using var scope = NewDisposeScope(); // releases the handles in-place ops return, not the state
         var state = new Dictionary<string, Tensor>(entries.Length * 3);
         foreach (var e in entries)
         {
@@ -145,6 +146,7 @@ public sealed class AdamW : IDisposable
             throw new ArgumentException($"optimizer state has entries for no parameter of this model: {string.Join(", ", unknown)}; " +
                 "was it saved from a different model or a different set of trainable parameters?", nameof(state));
 
+        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         foreach (var e in entries)
         {

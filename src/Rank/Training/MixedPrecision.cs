@@ -136,6 +136,7 @@ public sealed class TrainableModel : IDisposable
     public void CopyMasterToCompute()
     {
         if (ReferenceEquals(master, compute)) return;
+        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         for (int i = 0; i < master.Length; i++) compute[i].Parameter.copy_(master[i].Parameter);
     }

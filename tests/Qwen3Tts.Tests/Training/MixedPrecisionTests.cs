@@ -106,16 +106,19 @@ public class MixedPrecisionTests
         var fp32 = m.Master.Talker.forward(x, null, null);
         var bf16 = m.ComputeTalker.forward(x.to(ScalarType.BFloat16), null, null);
         Assert.Equal(ScalarType.BFloat16, bf16.dtype);
-        // Outputs are RMS-normed (about unit scale). bf16 keeps 8 significant bits (relative step 2^-8 ≈ 0.4%) and
-        // two layers compound a few roundings: allow 3% relative L2 error and 0.15 absolute on any element. An
-        // unsynchronised copy (the bf16 talker's own random init) is off by ~140%.
-        var diff = bf16.to(ScalarType.Float32) - fp32;
-        double relative = (diff.norm() / fp32.norm()).item<float>();
-        double worst = diff.abs().max().item<float>();
-        Assert.True(relative < 0.03, $"relative L2 error {relative:F4}");
-        Assert.True(worst < 0.15, $"max abs error {worst:F4}");
+        // Hidden states are RMS-normed (about unit scale) and dominated by the residual input; the codebook-0 logits
+        // depend on every weight. bf16 keeps 8 significant bits (relative step 2^-8 ≈ 0.4%) and two layers compound a
+        // few roundings. Measured on this seed: 0.36% (hidden) and 0.43% (logits) relative L2, 0.016 max abs on hidden.
+        // Allowed: 1.5%, 2% and 0.08. A compute talker left with its own random weights is off by 31%, 370% and 1.1.
+        double relative = RelativeError(bf16, fp32);
+        double logits = RelativeError(m.ComputeTalker.CodecHead.forward(bf16), m.Master.Talker.CodecHead.forward(fp32));
+        double worst = (bf16.to(ScalarType.Float32) - fp32).abs().max().item<float>();
+        Assert.True(relative < 0.015 && logits < 0.02 && worst < 0.08, $"relative L2 error: hidden {relative:F4}, logits {logits:F4}; max abs hidden error {worst:F4}");
         Assert.True(relative > 0, "bf16 and fp32 agree exactly: the compute talker is not running in bf16");
     }
+
+    static double RelativeError(Tensor actual, Tensor expected) =>
+        ((actual.to(ScalarType.Float32) - expected).norm() / expected.norm()).item<float>();
 
     [Theory]
     [InlineData(MixedPrecision.Bf16)]
