@@ -13,7 +13,10 @@ namespace Qwen3Tts.Rank.Training;
 public sealed class LoadedTrainingCheckpoint(string directory, TrainerState state, IReadOnlyDictionary<string, Tensor> optimizer) : IDisposable
 {
     public string Directory { get; } = directory;
-    public string WeightsPath { get; } = Path.Combine(directory, CheckpointFiles.SingleFileName);
+    /// <summary>model.safetensors, or model.safetensors.index.json when the weights were sharded (above 5 GB).</summary>
+    public string WeightsPath { get; } = File.Exists(Path.Combine(directory, CheckpointFiles.SingleFileName))
+        ? Path.Combine(directory, CheckpointFiles.SingleFileName)
+        : Path.Combine(directory, CheckpointFiles.IndexFileName);
     public TrainerState State { get; } = state;
     public IReadOnlyDictionary<string, Tensor> Optimizer { get; } = optimizer;
 
