@@ -5,4 +5,5 @@ var root = new RootCommand("qwen3tts: Qwen3-TTS-12Hz model tools.");
 root.Subcommands.Add(InitModelCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
+root.Subcommands.Add(DebugStepCommand.Create());
 return root.Parse(args).Invoke();

@@ -10,7 +10,8 @@ static class Cli
     public static int Run(Func<int> body)
     {
         try { return body(); }
-        catch (Exception e) when (e is ConfigException or CheckpointException or IOException or ArgumentException or InvalidDataException)
+        catch (Exception e) when (e is ConfigException or CheckpointException or IOException or ArgumentException or InvalidDataException
+                                      or Qwen3Tts.Coordinator.Data.DataException or Qwen3Tts.Model.Audio.AudioException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;
