@@ -1,0 +1,16 @@
+using Qwen3Tts.Bench;
+
+// Benchmarks print measurements side by side with a baseline from the same run.
+return args.FirstOrDefault() switch
+{
+    "train-step" => TrainStepBench.Run(args[1..]),
+    "memory-0.6b" => TrainStepBench.PeakMemory06B(),
+    "resample" => ResampleBench.Run(),
+    _ => Usage(),
+};
+
+static int Usage()
+{
+    Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | memory-0.6b | resample");
+    return 2;
+}
