@@ -12,7 +12,7 @@ public sealed record AudioClip(float[] Samples, int SampleRate, int Channels, st
 
 /// <summary>An audio file that cannot be decoded. The message names the file and what is wrong with it.</summary>
 public sealed class AudioException(string path, string problem, Exception? inner = null)
-    : Exception($"{path}: {problem}", inner)
+    : IOException($"{path}: {problem}", inner) // an unreadable file, as the reader's callers already treat it
 {
     public string FilePath { get; } = path;
 }

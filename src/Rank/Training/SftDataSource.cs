@@ -25,6 +25,24 @@ public sealed class SftDataSource
 
     public int Count => records.Count;
 
+    /// <summary>Decodes every distinct reference clip once, up front, so an unreadable or too-short clip stops the run
+    /// before training starts (naming the first record that uses it), or, with <paramref name="skipBad"/>, drops the
+    /// records that use it and lists them.</summary>
+    public static SftDataSource Open(IReadOnlyList<TrainingRecord> records, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config,
+        bool skipBad, out IReadOnlyList<BadRecord> skipped)
+    {
+        var probe = new SftDataSource(records, tokenizer, config);
+        var bad = new Dictionary<string, DataException>(StringComparer.Ordinal);
+        foreach (var record in records.DistinctBy(r => r.RefAudio))
+        {
+            try { probe.builder.Build(record).RefMel.Dispose(); }
+            catch (DataException e) when (skipBad) { bad[record.RefAudio] = e; }
+        }
+        skipped = records.Where(r => bad.ContainsKey(r.RefAudio))
+            .Select(r => new BadRecord(r.Source, r.Line, "ref_audio", bad[r.RefAudio].Bad.Reason)).ToList();
+        return bad.Count == 0 ? probe : new SftDataSource(records.Where(r => !bad.ContainsKey(r.RefAudio)).ToList(), tokenizer, config);
+    }
+
     public TrainingRecord Record(int index) => records[index];
 
     float[] LoadClip(string path)

@@ -40,8 +40,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
 
         // ---- data
         var tokenizer = Qwen3TextTokenizer.FromModelDirectory(o.InitModelPath);
-        var train = new SftDataSource(ReadRecords(o.TrainData, o.MaxTrainSamples, "train"), tokenizer, config);
-        var validation = o.ValidationData is null ? null : new SftDataSource(ReadRecords(o.ValidationData, o.MaxEvalSamples, "validation"), tokenizer, config);
+        var train = OpenData(o.TrainData, o.MaxTrainSamples, "train", tokenizer, config);
+        var validation = o.ValidationData is null ? null : OpenData(o.ValidationData, o.MaxEvalSamples, "validation", tokenizer, config);
         if (train.Count == 0) throw new ArgumentException($"--train_jsonl {o.TrainData}: no usable records");
         int batchesPerEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
         int stepsPerEpoch = (batchesPerEpoch + o.GradientAccumulationSteps - 1) / o.GradientAccumulationSteps;
@@ -221,16 +221,21 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
         log.WriteLine($"exported custom voice '{o.SpeakerName}' to {dir}");
     }
 
-    IReadOnlyList<TrainingRecord> ReadRecords(string path, int? max, string split)
+    /// <summary>Reads and checks a split up front (records, then each distinct reference clip): a bad record stops the
+    /// run naming file, line and field, or with --skip_bad_samples is listed in OUTPUT/skipped_{split}_samples.jsonl.</summary>
+    SftDataSource OpenData(string path, int? max, string split, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
     {
-        var records = JsonlTrainingData.Read(path, o.SkipBadSamples, out var skipped);
+        var records = JsonlTrainingData.Read(path, o.SkipBadSamples, out var badLines);
+        if (max is { } n) records = records.Take(n).ToList();
+        var data = SftDataSource.Open(records, tokenizer, config, o.SkipBadSamples, out var badAudio);
+        var skipped = badLines.Concat(badAudio).ToList();
         if (skipped.Count > 0)
         {
             string report = Path.Combine(o.OutputModelPath, $"skipped_{split}_samples.jsonl");
             JsonlTrainingData.WriteSkipReport(report, skipped);
             log.WriteLine($"skipped {skipped.Count} malformed {split} records (see {report})");
         }
-        return max is { } n ? records.Take(n).ToList() : records;
+        return data;
     }
 
     sealed record StepStats(double Loss, double TalkerLoss, double SubTalkerLoss, double Lr, double GradNorm, int Samples, long Tokens);

@@ -161,3 +161,36 @@ public class TrainerTests
         Assert.Contains("audio_codes[0][3]", report);
     }
 }
+
+public class TrainerAudioCheckTests
+{
+    [Fact]
+    public void An_unreadable_reference_clip_is_reported_before_training_or_skipped()
+    {
+        string model = TestPaths.NewTempDir("audio-model");
+        ModelDirectory.CreateRandom(model, "tiny", 6, ScalarType.Float32);
+        string demo = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
+        string dir = TestPaths.NewTempDir("audio-data");
+        File.Copy(Path.Combine(demo, "ref_voice.wav"), Path.Combine(dir, "ref_voice.wav"));
+        File.WriteAllText(Path.Combine(dir, "broken.wav"), "RIFF but not really");
+        var lines = File.ReadLines(Path.Combine(demo, "train.jsonl")).Take(4).ToList();
+        var broken = JsonNode.Parse(lines[2])!.AsObject();
+        broken["ref_audio"] = "broken.wav";
+        lines[2] = broken.ToJsonString();
+        string data = Path.Combine(dir, "train.jsonl");
+        File.WriteAllLines(data, lines);
+        var o = new TrainingOptions { TrainData = data, InitModelPath = model, OutputModelPath = TestPaths.NewTempDir("audio-out"), MixedPrecision = "fp32", NumEpochs = 1, BatchSize = 2, GradientAccumulationSteps = 1 };
+
+        var log = new StringWriter();
+        var e = Assert.Throws<DataException>(() => new Trainer(o, log).Run());
+        Assert.Contains("train.jsonl:3: ref_audio", e.Message);
+        Assert.Contains("broken.wav", e.Message);
+        Assert.DoesNotContain("step", log.ToString()); // nothing trained
+
+        var result = new Trainer(o with { SkipBadSamples = true }, TextWriter.Null).Run();
+        Assert.Equal(2, result.GlobalStep); // the 3 good records in batches of 2
+        string report = File.ReadAllText(Path.Combine(o.OutputModelPath, "skipped_train_samples.jsonl"));
+        Assert.Contains("\"line\":3", report.Replace(" ", ""));
+        Assert.Contains("ref_audio", report);
+    }
+}
