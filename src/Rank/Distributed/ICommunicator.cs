@@ -1,0 +1,54 @@
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Rank.Distributed;
+
+/// <summary>The collectives a data-parallel job needs, over CPU tensors (MPI) or CUDA tensors (NCCL).
+/// Every rank must call the same collectives in the same order with the same shapes and dtypes.
+/// Failures surface as <see cref="CommunicatorException"/> carrying the backend's error text.</summary>
+public interface ICommunicator : IDisposable
+{
+    int Rank { get; }
+    int WorldSize { get; }
+
+    /// <summary>Ranks on this node and this rank's index among them (device selection).</summary>
+    int LocalRank { get; }
+
+    /// <summary>"single", "mpi (Open MPI 4.1.4)", "mpi (MPICH 4.0.2)", "nccl", ...</summary>
+    string Backend { get; }
+
+    /// <summary>In-place element-wise sum across ranks of a contiguous tensor (float32, float64, bfloat16 where supported, int64).</summary>
+    void AllReduceSum(Tensor tensor);
+
+    /// <summary>Starts an in-place sum; the returned task completes when <paramref name="tensor"/> holds the result.
+    /// Calls are executed in the order they are made (the same order on every rank).</summary>
+    Task AllReduceSumAsync(Tensor tensor);
+
+    /// <summary>Copies <paramref name="tensor"/> from <paramref name="root"/> into every rank's tensor, in place.</summary>
+    void Broadcast(Tensor tensor, int root = 0);
+
+    /// <summary>Broadcasts raw bytes (every rank passes a buffer of the same length).</summary>
+    void Broadcast(byte[] buffer, int root = 0);
+
+    void Barrier();
+
+    /// <summary>Ends the whole job now (all ranks), with this exit code. Does not return.</summary>
+    void Abort(int exitCode);
+}
+
+public sealed class CommunicatorException(string message) : Exception(message);
+
+/// <summary>One process, no communication: every collective is the identity.</summary>
+public sealed class SingleProcessCommunicator : ICommunicator
+{
+    public int Rank => 0;
+    public int WorldSize => 1;
+    public int LocalRank => 0;
+    public string Backend => "single";
+    public void AllReduceSum(Tensor tensor) { }
+    public Task AllReduceSumAsync(Tensor tensor) => Task.CompletedTask;
+    public void Broadcast(Tensor tensor, int root = 0) { }
+    public void Broadcast(byte[] buffer, int root = 0) { }
+    public void Barrier() { }
+    public void Abort(int exitCode) => Environment.Exit(exitCode);
+    public void Dispose() { }
+}
