@@ -85,6 +85,7 @@ public sealed class AdamW : IDisposable
         if (!(lr >= 0)) throw new ArgumentOutOfRangeException(nameof(lr), lr, "learning rate must be >= 0");
         var (beta1, beta2, eps, wd) = (Options.Beta1, Options.Beta2, Options.Eps, Options.WeightDecay);
         using var noGrad = no_grad();
+        using var weight1 = tensor(1 - beta1, dtype: ScalarType.Float32);
         foreach (var e in entries)
         {
             // One scope per parameter: the grad handle and denom are released before the next parameter's are made.
@@ -95,9 +96,10 @@ public sealed class AdamW : IDisposable
             if (e.Decay && wd != 0) e.Parameter.mul_(1 - lr * wd);
             double biasCorrection1 = 1 - Math.Pow(beta1, e.Step);
             double biasCorrection2 = 1 - Math.Pow(beta2, e.Step);
-            e.ExpAvg.mul_(beta1).add_(grad, alpha: 1 - beta1);
+            // Written as torch's single-tensor AdamW: lerp for the first moment, in-place ops on one temporary.
+            e.ExpAvg.lerp_(grad, weight1);
             e.ExpAvgSq.mul_(beta2).addcmul_(grad, grad, value: 1 - beta2);
-            var denom = (e.ExpAvgSq.sqrt() / Math.Sqrt(biasCorrection2)).add_(eps);
+            var denom = e.ExpAvgSq.sqrt().div_(Math.Sqrt(biasCorrection2)).add_(eps);
             e.Parameter.addcdiv_(e.ExpAvg, denom, value: -(lr / biasCorrection1));
         }
         StepCount++;
