@@ -7,6 +7,7 @@ using Qwen3Tts.Model.Checkpoint;
 using Qwen3Tts.Model.Config;
 using Qwen3Tts.Model.Sft;
 using Qwen3Tts.Model.Text;
+using Qwen3Tts.Rank.Distributed;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -18,11 +19,21 @@ public sealed record TrainingResult(long GlobalStep, int EpochsCompleted, double
 /// <summary>Single-speaker supervised fine-tuning of the talker, in one process. Reads top to bottom:
 /// load, data, optimizer, (resume), then per optimizer step: micro-batches forward/backward with
 /// token-weighted loss scaling, clip, step, log, eval, checkpoint.</summary>
-public sealed class Trainer(TrainingOptions o, TextWriter log)
+public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? communicator = null)
 {
+    readonly ICommunicator comm = communicator ?? new SingleProcessCommunicator();
+
+    /// <summary>Only rank 0 writes checkpoints, exports and logs.</summary>
+    bool Main => comm.Rank == 0;
+
     /// <summary>Stop after this many optimizer steps in this process (saving last/), as an interruption would; the
     /// schedule still spans every epoch. Tests and time-boxed jobs use it.</summary>
     public long? StopAfterSteps { get; init; }
+
+    void Log(string line)
+    {
+        if (Main) log.WriteLine(line);
+    }
 
     public TrainingResult Run()
     {
@@ -43,7 +54,9 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
         var train = OpenData(o.TrainData, o.MaxTrainSamples, "train", tokenizer, config);
         var validation = o.ValidationData is null ? null : OpenData(o.ValidationData, o.MaxEvalSamples, "validation", tokenizer, config);
         if (train.Count == 0) throw new ArgumentException($"--train_jsonl {o.TrainData}: no usable records");
-        int batchesPerEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
+        // --batch_size is per rank, as in the seed: the global batch grows with the world.
+        int globalBatch = o.BatchSize * comm.WorldSize;
+        int batchesPerEpoch = (train.Count + globalBatch - 1) / globalBatch;
         int stepsPerEpoch = (batchesPerEpoch + o.GradientAccumulationSteps - 1) / o.GradientAccumulationSteps;
         long totalSteps = (long)stepsPerEpoch * o.NumEpochs;
 
@@ -67,11 +80,12 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
             (bestEval, bestEvalStep) = (loaded.State.BestEvalLoss, loaded.State.BestEvalStep);
             if (loaded.State.Seed != (ulong)o.Seed)
                 throw new ArgumentException($"--seed {o.Seed} differs from the checkpoint's {loaded.State.Seed} ({dir}): the data order would change mid-run");
-            log.WriteLine($"resumed from {dir}: step {step}, epoch {startEpoch}, batch {startBatch}");
+            Log($"resumed from {dir}: step {step}, epoch {startEpoch}, batch {startBatch}");
         }
 
-        log.WriteLine($"training {train.Count} samples, {o.NumEpochs} epochs × {stepsPerEpoch} steps = {totalSteps} optimizer steps; " +
-            $"global batch {o.BatchSize} × {o.GradientAccumulationSteps} accumulation; {o.MixedPrecision}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}");
+        Log($"training {train.Count} samples, {o.NumEpochs} epochs × {stepsPerEpoch} steps = {totalSteps} optimizer steps; " +
+            $"global batch {o.BatchSize} per rank × {comm.WorldSize} ranks × {o.GradientAccumulationSteps} accumulation = {globalBatch * o.GradientAccumulationSteps} samples per step; " +
+            $"{o.MixedPrecision}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {comm.Backend}");
 
         TrainerState State(int epoch, long batchInEpoch) => new()
         {
@@ -89,6 +103,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
         };
         void Save(string dir, int epoch, long batchInEpoch)
         {
+            if (!Main) return;
             using var scope = NewDisposeScope();
             TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizer.StateTensors(), State(epoch, batchInEpoch));
         }
@@ -100,7 +115,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
         int epochsCompleted = startEpoch;
         for (int epoch = startEpoch; epoch < o.NumEpochs; epoch++)
         {
-            var batches = EpochPlan.GlobalBatches(train.Count, o.Seed, epoch, o.BatchSize);
+            var batches = EpochPlan.GlobalBatches(train.Count, o.Seed, epoch, globalBatch);
             for (long b = epoch == startEpoch ? startBatch : 0; b < batches.Count; b += o.GradientAccumulationSteps)
             {
                 var micro = batches.Skip((int)b).Take(o.GradientAccumulationSteps).ToList();
@@ -111,7 +126,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
 
                 if (step % o.LoggingSteps == 0)
                 {
-                    log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    Log(string.Create(CultureInfo.InvariantCulture,
                         $"epoch {epoch} step {step}/{totalSteps} loss {stats.Loss:F4} (talker {stats.TalkerLoss:F4}, sub-talker {stats.SubTalkerLoss:F4}) " +
                         $"avg {window.MeanLoss:F4} lr {stats.Lr:E3} grad_norm {stats.GradNorm:F3} {window.SamplesPerSecond(clock):F1} samples/s"));
                     window.Reset(clock);
@@ -122,12 +137,12 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
                 if (o.SaveSteps > 0 && step % o.SaveSteps == 0)
                 {
                     Save(CheckpointRotation.StepDir(o.OutputModelPath, step), epoch, nextBatch);
-                    if (o.SaveTotalLimit is { } limit) CheckpointRotation.Prune(o.OutputModelPath, limit);
+                    if (Main && o.SaveTotalLimit is { } limit) CheckpointRotation.Prune(o.OutputModelPath, limit);
                 }
                 if (StopAfterSteps is { } stop && step >= stop)
                 {
                     Save(CheckpointRotation.LastDir(o.OutputModelPath), epoch, nextBatch);
-                    log.WriteLine($"stopped after {step} steps; resume with --resume_from_checkpoint latest");
+                    Log($"stopped after {step} steps; resume with --resume_from_checkpoint latest");
                     return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath);
                 }
             }
@@ -136,13 +151,13 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
             Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch), epoch + 1, 0);
         }
         Save(CheckpointRotation.LastDir(o.OutputModelPath), o.NumEpochs, 0);
-        ExportVoice(model, train);
+        if (Main) ExportVoice(model, train);
         return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath);
 
         void Evaluate(int epoch, long batchInEpoch)
         {
             var (loss, talker, sub) = EvalLoss(trainable, validation!);
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"eval step {step}: loss {loss:F4} (talker {talker:F4}, sub-talker {sub:F4})"));
+            Log(string.Create(CultureInfo.InvariantCulture, $"eval step {step}: loss {loss:F4} (talker {talker:F4}, sub-talker {sub:F4})"));
             if (bestEval is null || loss < bestEval)
             {
                 (bestEval, bestEvalStep) = (loss, step);
@@ -151,55 +166,75 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
         }
     }
 
-    /// <summary>One optimizer step over up to gradient_accumulation_steps micro-batches. Each micro-batch's mean
-    /// losses are weighted by its share of the window's label tokens, so the accumulated gradient is the gradient
-    /// of the mean over every token in the window: k micro-batches equal one k-times batch, and a short window at
-    /// the end of an epoch is averaged over what it has.</summary>
+    /// <summary>One optimizer step over up to gradient_accumulation_steps global micro-batches, of which this rank
+    /// computes its share. Each share's mean losses are weighted by its share of the whole window's label tokens
+    /// (known on every rank from the records), so the gradient summed over ranks and micro-steps is the gradient of
+    /// the mean over every token of the global window: N ranks × batch B equal one process with batch N·B, k
+    /// micro-batches equal one k-times batch, and a short window at the end of an epoch averages what it has.</summary>
     StepStats TrainStep(TrainableModel trainable, AdamW optimizer, double lr, SftDataSource data, IReadOnlyList<int[]> micro)
     {
         using var scope = NewDisposeScope();
         var all = micro.SelectMany(m => m).ToList();
         double talkerTokens = data.TalkerTokens(all);
         double subTokens = data.SubTalkerTokens(all, o.LossAlignment);
-        double talkerSum = 0, subSum = 0;
-        foreach (var indices in micro)
+        // The synchronizer averages over ranks; scaling by the world size turns that average into the sum we want.
+        double world = comm.WorldSize;
+        var sums = zeros(2, dtype: ScalarType.Float64);
+        foreach (var global in micro)
         {
+            var indices = EpochPlan.Share(global, comm.Rank, comm.WorldSize);
+            if (indices.Length == 0) continue; // a short tail batch: this rank contributes zero gradients
             using var microScope = NewDisposeScope();
             using var batch = data.Batch(indices);
             var speakers = SftCollate.SpeakerEmbeddings(trainable.SpeakerEncoder!, batch);
             var loss = SftObjective.Compute(trainable.ComputeTalker, batch, speakers, o.LossAlignment, o.SubTalkerWeight);
-            var scaled = loss.TalkerLoss * (loss.TalkerTokens / talkerTokens) + o.SubTalkerWeight * loss.SubTalkerLoss * (loss.SubTalkerTokens / subTokens);
+            var scaled = world * (loss.TalkerLoss * (loss.TalkerTokens / talkerTokens) + o.SubTalkerWeight * loss.SubTalkerLoss * (loss.SubTalkerTokens / subTokens));
             scaled.backward();
             trainable.AccumulateGradsToMaster();
-            talkerSum += loss.TalkerLoss.item<float>() * loss.TalkerTokens;
-            subSum += loss.SubTalkerLoss.item<float>() * loss.SubTalkerTokens;
+            sums[0] += loss.TalkerLoss.detach().to(ScalarType.Float64) * loss.TalkerTokens;
+            sums[1] += loss.SubTalkerLoss.detach().to(ScalarType.Float64) * loss.SubTalkerTokens;
         }
+        SynchronizeGradients(trainable);
+        comm.AllReduceSum(sums);
         var masters = trainable.MasterParameters.Select(p => (Tensor)p.Parameter).ToList();
         double norm = GradClip.ClipGradNorm(masters, o.MaxGradNorm);
         optimizer.Step(lr);
         optimizer.ZeroGrad();
         trainable.CopyMasterToCompute();
-        double talker = talkerSum / talkerTokens, sub = subSum / subTokens;
-        return new StepStats(talker + o.SubTalkerWeight * sub, talker, sub, lr, norm, all.Count, (long)(talkerTokens));
+        double talker = sums[0].item<double>() / talkerTokens, sub = sums[1].item<double>() / subTokens;
+        return new StepStats(talker + o.SubTalkerWeight * sub, talker, sub, lr, norm, all.Count, (long)talkerTokens);
     }
 
-    /// <summary>Mean validation losses over every label token (fixed order, no gradients).</summary>
+    /// <summary>Averages the master gradients over ranks (nothing to do alone).</summary>
+    void SynchronizeGradients(TrainableModel trainable)
+    {
+        if (comm.WorldSize == 1) return;
+        throw new NotSupportedException("gradient synchronization across ranks is not wired in this build");
+    }
+
+    /// <summary>Mean validation losses over every label token (fixed order, no gradients), each rank scoring its
+    /// share of every batch and the sums all-reduced, so every rank gets the same numbers (and the same best/ decision).</summary>
     (double Loss, double Talker, double Sub) EvalLoss(TrainableModel trainable, SftDataSource data)
     {
-        double talkerSum = 0, subSum = 0, talkerTokens = 0, subTokens = 0;
-        using var noGrad = no_grad();
-        foreach (var indices in Enumerable.Range(0, data.Count).Chunk(o.BatchSize))
-        {
-            using var scope = NewDisposeScope();
-            using var batch = data.Batch(indices);
-            var speakers = SftCollate.SpeakerEmbeddings(trainable.SpeakerEncoder!, batch);
-            var loss = SftObjective.Compute(trainable.ComputeTalker, batch, speakers, o.LossAlignment, o.SubTalkerWeight);
-            talkerSum += loss.TalkerLoss.item<float>() * loss.TalkerTokens;
-            subSum += loss.SubTalkerLoss.item<float>() * loss.SubTalkerTokens;
-            talkerTokens += loss.TalkerTokens;
-            subTokens += loss.SubTalkerTokens;
-        }
-        double talker = talkerSum / talkerTokens, sub = subSum / subTokens;
+        using var scope = NewDisposeScope();
+        var sums = zeros(4, dtype: ScalarType.Float64); // talker sum, sub sum, talker tokens, sub tokens
+        using (no_grad())
+            foreach (var global in Enumerable.Range(0, data.Count).Chunk(o.BatchSize * comm.WorldSize))
+            {
+                var indices = EpochPlan.Share(global, comm.Rank, comm.WorldSize);
+                if (indices.Length == 0) continue;
+                using var batchScope = NewDisposeScope();
+                using var batch = data.Batch(indices);
+                var speakers = SftCollate.SpeakerEmbeddings(trainable.SpeakerEncoder!, batch);
+                var loss = SftObjective.Compute(trainable.ComputeTalker, batch, speakers, o.LossAlignment, o.SubTalkerWeight);
+                sums[0] += loss.TalkerLoss.to(ScalarType.Float64) * loss.TalkerTokens;
+                sums[1] += loss.SubTalkerLoss.to(ScalarType.Float64) * loss.SubTalkerTokens;
+                sums[2] += loss.TalkerTokens;
+                sums[3] += loss.SubTalkerTokens;
+            }
+        comm.AllReduceSum(sums);
+        var v = sums.data<double>().ToArray();
+        double talker = v[0] / v[2], sub = v[1] / v[3];
         return (talker + o.SubTalkerWeight * sub, talker, sub);
     }
 
@@ -232,8 +267,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log)
         if (skipped.Count > 0)
         {
             string report = Path.Combine(o.OutputModelPath, $"skipped_{split}_samples.jsonl");
-            JsonlTrainingData.WriteSkipReport(report, skipped);
-            log.WriteLine($"skipped {skipped.Count} malformed {split} records (see {report})");
+            if (Main) JsonlTrainingData.WriteSkipReport(report, skipped);
+            Log($"skipped {skipped.Count} malformed {split} records (see {report})");
         }
         return data;
     }
