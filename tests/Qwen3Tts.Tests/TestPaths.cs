@@ -12,10 +12,30 @@ static class TestPaths
         throw new DirectoryNotFoundException("cannot find the repository root above " + AppContext.BaseDirectory);
     }
 
+    static readonly List<string> Created = [];
+
+    static readonly string Root = Path.Combine(Path.GetTempPath(), "qwen3tts-tests");
+
+    static TestPaths()
+    {
+        // Training tests write real checkpoints (tens of MB each). The test host is often killed rather than exited,
+        // so also sweep folders that earlier runs left behind (older than an hour: never a concurrent run's).
+        if (Directory.Exists(Root))
+            foreach (var stale in new DirectoryInfo(Root).EnumerateDirectories().Where(d => d.LastWriteTimeUtc < DateTime.UtcNow.AddHours(-1)))
+                try { stale.Delete(recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            lock (Created)
+                foreach (var dir in Created)
+                    try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        };
+    }
+
     public static string NewTempDir(string tag)
     {
-        var dir = Path.Combine(Path.GetTempPath(), "qwen3tts-tests", $"{tag}-{Guid.NewGuid():N}");
+        var dir = Path.Combine(Root, $"{tag}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
+        lock (Created) Created.Add(dir);
         return dir;
     }
 }
