@@ -62,6 +62,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
         // ---- optimizer and schedule (AdamW over the talker only)
         using var optimizer = new AdamW(trainable.MasterParameters, new AdamWOptions(o.Lr, o.AdamBeta1, o.AdamBeta2, o.AdamEpsilon, o.WeightDecay));
+        using var sync = new GradientSynchronizer(trainable.MasterParameters, comm, BucketAssignment.CapBytes(o.BucketSizeMb),
+            precision == MixedPrecision.Bf16 ? trainable.ComputeParameters : null);
         var schedule = new LrSchedule(o.Lr, o.WarmupSteps, totalSteps, LrSchedule.ParseDecay(o.LrScheduler)).Validated();
 
         long step = 0;
@@ -83,6 +85,11 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             Log($"resumed from {dir}: step {step}, epoch {startEpoch}, batch {startBatch}");
         }
 
+        // Every rank starts from rank 0's weights (a resumed run loaded them from the same files), and checks it.
+        sync.BroadcastParameters(root: 0);
+        trainable.CopyMasterToCompute();
+        sync.VerifyParametersInSync();
+
         Log($"training {train.Count} samples, {o.NumEpochs} epochs × {stepsPerEpoch} steps = {totalSteps} optimizer steps; " +
             $"global batch {o.BatchSize} per rank × {comm.WorldSize} ranks × {o.GradientAccumulationSteps} accumulation = {globalBatch * o.GradientAccumulationSteps} samples per step; " +
             $"{o.MixedPrecision}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {comm.Backend}");
@@ -103,6 +110,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         };
         void Save(string dir, int epoch, long batchInEpoch)
         {
+            sync.VerifyParametersInSync(); // every rank: a checkpoint of diverged replicas would be silently wrong
             if (!Main) return;
             using var scope = NewDisposeScope();
             TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizer.StateTensors(), State(epoch, batchInEpoch));
@@ -119,7 +127,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             for (long b = epoch == startEpoch ? startBatch : 0; b < batches.Count; b += o.GradientAccumulationSteps)
             {
                 var micro = batches.Skip((int)b).Take(o.GradientAccumulationSteps).ToList();
-                var stats = TrainStep(trainable, optimizer, schedule.At(step), train, micro);
+                var stats = TrainStep(trainable, optimizer, sync, schedule.At(step), train, micro);
                 step++;
                 lastLoss = stats.Loss;
                 window.Add(stats);
@@ -171,7 +179,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     /// (known on every rank from the records), so the gradient summed over ranks and micro-steps is the gradient of
     /// the mean over every token of the global window: N ranks × batch B equal one process with batch N·B, k
     /// micro-batches equal one k-times batch, and a short window at the end of an epoch averages what it has.</summary>
-    StepStats TrainStep(TrainableModel trainable, AdamW optimizer, double lr, SftDataSource data, IReadOnlyList<int[]> micro)
+    StepStats TrainStep(TrainableModel trainable, AdamW optimizer, GradientSynchronizer sync, double lr, SftDataSource data, IReadOnlyList<int[]> micro)
     {
         using var scope = NewDisposeScope();
         var all = micro.SelectMany(m => m).ToList();
@@ -180,21 +188,26 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         // The synchronizer averages over ranks; scaling by the world size turns that average into the sum we want.
         double world = comm.WorldSize;
         var sums = zeros(2, dtype: ScalarType.Float64);
-        foreach (var global in micro)
+        for (int m = 0; m < micro.Count; m++)
         {
-            var indices = EpochPlan.Share(global, comm.Rank, comm.WorldSize);
-            if (indices.Length == 0) continue; // a short tail batch: this rank contributes zero gradients
-            using var microScope = NewDisposeScope();
-            using var batch = data.Batch(indices);
-            var speakers = SftCollate.SpeakerEmbeddings(trainable.SpeakerEncoder!, batch);
-            var loss = SftObjective.Compute(trainable.ComputeTalker, batch, speakers, o.LossAlignment, o.SubTalkerWeight);
-            var scaled = world * (loss.TalkerLoss * (loss.TalkerTokens / talkerTokens) + o.SubTalkerWeight * loss.SubTalkerLoss * (loss.SubTalkerTokens / subTokens));
-            scaled.backward();
+            var indices = EpochPlan.Share(micro[m], comm.Rank, comm.WorldSize);
+            if (indices.Length > 0) // a short tail batch may leave this rank nothing: it contributes zero gradients
+            {
+                using var microScope = NewDisposeScope();
+                using var batch = data.Batch(indices);
+                var speakers = SftCollate.SpeakerEmbeddings(trainable.SpeakerEncoder!, batch);
+                var loss = SftObjective.Compute(trainable.ComputeTalker, batch, speakers, o.LossAlignment, o.SubTalkerWeight);
+                var scaled = world * (loss.TalkerLoss * (loss.TalkerTokens / talkerTokens) + o.SubTalkerWeight * loss.SubTalkerLoss * (loss.SubTalkerTokens / subTokens));
+                scaled.backward();
+                sums[0] += loss.TalkerLoss.detach().to(ScalarType.Float64) * loss.TalkerTokens;
+                sums[1] += loss.SubTalkerLoss.detach().to(ScalarType.Float64) * loss.SubTalkerTokens;
+            }
+            // Accumulation micro-steps never communicate; after the window's last backward the buckets go out in
+            // index order while the bf16 gradients of the remaining ones are still being folded into fp32.
+            if (m == micro.Count - 1) sync.Launch();
             trainable.AccumulateGradsToMaster();
-            sums[0] += loss.TalkerLoss.detach().to(ScalarType.Float64) * loss.TalkerTokens;
-            sums[1] += loss.SubTalkerLoss.detach().to(ScalarType.Float64) * loss.SubTalkerTokens;
         }
-        SynchronizeGradients(trainable);
+        sync.WaitAll();
         comm.AllReduceSum(sums);
         var masters = trainable.MasterParameters.Select(p => (Tensor)p.Parameter).ToList();
         double norm = GradClip.ClipGradNorm(masters, o.MaxGradNorm);
@@ -203,13 +216,6 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         trainable.CopyMasterToCompute();
         double talker = sums[0].item<double>() / talkerTokens, sub = sums[1].item<double>() / subTokens;
         return new StepStats(talker + o.SubTalkerWeight * sub, talker, sub, lr, norm, all.Count, (long)talkerTokens);
-    }
-
-    /// <summary>Averages the master gradients over ranks (nothing to do alone).</summary>
-    void SynchronizeGradients(TrainableModel trainable)
-    {
-        if (comm.WorldSize == 1) return;
-        throw new NotSupportedException("gradient synchronization across ranks is not wired in this build");
     }
 
     /// <summary>Mean validation losses over every label token (fixed order, no gradients), each rank scoring its

@@ -37,6 +37,7 @@ public sealed record TrainingOptions
     public double SubTalkerWeight { get; init; } = 0.3;
     public string? ResumeFromCheckpoint { get; init; }
     public bool SkipBadSamples { get; init; }
+    public int BucketSizeMb { get; init; } = 25;
 
     /// <summary>Checks values that would otherwise fail mid-run; the message names the flag and the fix.</summary>
     public void Validate()
@@ -59,6 +60,7 @@ public sealed record TrainingOptions
         Require(MixedPrecision is "bf16" or "fp32", "mixed_precision", $"must be bf16 or fp32, got '{MixedPrecision}'");
         Require(SubTalkerWeight >= 0, "sub_talker_weight", $"must be non-negative, got {SubTalkerWeight}");
         Require(!string.IsNullOrWhiteSpace(SpeakerName), "speaker_name", "must not be empty");
+        Require(BucketSizeMb >= 1, "bucket_size_mb", $"must be at least 1, got {BucketSizeMb}");
         Require(File.Exists(TrainData) || Directory.Exists(TrainData), "train_jsonl", $"no such file or folder: {TrainData}");
         Require(ValidationData is null || File.Exists(ValidationData) || Directory.Exists(ValidationData), "validation_jsonl", $"no such file or folder: {ValidationData}");
         Require(Directory.Exists(InitModelPath), "init_model_path", $"no such model directory: {InitModelPath}");
@@ -105,10 +107,11 @@ public static class TrainingFlags
         var alignment = Flag<string?>("loss_alignment", "fixed (as the model generates, default) or upstream (the reference script's numbers, see README)");
         var subWeight = Flag<double?>("sub_talker_weight", "weight of the code predictor loss (default 0.3)");
         var resume = Flag<string?>("resume_from_checkpoint", "a checkpoint folder, or 'latest' in the output folder");
-        var skipBad = Flag<bool>("skip_bad_samples", "skip malformed records (listed in OUTPUT/skipped_samples.jsonl) instead of stopping");
+        var skipBad = Flag<bool>("skip_bad_samples", "skip malformed records (listed in OUTPUT/skipped_train_samples.jsonl) instead of stopping");
+        var bucket = Flag<int?>("bucket_size_mb", "gradient all-reduce bucket size in MB (default 25; the first bucket is 1 MB)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket })
             command.Options.Add(o);
 
         return parse =>
@@ -151,6 +154,7 @@ public static class TrainingFlags
                 SubTalkerWeight = Pick(subWeight, "sub_talker_weight") ?? d.SubTalkerWeight,
                 ResumeFromCheckpoint = PickString(resume, "resume_from_checkpoint"),
                 SkipBadSamples = parse.GetValue(skipBad) || (ValueFromFile<bool>(file, "skip_bad_samples") ?? false),
+                BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
             };
             return options;
         };
