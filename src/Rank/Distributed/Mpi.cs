@@ -116,7 +116,7 @@ public sealed unsafe class Mpi
     }
 
     /// <summary>Where to look, in order: the explicit override alone if set; else the launcher's own library first
-    /// (Open MPI for OMPI_*/PMIX_*, MPICH for PMI_*/HYDRA_*), then the other, each in the Debian/Ubuntu multiarch
+    /// (MPICH for PMI_*/HYDRA_* without OMPI_COMM_WORLD_*, else Open MPI), then the other, each in the Debian/Ubuntu multiarch
     /// directories and then by loader name (LD_LIBRARY_PATH, ld.so.cache).</summary>
     public static IReadOnlyList<string> Candidates(IReadOnlyDictionary<string, string> env)
     {
@@ -134,7 +134,8 @@ public sealed unsafe class Mpi
         ];
         bool mpichLaunch = env.ContainsKey(EnvVars.PmiRank) || env.ContainsKey(EnvVars.PmiSize) ||
                            env.Keys.Any(k => k.StartsWith(EnvVars.HydraPrefix, StringComparison.Ordinal));
-        bool openMpiLaunch = env.Keys.Any(k => k.StartsWith("OMPI_", StringComparison.Ordinal));
+        // Not any OMPI_* variable: users export OMPI_ALLOW_RUN_AS_ROOT or OMPI_MCA_* globally, and mpiexec.mpich passes them on.
+        bool openMpiLaunch = env.ContainsKey(EnvVars.OmpiRank) || env.ContainsKey(EnvVars.OmpiSize);
         var ordered = mpichLaunch && !openMpiLaunch ? mpich.Concat(openMpi) : openMpi.Concat(mpich);
         return ordered.Where(p => !p.Contains('/') || p.Contains(RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "aarch64" : "x86_64")).ToList();
     }
