@@ -1,20 +1,26 @@
 using System.CommandLine;
 using Qwen3Tts.Rank;
+using Qwen3Tts.Rank.Distributed;
 using Qwen3Tts.Rank.Training;
 
-// qwen3tts-rank: one training process. Run alone it is the single-process trainer.
-var root = new RootCommand("qwen3tts-rank: fine-tune a Qwen3-TTS-12Hz Base model on one speaker's data.");
+// qwen3tts-rank: one process of a fine-tuning job. Alone it is the single-process trainer; under mpiexec or
+// srun --mpi=pmix it is one rank of a data-parallel job.
+var root = new RootCommand("qwen3tts-rank: fine-tune a Qwen3-TTS-12Hz Base model on one speaker's data (one rank of a data-parallel job).");
 var bind = TrainingFlags.AddTo(root);
 var stopAfter = new Option<long?>("--stop_after_steps", "--stop-after-steps")
 {
     Description = "stop after N optimizer steps in this process, saving last/ (the schedule still spans every epoch)",
 };
-root.Options.Add(stopAfter);
-root.SetAction(parse => RankMain.Run(() =>
+var rank = new Option<int?>("--rank") { Description = "this process's rank (default: from the launcher's environment)" };
+var worldSize = new Option<int?>("--world_size", "--world-size") { Description = "number of ranks (default: from the launcher's environment)" };
+var localRank = new Option<int?>("--local_rank", "--local-rank") { Description = "rank on this node (default: from the launcher's environment)" };
+foreach (var o in new Option[] { stopAfter, rank, worldSize, localRank }) root.Options.Add(o);
+
+root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), comm =>
 {
     var options = bind(parse);
-    var result = new Trainer(options, Console.Out) { StopAfterSteps = parse.GetValue(stopAfter) }.Run();
-    Console.WriteLine($"done: {result.GlobalStep} steps, output in {result.OutputDir}");
+    var result = new Trainer(options, Console.Out, comm) { StopAfterSteps = parse.GetValue(stopAfter) }.Run();
+    if (comm.Rank == 0) Console.WriteLine($"done: {result.GlobalStep} steps, output in {result.OutputDir}");
     return 0;
 }));
 return root.Parse(args).Invoke();

@@ -2,21 +2,47 @@ using Qwen3Tts.Coordinator.Data;
 using Qwen3Tts.Model.Audio;
 using Qwen3Tts.Model.Checkpoint;
 using Qwen3Tts.Model.Config;
+using Qwen3Tts.Rank.Distributed;
 using Qwen3Tts.Rank.Training;
 
 namespace Qwen3Tts.Rank;
 
 static class RankMain
 {
-    /// <summary>Expected failures (bad flags, config, data, checkpoint) print one line naming what is wrong and exit 2.</summary>
-    public static int Run(Func<int> body)
+    /// <summary>Finds the world, starts the communicator and runs <paramref name="body"/>. Expected failures (bad flags,
+    /// config, data, checkpoint) print one line naming what is wrong and exit 2. With several ranks any failure on
+    /// any rank ends the whole job at once (MPI_Abort), naming the rank, so no rank waits forever in a collective.</summary>
+    public static int Run(int? rank, int? worldSize, int? localRank, Func<ICommunicator, int> body)
     {
-        try { return body(); }
-        catch (Exception e) when (e is ArgumentException or ConfigException or CheckpointException or DataException or AudioException
-                                      or TrainingCheckpointException or FileNotFoundException or DirectoryNotFoundException)
+        ICommunicator comm;
+        try
+        {
+            var world = WorldDiscovery.Resolve(EnvVars.Snapshot(), new ExplicitWorld(rank, worldSize, localRank));
+            comm = Communicators.Create(world);
+        }
+        catch (Exception e) when (e is ArgumentException or CommunicatorException or InvalidOperationException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;
+        }
+
+        using (comm)
+        {
+            // One line per rank, so a launcher that reports a dead process by PID (MPICH's hydra) names its rank too.
+            if (comm.WorldSize > 1)
+                Console.Error.WriteLine($"rank {comm.Rank} of {comm.WorldSize}: pid {Environment.ProcessId} on {Environment.MachineName} (local rank {comm.LocalRank}, {comm.Backend})");
+            try { return body(comm); }
+            catch (Exception e)
+            {
+                bool expected = e is ArgumentException or ConfigException or CheckpointException or DataException or AudioException
+                    or TrainingCheckpointException or FileNotFoundException or DirectoryNotFoundException;
+                string what = expected ? e.Message : e.ToString();
+                string who = comm.WorldSize > 1 ? $"rank {comm.Rank} of {comm.WorldSize}: " : "";
+                Console.Error.WriteLine($"error: {who}{what}");
+                Console.Error.Flush();
+                if (comm.WorldSize > 1) comm.Abort(expected ? 2 : 1); // ends every rank; does not return
+                return expected ? 2 : 1;
+            }
         }
     }
 }

@@ -9,6 +9,13 @@ public static class Communicators
     {
         if (world.WorldSize == 1 && !world.IsMpiLaunch) return new SingleProcessCommunicator();
         env ??= EnvVars.Snapshot();
+        // srun without an MPI plugin sets no PMI/PMIx variables; Open MPI would abort inside MPI_Init with a
+        // build-configuration message, MPICH would start singletons. Say what is wrong before either happens.
+        if (world.Launcher == Launcher.Slurm && world.WorldSize > 1
+            && !new[] { EnvVars.PmixRank, EnvVars.PmiRank, EnvVars.OmpiRank }.Any(env.ContainsKey))
+            throw new CommunicatorException(
+                $"{world.Source} describes {world.WorldSize} tasks but no MPI process-management interface is set up (no {EnvVars.PmixRank}, {EnvVars.PmiRank} or {EnvVars.OmpiRank}): " +
+                $"srun started {world.WorldSize} singleton processes (each rank 0 of 1). Launch with `srun --mpi=pmix` (or pmi2) so MPI sees one world of {world.WorldSize}, or use mpiexec");
         var mpi = MpiCommunicator.Start(env);
         try
         {

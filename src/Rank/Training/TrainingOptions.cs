@@ -108,10 +108,13 @@ public static class TrainingFlags
         var subWeight = Flag<double?>("sub_talker_weight", "weight of the code predictor loss (default 0.3)");
         var resume = Flag<string?>("resume_from_checkpoint", "a checkpoint folder, or 'latest' in the output folder");
         var skipBad = Flag<bool>("skip_bad_samples", "skip malformed records (listed in OUTPUT/skipped_train_samples.jsonl) instead of stopping");
+        var beta1 = Flag<double?>("adam_beta1", "AdamW beta1 (default 0.9)");
+        var beta2 = Flag<double?>("adam_beta2", "AdamW beta2 (default 0.999)");
+        var epsilon = Flag<double?>("adam_epsilon", "AdamW epsilon (default 1e-8)");
         var bucket = Flag<int?>("bucket_size_mb", "gradient all-reduce bucket size in MB (default 25; the first bucket is 1 MB)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, beta1, beta2, epsilon })
             command.Options.Add(o);
 
         return parse =>
@@ -155,6 +158,9 @@ public static class TrainingFlags
                 ResumeFromCheckpoint = PickString(resume, "resume_from_checkpoint"),
                 SkipBadSamples = parse.GetValue(skipBad) || (ValueFromFile<bool>(file, "skip_bad_samples") ?? false),
                 BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
+                AdamBeta1 = Pick(beta1, "adam_beta1") ?? d.AdamBeta1,
+                AdamBeta2 = Pick(beta2, "adam_beta2") ?? d.AdamBeta2,
+                AdamEpsilon = Pick(epsilon, "adam_epsilon") ?? d.AdamEpsilon,
             };
             return options;
         };

@@ -225,4 +225,16 @@ public class WorldDiscoveryTests
         Assert.Equal((0x44000000, 0x4c00040a, 0x4c00080b, 0x4c00083a, 0x4c00010d, 0x58000003, 0x54000001, -1),
             ((int)abi.CommWorld, (int)abi.Float, (int)abi.Double, (int)abi.Int64, (int)abi.Byte, (int)abi.OpSum, (int)abi.ErrorsReturn, (int)abi.InPlace));
     }
+
+    [Fact]
+    public void Srun_without_an_MPI_plugin_is_refused_before_MPI_starts()
+    {
+        var env = Env(("SLURM_PROCID", "1"), ("SLURM_NTASKS", "4"), ("SLURM_LOCALID", "1"));
+        var world = WorldDiscovery.Resolve(env);
+        Assert.Equal((1, 4), (world.Rank, world.WorldSize));
+        // No PMIX_RANK / PMI_RANK / OMPI_*: refused without loading or initializing any MPI library.
+        var e = Assert.Throws<CommunicatorException>(() => Communicators.Create(world, env));
+        Assert.Contains("srun --mpi=pmix", e.Message);
+        Assert.Contains("4 singleton processes", e.Message);
+    }
 }

@@ -1,0 +1,169 @@
+using System.Diagnostics;
+using Qwen3Tts.Model;
+using Qwen3Tts.Model.Checkpoint;
+using Qwen3Tts.Rank.Distributed;
+using Qwen3Tts.Rank.Training;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Tests.Distributed;
+
+/// <summary>qwen3tts-rank under a real mpiexec with two ranks: it trains the model one process trains with the
+/// doubled batch, and a killed rank ends the job within seconds. Skipped (noted in the output) without the launcher.</summary>
+[Trait("Category", "Mpi")]
+public class MpiTrainingTests(ITestOutputHelper output)
+{
+    static string RankDll => Path.Combine(TestPaths.RepoRoot, "src", "Rank", "bin", Configuration, "net10.0", "qwen3tts-rank.dll");
+
+    // The test binary's own configuration (…/bin/Debug/net10.0/): the rank was built with it.
+    static string Configuration => new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name;
+
+    static (string Model, string Data) Fixture()
+    {
+        string model = TestPaths.NewTempDir("mpi-model");
+        ModelDirectory.CreateRandom(model, "tiny", 31, ScalarType.Float32);
+        string demo = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
+        string dir = TestPaths.NewTempDir("mpi-data");
+        File.Copy(Path.Combine(demo, "ref_voice.wav"), Path.Combine(dir, "ref_voice.wav"));
+        string data = Path.Combine(dir, "train.jsonl");
+        File.WriteAllLines(data, File.ReadLines(Path.Combine(demo, "train.jsonl")).Take(8));
+        return (model, data);
+    }
+
+    [Theory]
+    [InlineData("openmpi", 1)]
+    [InlineData("openmpi", 2)]
+    [InlineData("mpich", 2)]
+    public void Two_ranks_equal_one_process_with_twice_the_batch(string flavor, int accumulation)
+    {
+        if (Launcher(flavor) is not { } launcher) return;
+        var (model, data) = Fixture();
+        string single = TestPaths.NewTempDir("mpi-single"), parallel = TestPaths.NewTempDir("mpi-parallel");
+        // adam_epsilon 1e-3: AdamW must not magnify fp32 summation-order differences in near-zero gradients.
+        new Trainer(new TrainingOptions
+        {
+            TrainData = data, InitModelPath = model, OutputModelPath = single, MixedPrecision = "fp32", NumEpochs = 1, BatchSize = 4,
+            GradientAccumulationSteps = accumulation, Lr = 1e-3, LrScheduler = "constant", AdamEpsilon = 1e-3, BucketSizeMb = 1,
+        }, TextWriter.Null).Run();
+
+        var (exit, log) = Launch(launcher, flavor, [
+            "--train_jsonl", data, "--init_model_path", model, "--output_model_path", parallel, "--mixed_precision", "fp32",
+            "--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", accumulation.ToString(), "--lr", "1e-3",
+            "--lr_scheduler", "constant", "--adam_epsilon", "1e-3", "--bucket_size_mb", "1"], killRankAfter: null);
+        Assert.True(exit == 0, $"mpiexec.{flavor} exited {exit}:\n{log}");
+        Assert.Contains("2 ranks", log);
+
+        using var scope = NewDisposeScope();
+        using var a = CheckpointFiles.Open(Path.Combine(single, "last"));
+        using var b = CheckpointFiles.Open(Path.Combine(parallel, "last"));
+        // Only fp32 summation order differs (~1e-7 relative in the gradients); a lost or unscaled rank would move
+        // weights by a large fraction of lr = 1e-3.
+        foreach (var e in a.Entries)
+            Assert.True(a.Read(e.Name).allclose(b.Read(e.Name), rtol: 0, atol: 1e-6), e.Name);
+    }
+
+    [Theory]
+    [InlineData("openmpi")]
+    [InlineData("mpich")]
+    public void Killing_one_rank_ends_the_job_within_seconds(string flavor)
+    {
+        if (Launcher(flavor) is not { } launcher) return;
+        var (model, data) = Fixture();
+        var (exit, log) = Launch(launcher, flavor, [
+            "--train_jsonl", data, "--init_model_path", model, "--output_model_path", TestPaths.NewTempDir("mpi-kill"), "--mixed_precision", "fp32",
+            "--num_epochs", "1000", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--logging_steps", "1"], killRankAfter: "step 2/");
+        Assert.NotEqual(0, exit);
+        // Open MPI names the rank itself; MPICH names the PID, which each rank's first line maps to its rank.
+        Assert.Matches(flavor == "openmpi" ? "process rank 1 .*exited on signal 9" : $"(?s)rank 1 of 2: pid {lastVictim} .*PID {lastVictim} ", log);
+    }
+
+    int lastVictim;
+
+    string? Launcher(string flavor)
+    {
+        string path = $"/usr/bin/mpiexec.{flavor}";
+        if (File.Exists(path)) return path;
+        output.WriteLine($"SKIPPED: {path} is not installed (.ci/run installs openmpi-bin and mpich)");
+        return null;
+    }
+
+    /// <summary>Runs two ranks; with <paramref name="killRankAfter"/>, SIGKILLs rank 1 once that text appears and
+    /// requires the launcher to end within 5 s of the kill.</summary>
+    (int Exit, string Log) Launch(string launcher, string flavor, string[] args, string? killRankAfter)
+    {
+        Assert.True(File.Exists(RankDll), $"qwen3tts-rank is not built: {RankDll}");
+        var start = new ProcessStartInfo(launcher) { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (flavor == "openmpi")
+        {
+            foreach (var a in (string[])["--allow-run-as-root", "--oversubscribe"]) start.ArgumentList.Add(a);
+            start.Environment[EnvVars.OmpiAllowRunAsRoot] = "1";
+            start.Environment[EnvVars.OmpiAllowRunAsRootConfirm] = "1";
+        }
+        foreach (var a in (string[])["-n", "2", "dotnet", RankDll, .. args]) start.ArgumentList.Add(a);
+        var log = new System.Text.StringBuilder();
+        var killed = new TaskCompletionSource();
+        using var process = new Process { StartInfo = start };
+        void OnLine(string? line)
+        {
+            if (line is null) return;
+            lock (log) log.AppendLine(line);
+            if (killRankAfter is not null && line.Contains(killRankAfter)) killed.TrySetResult();
+        }
+        process.OutputDataReceived += (_, e) => OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => OnLine(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        if (killRankAfter is not null)
+        {
+            Assert.True(killed.Task.Wait(TimeSpan.FromSeconds(120)), $"training never reached '{killRankAfter}':\n{log}");
+            int victim = lastVictim = RankPids(process.Id).Skip(1).First();
+            var clock = Stopwatch.StartNew();
+            Process.GetProcessById(victim).Kill();
+            bool ended = process.WaitForExit(TimeSpan.FromSeconds(5));
+            if (!ended) process.Kill(entireProcessTree: true);
+            Assert.True(ended, $"the job was still running 5 s after rank 1 was killed:\n{log}");
+            output.WriteLine($"job ended {clock.Elapsed.TotalSeconds:F2} s after the kill");
+        }
+        else if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"mpiexec.{flavor} did not finish in 5 minutes:\n{log}");
+        }
+        process.WaitForExit();
+        output.WriteLine(log.ToString());
+        return (process.ExitCode, log.ToString());
+    }
+
+    /// <summary>The launcher's descendant dotnet processes running the rank, ordered by their rank variable.</summary>
+    static IEnumerable<int> RankPids(int launcherPid)
+    {
+        var ranks = new List<(int Rank, int Pid)>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc").Select(Path.GetFileName))
+        {
+            if (!int.TryParse(dir, out int pid)) continue;
+            try
+            {
+                string cmd = File.ReadAllText($"/proc/{pid}/cmdline");
+                if (!cmd.Contains("qwen3tts-rank.dll") || !IsDescendant(pid, launcherPid)) continue;
+                var env = File.ReadAllText($"/proc/{pid}/environ").Split('\0');
+                string? rank = env.FirstOrDefault(v => v.StartsWith("OMPI_COMM_WORLD_RANK=") || v.StartsWith("PMI_RANK="));
+                if (rank is not null) ranks.Add((int.Parse(rank[(rank.IndexOf('=') + 1)..]), pid));
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return ranks.OrderBy(r => r.Rank).Select(r => r.Pid);
+    }
+
+    static bool IsDescendant(int pid, int ancestor)
+    {
+        for (int p = pid, i = 0; p > 1 && i < 64; i++)
+        {
+            if (p == ancestor) return true;
+            var stat = File.ReadAllText($"/proc/{p}/stat");
+            p = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+        }
+        return false;
+    }
+}
