@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a tiny model (real vocabularies and special ids, random weights)
-# fine-tuned on the bundled demo dataset, ending in best/, last/, epoch-N/ checkpoints and a custom-voice export.
-# Today a single process trains (multi-rank launching lands with the data-parallel issue; see README: Status).
+# fine-tuned by 2 local ranks through mpiexec on the bundled demo dataset, ending in best/, last/, epoch-N/
+# checkpoints and a custom-voice export under runs/demo/output. Set RANKS to change the number of ranks.
 set -euo pipefail
 cd "$(dirname "$0")"
 command -v dotnet >/dev/null || { echo "run.sh: install the .NET 10 SDK first (https://dot.net)" >&2; exit 1; }
+if ! command -v mpiexec.openmpi >/dev/null; then
+  echo "run.sh: installing Open MPI (apt)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openmpi-bin libopenmpi-dev
+fi
 
 dotnet build Qwen3Tts.Distributed.sln -c Release -v q -nologo
 Q="dotnet src/Cli/bin/Release/net10.0/qwen3tts.dll"
-RANK="dotnet src/Rank/bin/Release/net10.0/qwen3tts-rank.dll"
+RANK="src/Rank/bin/Release/net10.0/qwen3tts-rank.dll"
 out=${1:-runs/demo}
+rm -rf "$out"
 
 $Q init-model --config tiny --out "$out/init" --seed 0
-$RANK --train_jsonl assets/demo/train.jsonl --validation_jsonl assets/demo/validation.jsonl \
-      --init_model_path "$out/init" --output_model_path "$out/output" \
-      --num_epochs 3 --batch_size 4 --gradient_accumulation_steps 1 --lr 1e-3 --warmup_steps 2 \
-      --logging_steps 2 --mixed_precision fp32 --speaker_name demo_speaker
+# Open MPI refuses root unless told; --oversubscribe lets 2 ranks share a small machine.
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
+mpiexec.openmpi --oversubscribe -n "${RANKS:-2}" dotnet "$RANK" \
+  --train_jsonl assets/demo/train.jsonl --validation_jsonl assets/demo/validation.jsonl \
+  --init_model_path "$out/init" --output_model_path "$out/output" \
+  --num_epochs 3 --batch_size 2 --gradient_accumulation_steps 1 --lr 1e-3 --warmup_steps 2 \
+  --logging_steps 2 --mixed_precision fp32 --speaker_name demo_speaker
 $Q inspect "$out/output/custom_voice"
+ls "$out/output"
