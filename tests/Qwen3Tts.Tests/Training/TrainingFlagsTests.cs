@@ -1,0 +1,59 @@
+using System.CommandLine;
+using Qwen3Tts.Model.Sft;
+using Qwen3Tts.Rank.Training;
+
+namespace Qwen3Tts.Tests.Training;
+
+public class TrainingFlagsTests
+{
+    static TrainingOptions Parse(params string[] args)
+    {
+        var command = new RootCommand();
+        var bind = TrainingFlags.AddTo(command);
+        var result = command.Parse(args);
+        Assert.Empty(result.Errors);
+        return bind(result);
+    }
+
+    [Fact]
+    public void Seed_names_and_kebab_spellings_both_work()
+    {
+        var snake = Parse("--train_jsonl", "t.jsonl", "--init_model_path", "m", "--batch_size", "3", "--gradient_accumulation_steps", "2",
+            "--lr", "1e-4", "--mixed_precision", "fp32", "--loss_alignment", "upstream", "--max_train_samples", "7");
+        var kebab = Parse("--train-jsonl", "t.jsonl", "--init-model-path", "m", "--batch-size", "3", "--gradient-accumulation-steps", "2",
+            "--lr", "1e-4", "--mixed-precision", "fp32", "--loss-alignment", "upstream", "--max-train-samples", "7");
+        Assert.Equal(snake, kebab);
+        Assert.Equal((3, 2, 1e-4, "fp32", LossAlignment.Upstream, 7), (snake.BatchSize, snake.GradientAccumulationSteps, snake.Lr, snake.MixedPrecision, snake.LossAlignment, snake.MaxTrainSamples));
+        // Defaults as documented.
+        Assert.Equal((0.01, 1.0, 3, "bf16", 25), (snake.WeightDecay, snake.MaxGradNorm, snake.NumEpochs, Parse("--train_jsonl", "t", "--init_model_path", "m").MixedPrecision, snake.BucketSizeMb));
+    }
+
+    [Fact]
+    public void A_config_file_gives_defaults_and_flags_win()
+    {
+        string dir = TestPaths.NewTempDir("flags");
+        string config = Path.Combine(dir, "run.json");
+        File.WriteAllText(config, """{"train_jsonl": "from-file.jsonl", "init_model_path": "m", "lr": 3e-4, "num_epochs": 5, "skip_bad_samples": true, "weight-decay": 0.1}""");
+        var o = Parse("--config", config, "--num_epochs", "2");
+        Assert.Equal(("from-file.jsonl", 3e-4, 2, true, 0.1), (o.TrainData, o.Lr, o.NumEpochs, o.SkipBadSamples, o.WeightDecay));
+
+        File.WriteAllText(config, """{"train_jsonl": "t", "init_model_path": "m", "num_epochs": "many"}""");
+        var e = Assert.Throws<ArgumentException>(() => Parse("--config", config));
+        Assert.Contains("num_epochs", e.Message);
+    }
+
+    [Fact]
+    public void Bad_values_name_the_flag()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Parse("--init_model_path", "m"));
+        Assert.Contains("--train_jsonl is required", e.Message);
+        e = Assert.Throws<ArgumentException>(() => Parse("--train_jsonl", "t", "--init_model_path", "m", "--loss_alignment", "sideways"));
+        Assert.Contains("--loss_alignment", e.Message);
+        var o = Parse("--train_jsonl", "t", "--init_model_path", "m", "--batch_size", "0");
+        e = Assert.Throws<ArgumentException>(o.Validate);
+        Assert.Contains("--batch_size", e.Message);
+        o = Parse("--train_jsonl", "missing.jsonl", "--init_model_path", "m");
+        e = Assert.Throws<ArgumentException>(o.Validate);
+        Assert.Contains("missing.jsonl", e.Message);
+    }
+}
