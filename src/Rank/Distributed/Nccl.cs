@@ -85,7 +85,7 @@ public sealed unsafe class Nccl
     /// <summary>Loads the first of <see cref="Candidates"/> that opens. The error lists every path tried and why each failed.</summary>
     public static Nccl Load(IReadOnlyDictionary<string, string> env) => Load(Candidates(env));
 
-    internal static Nccl Load(IReadOnlyList<string> candidates)
+    public static Nccl Load(IReadOnlyList<string> candidates)
     {
         var failures = new List<string>();
         foreach (var candidate in candidates)

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
@@ -244,7 +243,7 @@ public sealed unsafe class NcclCommunicator : ICommunicator
     /// <summary>The device pointer, element count and ncclDataType_t of a contiguous CUDA tensor on <paramref name="device"/>.
     /// Everything is checked here, before anything is submitted to NCCL. <paramref name="versionCode"/> is the loaded
     /// NCCL's (bfloat16 needs ≥ 2.10).</summary>
-    internal static (nint Data, long Count, int DataType) Describe(Tensor tensor, string call, Device device, int versionCode)
+    public static (nint Data, long Count, int DataType) Describe(Tensor tensor, string call, Device device, int versionCode)
     {
         ArgumentNullException.ThrowIfNull(tensor);
         if (tensor.device_type != TorchSharp.DeviceType.CUDA)
@@ -266,7 +265,7 @@ public sealed unsafe class NcclCommunicator : ICommunicator
     /// <summary>The address of the first element. TorchSharp 0.107 has no data_ptr(); for a CUDA tensor its
     /// <c>bytes</c> would copy to the host, so the pointer comes from THSTensor_data (at::Tensor::data_ptr, storage
     /// offset included), the native call behind TorchSharp's own <c>data&lt;T&gt;()</c>.</summary>
-    static nint DataPointer(Tensor tensor)
+    public static nint DataPointer(Tensor tensor)
     {
         var data = THSTensor_data(tensor.Handle);
         if (data == 0) throw new CommunicatorException($"the {tensor.dtype} tensor on {tensor.device} has no data pointer");
