@@ -14,9 +14,14 @@ var stopAfter = new Option<long?>("--stop_after_steps", "--stop-after-steps")
 var rank = new Option<int?>("--rank") { Description = "this process's rank (default: from the launcher's environment)" };
 var worldSize = new Option<int?>("--world_size", "--world-size") { Description = "number of ranks (default: from the launcher's environment)" };
 var localRank = new Option<int?>("--local_rank", "--local-rank") { Description = "rank on this node (default: from the launcher's environment)" };
-foreach (var o in new Option[] { stopAfter, rank, worldSize, localRank }) root.Options.Add(o);
+var backend = new Option<BackendChoice>("--backend")
+{
+    Description = "collectives backend: nccl (CUDA tensors, bootstrapped over MPI), mpi (CPU tensors), or auto (nccl when CUDA is available and libnccl loads, else mpi)",
+    DefaultValueFactory = _ => BackendChoice.Auto,
+};
+foreach (var o in new Option[] { stopAfter, rank, worldSize, localRank, backend }) root.Options.Add(o);
 
-root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), comm =>
+root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), parse.GetValue(backend), comm =>
 {
     var options = bind(parse);
     var result = new Trainer(options, Console.Out, comm) { StopAfterSteps = parse.GetValue(stopAfter) }.Run();

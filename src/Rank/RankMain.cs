@@ -9,16 +9,16 @@ namespace Qwen3Tts.Rank;
 
 static class RankMain
 {
-    /// <summary>Finds the world, starts the communicator and runs <paramref name="body"/>. Expected failures (bad flags,
+    /// <summary>Finds the world, starts the communicator (<paramref name="backend"/>: see <see cref="Communicators.Choose(BackendChoice, WorldInfo, bool, Func{string?})"/>) and runs <paramref name="body"/>. Expected failures (bad flags,
     /// config, data, checkpoint) print one line naming what is wrong and exit 2. With several ranks any failure on
     /// any rank ends the whole job at once (MPI_Abort), naming the rank, so no rank waits forever in a collective.</summary>
-    public static int Run(int? rank, int? worldSize, int? localRank, Func<ICommunicator, int> body)
+    public static int Run(int? rank, int? worldSize, int? localRank, BackendChoice backend, Func<ICommunicator, int> body)
     {
         ICommunicator comm;
         try
         {
             var world = WorldDiscovery.Resolve(EnvVars.Snapshot(), new ExplicitWorld(rank, worldSize, localRank));
-            comm = Communicators.Create(world);
+            comm = Communicators.Create(world, backend: backend);
         }
         catch (Exception e) when (e is ArgumentException or CommunicatorException or InvalidOperationException)
         {

@@ -1,14 +1,75 @@
+using static TorchSharp.torch;
+
 namespace Qwen3Tts.Rank.Distributed;
+
+/// <summary>The <c>--backend</c> choice. Auto: NCCL when CUDA is available and libnccl loads, else MPI.</summary>
+public enum BackendChoice { Auto, Nccl, Mpi }
+
+/// <summary>Which communicator to build ("single", "mpi" or "nccl") and why, for the log line.</summary>
+public sealed record BackendDecision(string Backend, string Reason);
 
 public static class Communicators
 {
-    /// <summary>The communicator for <paramref name="world"/>: the identity for a plain single process, else MPI,
-    /// checked against what the launcher promised (a world-size mismatch, such as srun starting singletons, is an
-    /// error here, before any training). <paramref name="env"/> defaults to this process's environment.</summary>
-    public static ICommunicator Create(WorldInfo world, IReadOnlyDictionary<string, string>? env = null)
+    /// <summary>The communicator for <paramref name="world"/>: the identity for a plain single process, else MPI or NCCL
+    /// over MPI (see <see cref="Choose(BackendChoice, WorldInfo, bool, Func{string?})"/>), checked against what the
+    /// launcher promised (a world-size mismatch, such as srun starting singletons, is an error here, before any training).
+    /// <paramref name="env"/> defaults to this process's environment; the decision is written to <paramref name="log"/>
+    /// (default standard error) by rank 0 when there is a choice to report.</summary>
+    public static ICommunicator Create(WorldInfo world, IReadOnlyDictionary<string, string>? env = null,
+        BackendChoice backend = BackendChoice.Auto, TextWriter? log = null)
     {
-        if (world.WorldSize == 1 && !world.IsMpiLaunch) return new SingleProcessCommunicator();
         env ??= EnvVars.Snapshot();
+        var decision = Choose(backend, world, env);
+        if (world.Rank == 0 && (decision.Backend != "single" || backend != BackendChoice.Auto))
+            (log ?? Console.Error).WriteLine($"backend: {decision.Backend} ({decision.Reason})");
+        if (decision.Backend == "single") return new SingleProcessCommunicator();
+
+        var mpi = StartMpi(world, env);
+        return decision.Backend == "nccl" ? NcclCommunicator.Start(mpi, env) : mpi;
+    }
+
+    /// <summary><see cref="Choose(BackendChoice, WorldInfo, bool, Func{string?})"/> with this process's CUDA
+    /// (torch.cuda.is_available()) and an attempt to load libnccl.</summary>
+    public static BackendDecision Choose(BackendChoice backend, WorldInfo world, IReadOnlyDictionary<string, string> env) =>
+        Choose(backend, world, cuda.is_available(), () =>
+        {
+            try
+            {
+                _ = Nccl.Load(env);
+                return null;
+            }
+            catch (CommunicatorException e) { return e.Message; }
+        });
+
+    /// <summary>The one place the backend is decided. <paramref name="ncclLoadError"/> tries to load libnccl and returns
+    /// null on success or the loader's message; it is called only when the answer matters (CUDA present, NCCL wanted).
+    /// An explicit <c>--backend nccl</c> that cannot work is an error (also for a single process: the flag says the
+    /// job expects GPUs); auto falls back to MPI and says why.</summary>
+    public static BackendDecision Choose(BackendChoice backend, WorldInfo world, bool cudaAvailable, Func<string?> ncclLoadError)
+    {
+        if (backend == BackendChoice.Nccl)
+        {
+            if (!cudaAvailable)
+                throw new CommunicatorException(
+                    "--backend nccl needs CUDA, but torch.cuda.is_available() is false on this machine (no NVIDIA GPU or driver, or the CPU-only TorchSharp package): " +
+                    "use --backend mpi (or auto), or run on a GPU machine with the TorchSharp CUDA package");
+            if (ncclLoadError() is { } error)
+                throw new CommunicatorException($"--backend nccl: {error}");
+        }
+        bool single = world.WorldSize == 1 && !world.IsMpiLaunch;
+        if (single) return new("single", "one process: no collectives to run");
+        return backend switch
+        {
+            BackendChoice.Mpi => new("mpi", "--backend mpi"),
+            BackendChoice.Nccl => new("nccl", "--backend nccl"),
+            _ when !cudaAvailable => new("mpi", "auto: torch.cuda.is_available() is false, so the tensors are on the CPU"),
+            _ when ncclLoadError() is { } error => new("mpi", $"auto: CUDA is available but NCCL is not: {error.Split('\n')[0]} (set {EnvVars.NcclLibrary})"),
+            _ => new("nccl", "auto: CUDA is available and libnccl loaded"),
+        };
+    }
+
+    static MpiCommunicator StartMpi(WorldInfo world, IReadOnlyDictionary<string, string> env)
+    {
         // srun without an MPI plugin sets no PMI/PMIx variables; Open MPI would abort inside MPI_Init with a
         // build-configuration message, MPICH would start singletons. Say what is wrong before either happens.
         if (world.Launcher == Launcher.Slurm && world.WorldSize > 1

@@ -8,6 +8,8 @@ public static class EnvVars
     // Ours.
     /// <summary>Path or loader name of the MPI library to load, overriding launcher detection (e.g. /opt/mpi/lib/libmpi.so.40).</summary>
     public const string MpiLibrary = "QWEN3TTS_MPI_LIB";
+    /// <summary>Path or loader name of the NCCL library to load instead of the default search (e.g. /opt/nccl/lib/libnccl.so.2).</summary>
+    public const string NcclLibrary = "QWEN3TTS_NCCL_LIB";
 
     // torchrun / torch.distributed.launch style (also what Kubernetes operators usually set).
     public const string Rank = "RANK";
