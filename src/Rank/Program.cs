@@ -16,8 +16,10 @@ var worldSize = new Option<int?>("--world_size", "--world-size") { Description =
 var localRank = new Option<int?>("--local_rank", "--local-rank") { Description = "rank on this node (default: from the launcher's environment)" };
 var backend = new Option<BackendChoice>("--backend")
 {
-    Description = "collectives backend: nccl (CUDA tensors, bootstrapped over MPI), mpi (CPU tensors), or auto (nccl when CUDA is available and libnccl loads, else mpi)",
-    DefaultValueFactory = _ => BackendChoice.Auto,
+    // The trainer keeps its tensors on the CPU in this build, so the default is mpi; nccl is for CUDA tensors
+    // (see README: GPU clusters for what has and has not been verified).
+    Description = "collectives backend: mpi (CPU tensors, default), nccl (CUDA tensors, bootstrapped over MPI; not yet used by the trainer), or auto (nccl when CUDA is available and libnccl loads, else mpi)",
+    DefaultValueFactory = _ => BackendChoice.Mpi,
 };
 foreach (var o in new Option[] { stopAfter, rank, worldSize, localRank, backend }) root.Options.Add(o);
 
