@@ -6,11 +6,14 @@ return args.FirstOrDefault() switch
     "train-step" => TrainStepBench.Run(args[1..]),
     "memory-0.6b" => TrainStepBench.PeakMemory06B(),
     "resample" => ResampleBench.Run(),
+    "allreduce" => AllReduceBench.Run(),
+    "overlap" => OverlapBench.Run(args[1..]),
     _ => Usage(),
 };
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | memory-0.6b | resample");
+    Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | memory-0.6b | resample\n" +
+                            "       mpiexec -n 2 qwen3tts-bench allreduce | overlap [--steps N] [--precision fp32|bf16] [--configs tiny,mid] [--threads N]");
     return 2;
 }

@@ -13,7 +13,7 @@ namespace Qwen3Tts.Bench;
 /// against this machine's measured matmul peak.</summary>
 static class TrainStepBench
 {
-    const int Batch = 2, TextIds = 40, Frames = 60;
+    internal const int Batch = 2, TextIds = 40, Frames = 60;
 
     public static int Run(string[] args)
     {
@@ -57,7 +57,7 @@ static class TrainStepBench
         return 0;
     }
 
-    static JsonObject MidConfig()
+    internal static JsonObject MidConfig()
     {
         var json = Presets.ConfigJson("0.6b");
         json["talker_config"]!["num_hidden_layers"] = 4;
@@ -96,7 +96,7 @@ static class TrainStepBench
         return (Median(fwdBwd), Median(optim));
     }
 
-    static SftBatch SyntheticBatch(Qwen3TtsConfig config)
+    internal static SftBatch SyntheticBatch(Qwen3TtsConfig config)
     {
         var rng = new Random(0);
         var samples = Enumerable.Range(0, Batch).Select(_ =>
@@ -148,7 +148,7 @@ static class TrainStepBench
         return 2.0 * 2048 * 2048 * 2048 / best;
     }
 
-    static double Median(List<double> xs)
+    internal static double Median(List<double> xs)
     {
         var s = xs.Order().ToList();
         return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;

@@ -135,6 +135,16 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         });
     }
 
+    /// <summary>Diagnostics for the allreduce bench: runs <paramref name="action"/> on the MPI owner thread with the data
+    /// pointer, element count and MPI datatype of <paramref name="tensor"/>, and waits for it. The action calls
+    /// <see cref="Mpi"/> directly (no queue hand-off per call) and must make the same collectives on every rank.</summary>
+    internal void RunOnOwnerThread(Tensor tensor, Action<Mpi, nint, int, nint> action)
+    {
+        var (data, count, datatype, _) = Describe(tensor, nameof(RunOnOwnerThread));
+        if (count > MaxChunk) throw new ArgumentException($"at most {MaxChunk} elements (one MPI call), got {count}", nameof(tensor));
+        Wait(Submit(mpi => action(mpi, data, (int)count, datatype)));
+    }
+
     public void Broadcast(Tensor tensor, int root = 0)
     {
         CheckRoot(root);
