@@ -11,14 +11,21 @@ static class RankMain
 {
     /// <summary>Finds the world, starts the communicator and runs <paramref name="body"/>. Expected failures (bad flags,
     /// config, data, checkpoint) print one line naming what is wrong and exit 2. With several ranks any failure on
-    /// any rank ends the whole job at once (MPI_Abort), naming the rank, so no rank waits forever in a collective.</summary>
-    public static int Run(int? rank, int? worldSize, int? localRank, Func<ICommunicator, int> body)
+    /// any rank ends the whole job at once (MPI_Abort, or the TCP abort frame), naming the rank, so no rank waits forever in a collective.</summary>
+    public static int Run(int? rank, int? worldSize, int? localRank, Func<ICommunicator, int> body) =>
+        Run(rank, worldSize, localRank, null, null, null, body);
+
+    /// <summary>As above, with the TCP rendezvous flags (null: MASTER_ADDR / MASTER_PORT / the defaults).</summary>
+    public static int Run(int? rank, int? worldSize, int? localRank, string? masterAddr, int? masterPort, int? rendezvousTimeoutSeconds,
+        Func<ICommunicator, int> body)
     {
         ICommunicator comm;
         try
         {
-            var world = WorldDiscovery.Resolve(EnvVars.Snapshot(), new ExplicitWorld(rank, worldSize, localRank));
-            comm = Communicators.Create(world);
+            var env = EnvVars.Snapshot();
+            var world = WorldDiscovery.Resolve(env, new ExplicitWorld(rank, worldSize, localRank));
+            var tcp = TcpSettings.From(env, masterAddr, masterPort, rendezvousTimeoutSeconds is { } s ? TimeSpan.FromSeconds(s) : null);
+            comm = Communicators.Create(world, env, tcp);
         }
         catch (Exception e) when (e is ArgumentException or CommunicatorException or InvalidOperationException)
         {

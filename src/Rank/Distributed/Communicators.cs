@@ -2,13 +2,16 @@ namespace Qwen3Tts.Rank.Distributed;
 
 public static class Communicators
 {
-    /// <summary>The communicator for <paramref name="world"/>: the identity for a plain single process, else MPI,
-    /// checked against what the launcher promised (a world-size mismatch, such as srun starting singletons, is an
-    /// error here, before any training). <paramref name="env"/> defaults to this process's environment.</summary>
-    public static ICommunicator Create(WorldInfo world, IReadOnlyDictionary<string, string>? env = null)
+    /// <summary>The communicator for <paramref name="world"/>: the identity for a plain single process; TCP (rendezvous at
+    /// MASTER_ADDR:MASTER_PORT) for several processes that no MPI launcher started (torchrun-style RANK/WORLD_SIZE,
+    /// Kubernetes Indexed Jobs, flags); else MPI, checked against what the launcher promised (a world-size mismatch,
+    /// such as srun starting singletons, is an error here, before any training). <paramref name="env"/> defaults to this
+    /// process's environment; <paramref name="tcp"/> to <see cref="TcpSettings.From"/> of it.</summary>
+    public static ICommunicator Create(WorldInfo world, IReadOnlyDictionary<string, string>? env = null, TcpSettings? tcp = null)
     {
         if (world.WorldSize == 1 && !world.IsMpiLaunch) return new SingleProcessCommunicator();
         env ??= EnvVars.Snapshot();
+        if (UsesTcp(world, env)) return TcpCommunicator.Start(world, tcp ?? TcpSettings.From(env));
         // srun without an MPI plugin sets no PMI/PMIx variables; Open MPI would abort inside MPI_Init with a
         // build-configuration message, MPICH would start singletons. Say what is wrong before either happens.
         if (world.Launcher == Launcher.Slurm && world.WorldSize > 1
@@ -28,4 +31,10 @@ public static class Communicators
             throw;
         }
     }
+
+    /// <summary>No MPI launcher started this process (no Open MPI, PMI or PMIx rank variable), so MPI_Init would make a
+    /// singleton: the ranks meet over TCP instead.</summary>
+    public static bool UsesTcp(WorldInfo world, IReadOnlyDictionary<string, string> env) =>
+        world.Launcher is Launcher.Torchrun or Launcher.KubernetesIndexedJob or Launcher.Explicit
+        && !new[] { EnvVars.OmpiRank, EnvVars.PmiRank, EnvVars.PmixRank }.Any(env.ContainsKey);
 }
