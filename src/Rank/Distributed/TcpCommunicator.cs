@@ -82,7 +82,8 @@ public sealed unsafe class TcpCommunicator : ICommunicator
     readonly Socket? _next, _prev;
     readonly int _nextRank, _prevRank;
     readonly object _nextWrite = new(), _prevWrite = new(), _failureLock = new();
-    readonly Thread? _owner;
+    readonly Thread? _owner, _sender;
+    readonly BlockingCollection<Operation> _sends = new();
     readonly BlockingCollection<Operation> _queue = new();
     readonly byte[] _scratch = new byte[FrameBytes];
     readonly byte[] _header = new byte[HeaderBytes];
@@ -106,6 +107,8 @@ public sealed unsafe class TcpCommunicator : ICommunicator
         Backend = $"tcp (ring, rendezvous {settings.MasterAddr ?? "*"}:{settings.MasterPort})";
         _owner = new Thread(OwnerLoop) { IsBackground = true, Name = "tcp-collectives" };
         _owner.Start();
+        _sender = new Thread(SenderLoop) { IsBackground = true, Name = "tcp-send" };
+        _sender.Start();
     }
 
     /// <summary>The communicator for a world no MPI launcher started: settings from the environment and flags.</summary>
@@ -330,17 +333,15 @@ public sealed unsafe class TcpCommunicator : ICommunicator
         }
     }
 
+    /// <summary>Poll, then a synchronous accept: sockets here never see an async call, so on Linux they stay truly
+    /// blocking and their I/O needs no thread-pool thread (async-touched sockets complete through the pool, which a
+    /// 2-core machine running blocked ranks can starve).</summary>
     static Socket Accept(Socket listener, DateTime deadline, Func<string> timeoutMessage)
     {
-        using var cts = new CancellationTokenSource(Remaining(deadline));
-        try
-        {
-            return listener.AcceptAsync(cts.Token).AsTask().GetAwaiter().GetResult();
-        }
-        catch (OperationCanceledException)
-        {
-            throw new CommunicatorException(timeoutMessage());
-        }
+        while (DateTime.UtcNow < deadline)
+            if (listener.Poll(TimeSpan.FromMilliseconds(Math.Min(Remaining(deadline), 500)), SelectMode.SelectRead))
+                return listener.Accept();
+        throw new CommunicatorException(timeoutMessage());
     }
 
     /// <summary>Resolves and connects until <paramref name="deadline"/>, backing off from 0.1 s to 5 s: in Kubernetes
@@ -351,17 +352,21 @@ public sealed unsafe class TcpCommunicator : ICommunicator
         string last = "no attempt";
         while (true)
         {
-            var s = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            Socket? s = null;
             try
             {
-                using var cts = new CancellationTokenSource(Math.Min(Remaining(deadline), 10_000));
-                s.ConnectAsync(host, port, cts.Token).AsTask().GetAwaiter().GetResult();
+                var address = Dns.GetHostAddresses(host).OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).First();
+                s = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                // Synchronous connect (see Accept); a black-holed address is cut off by disposing the socket.
+                var attempt = s;
+                using var cutoff = new Timer(_ => attempt.Dispose(), null, Math.Min(Remaining(deadline), 10_000), Timeout.Infinite);
+                s.Connect(new IPEndPoint(address, port));
                 s.NoDelay = true;
                 return s;
             }
-            catch (Exception e) when (e is SocketException or OperationCanceledException)
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)
             {
-                s.Dispose();
+                s?.Dispose();
                 last = e is SocketException se ? $"{se.SocketErrorCode}: {se.Message}" : "connect timed out";
             }
             if (DateTime.UtcNow + delay >= deadline) throw new CommunicatorException($"{timeoutMessage()} (last error: {last})");
@@ -424,6 +429,17 @@ public sealed unsafe class TcpCommunicator : ICommunicator
             {
                 op.Done.SetException(e is CommunicatorException ? e : Fail(e, _prevRank, "collective"));
             }
+        }
+    }
+
+    /// <summary>Sends to the successor while the owner thread receives from the predecessor (a dedicated thread, not
+    /// the pool: the ring must progress even when every pool thread is blocked).</summary>
+    void SenderLoop()
+    {
+        foreach (var op in _sends.GetConsumingEnumerable())
+        {
+            try { op.Run(); op.Done.SetResult(); }
+            catch (Exception e) { op.Done.SetException(e); }
         }
     }
 
@@ -518,11 +534,12 @@ public sealed unsafe class TcpCommunicator : ICommunicator
     void Exchange(int op, byte* send, long sendBytes, byte* recv, long recvBytes, ScalarType? add)
     {
         nint sendPtr = (nint)send;
-        var sending = Task.Run(() => SendFrames(op, (byte*)sendPtr, sendBytes));
+        var sending = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _sends.Add(new Operation(() => SendFrames(op, (byte*)sendPtr, sendBytes), sending));
         Exception? receiveError = null;
         try { ReceiveFrames(op, recv, recvBytes, add); }
         catch (Exception e) { receiveError = e; }
-        try { sending.GetAwaiter().GetResult(); }
+        try { sending.Task.GetAwaiter().GetResult(); }
         catch (Exception e) when (receiveError is null) { throw Fail(e, _nextRank, "sending to"); }
         catch (Exception) { }
         if (receiveError is not null) throw receiveError is CommunicatorException ? receiveError : Fail(receiveError, _prevRank, "receiving from");
@@ -708,8 +725,11 @@ public sealed unsafe class TcpCommunicator : ICommunicator
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _queue.CompleteAdding();
         if (Thread.CurrentThread != _owner) _owner?.Join();
+        _sends.CompleteAdding();
+        _sender?.Join();
         CloseSockets();
         _queue.Dispose();
+        _sends.Dispose();
     }
 
     void CheckRoot(int root)
