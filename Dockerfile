@@ -9,9 +9,10 @@ RUN dotnet publish src/Rank -c Release -o /app \
  && dotnet publish src/Cli -c Release -o /app
 
 FROM mcr.microsoft.com/dotnet/runtime:10.0-bookworm-slim
-# Open MPI for mpiexec / srun --mpi=pmix launches; libgomp comes with TorchSharp's natives.
+# Open MPI for mpiexec / srun --mpi=pmix launches; sshd for the Kubeflow MPIJob workers (deploy/k8s/mpijob.yaml);
+# libgomp comes with TorchSharp's natives. RANK/WORLD_SIZE/MASTER_ADDR launches (deploy/k8s/indexed-job.yaml) need none of it.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openmpi-bin libopenmpi3 openssh-client ca-certificates \
+ && apt-get install -y --no-install-recommends openmpi-bin libopenmpi3 openssh-client openssh-server ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /app /app
 ENV PATH="/app:${PATH}" \

@@ -4,7 +4,8 @@ using Qwen3Tts.Rank.Distributed;
 using Qwen3Tts.Rank.Training;
 
 // qwen3tts-rank: one process of a fine-tuning job. Alone it is the single-process trainer; under mpiexec or
-// srun --mpi=pmix it is one rank of a data-parallel job.
+// srun --mpi=pmix (MPI), or with RANK/WORLD_SIZE/MASTER_ADDR
+// (torchrun style, Kubernetes Indexed Jobs: TCP), it is one rank of a data-parallel job.
 var root = new RootCommand("qwen3tts-rank: fine-tune a Qwen3-TTS-12Hz Base model on one speaker's data (one rank of a data-parallel job).");
 var bind = TrainingFlags.AddTo(root);
 var stopAfter = new Option<long?>("--stop_after_steps", "--stop-after-steps")
@@ -18,12 +19,16 @@ var backend = new Option<BackendChoice>("--backend")
 {
     // The trainer keeps its tensors on the CPU in this build, so the default is mpi; nccl is for CUDA tensors
     // (see README: GPU clusters for what has and has not been verified).
-    Description = "collectives backend: mpi (CPU tensors, default), nccl (CUDA tensors, bootstrapped over MPI; not yet used by the trainer), or auto (nccl when CUDA is available and libnccl loads, else mpi)",
+    Description = "collectives backend: mpi (CPU tensors, default; over TCP when no MPI launcher started the ranks), nccl (CUDA tensors, bootstrapped over MPI or TCP; not yet used by the trainer), or auto (nccl when CUDA is available and libnccl loads, else mpi)",
     DefaultValueFactory = _ => BackendChoice.Mpi,
 };
-foreach (var o in new Option[] { stopAfter, rank, worldSize, localRank, backend }) root.Options.Add(o);
+var masterAddr = new Option<string?>("--master_addr", "--master-addr") { Description = "rank 0's host for the TCP rendezvous when no MPI launcher started the ranks (default: $MASTER_ADDR)" };
+var masterPort = new Option<int?>("--master_port", "--master-port") { Description = "rank 0's TCP rendezvous port (default: $MASTER_PORT, else 29500)" };
+var rendezvousTimeout = new Option<int?>("--rendezvous_timeout", "--rendezvous-timeout") { Description = "seconds to wait for every rank at the TCP rendezvous (default: 300)" };
+foreach (var o in new Option[] { stopAfter, rank, worldSize, localRank, backend, masterAddr, masterPort, rendezvousTimeout }) root.Options.Add(o);
 
-root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), parse.GetValue(backend), comm =>
+root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), parse.GetValue(backend),
+    parse.GetValue(masterAddr), parse.GetValue(masterPort), parse.GetValue(rendezvousTimeout), comm =>
 {
     var options = bind(parse);
     var result = new Trainer(options, Console.Out, comm) { StopAfterSteps = parse.GetValue(stopAfter) }.Run();

@@ -11,14 +11,18 @@ static class RankMain
 {
     /// <summary>Finds the world, starts the communicator (<paramref name="backend"/>: see <see cref="Communicators.Choose(BackendChoice, WorldInfo, bool, Func{string?})"/>) and runs <paramref name="body"/>. Expected failures (bad flags,
     /// config, data, checkpoint) print one line naming what is wrong and exit 2. With several ranks any failure on
-    /// any rank ends the whole job at once (MPI_Abort), naming the rank, so no rank waits forever in a collective.</summary>
-    public static int Run(int? rank, int? worldSize, int? localRank, BackendChoice backend, Func<ICommunicator, int> body)
+    /// any rank ends the whole job at once (MPI_Abort, or the TCP abort frame), naming the rank, so no rank waits forever in a collective.
+    /// The TCP rendezvous flags default (null) to MASTER_ADDR / MASTER_PORT / 300 s.</summary>
+    public static int Run(int? rank, int? worldSize, int? localRank, BackendChoice backend, string? masterAddr, int? masterPort,
+        int? rendezvousTimeoutSeconds, Func<ICommunicator, int> body)
     {
         ICommunicator comm;
         try
         {
-            var world = WorldDiscovery.Resolve(EnvVars.Snapshot(), new ExplicitWorld(rank, worldSize, localRank));
-            comm = Communicators.Create(world, backend: backend);
+            var env = EnvVars.Snapshot();
+            var world = WorldDiscovery.Resolve(env, new ExplicitWorld(rank, worldSize, localRank));
+            var tcp = TcpSettings.From(env, masterAddr, masterPort, rendezvousTimeoutSeconds is { } s ? TimeSpan.FromSeconds(s) : null);
+            comm = Communicators.Create(world, env, backend, tcp: tcp);
         }
         catch (Exception e) when (e is ArgumentException or CommunicatorException or InvalidOperationException)
         {

@@ -10,22 +10,24 @@ public sealed record BackendDecision(string Backend, string Reason);
 
 public static class Communicators
 {
-    /// <summary>The communicator for <paramref name="world"/>: the identity for a plain single process, else MPI or NCCL
-    /// over MPI (see <see cref="Choose(BackendChoice, WorldInfo, bool, Func{string?})"/>), checked against what the
-    /// launcher promised (a world-size mismatch, such as srun starting singletons, is an error here, before any training).
-    /// <paramref name="env"/> defaults to this process's environment; the decision is written to <paramref name="log"/>
-    /// (default standard error) by rank 0 when there is a choice to report.</summary>
+    /// <summary>The communicator for <paramref name="world"/>: the identity for a plain single process; otherwise the
+    /// ranks' transport — MPI when an MPI launcher started them, TCP (rendezvous at MASTER_ADDR:MASTER_PORT) when none did
+    /// (torchrun-style RANK/WORLD_SIZE, Kubernetes Indexed Jobs, flags) — used directly for CPU tensors or as NCCL's
+    /// bootstrap (see <see cref="Choose(BackendChoice, WorldInfo, bool, Func{string?})"/>). MPI worlds are checked against
+    /// what the launcher promised (srun starting singletons is an error here, before any training). <paramref name="env"/>
+    /// defaults to this process's environment, <paramref name="tcp"/> to <see cref="TcpSettings.From"/> of it; rank 0
+    /// writes the decision to <paramref name="log"/> (default standard error).</summary>
     public static ICommunicator Create(WorldInfo world, IReadOnlyDictionary<string, string>? env = null,
-        BackendChoice backend = BackendChoice.Auto, TextWriter? log = null)
+        BackendChoice backend = BackendChoice.Auto, TextWriter? log = null, TcpSettings? tcp = null)
     {
         env ??= EnvVars.Snapshot();
         var decision = Choose(backend, world, env);
         if (world.Rank == 0 && (decision.Backend != "single" || backend != BackendChoice.Auto))
-            (log ?? Console.Error).WriteLine($"backend: {decision.Backend} ({decision.Reason})");
+            (log ?? Console.Error).WriteLine($"backend: {(decision.Backend == "mpi" && UsesTcp(world, env) ? "tcp" : decision.Backend)} ({decision.Reason})");
         if (decision.Backend == "single") return new SingleProcessCommunicator();
 
-        var mpi = StartMpi(world, env);
-        return decision.Backend == "nccl" ? NcclCommunicator.Start(mpi, env) : mpi;
+        ICommunicator transport = UsesTcp(world, env) ? TcpCommunicator.Start(world, tcp ?? TcpSettings.From(env)) : StartMpi(world, env);
+        return decision.Backend == "nccl" ? NcclCommunicator.Start(transport, env) : transport;
     }
 
     /// <summary><see cref="Choose(BackendChoice, WorldInfo, bool, Func{string?})"/> with this process's CUDA
@@ -89,4 +91,10 @@ public static class Communicators
             throw;
         }
     }
+
+    /// <summary>No MPI launcher started this process (no Open MPI, PMI or PMIx rank variable), so MPI_Init would make a
+    /// singleton: the ranks meet over TCP instead.</summary>
+    public static bool UsesTcp(WorldInfo world, IReadOnlyDictionary<string, string> env) =>
+        world.Launcher is Launcher.Torchrun or Launcher.KubernetesIndexedJob or Launcher.Explicit
+        && !new[] { EnvVars.OmpiRank, EnvVars.PmiRank, EnvVars.PmixRank }.Any(env.ContainsKey);
 }

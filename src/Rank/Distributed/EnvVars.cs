@@ -10,11 +10,19 @@ public static class EnvVars
     public const string MpiLibrary = "QWEN3TTS_MPI_LIB";
     /// <summary>Path or loader name of the NCCL library to load instead of the default search (e.g. /opt/nccl/lib/libnccl.so.2).</summary>
     public const string NcclLibrary = "QWEN3TTS_NCCL_LIB";
+    /// <summary>Shared secret of one job: TCP ranks refuse peers with another (only its hash is sent; never logged).</summary>
+    public const string CoordinatorToken = "QWEN3TTS_COORDINATOR_TOKEN";
+    /// <summary>Seconds a TCP collective waits for a peer before failing (default 1800: rank 0 may be writing a checkpoint).</summary>
+    public const string TcpTimeoutSeconds = "QWEN3TTS_TCP_TIMEOUT_S";
 
     // torchrun / torch.distributed.launch style (also what Kubernetes operators usually set).
     public const string Rank = "RANK";
     public const string WorldSize = "WORLD_SIZE";
     public const string LocalRank = "LOCAL_RANK";
+    /// <summary>Rank 0's host name or address: where the TCP communicator's rendezvous is (torchrun's name).</summary>
+    public const string MasterAddr = "MASTER_ADDR";
+    /// <summary>Rank 0's rendezvous port (torchrun's name; default 29500).</summary>
+    public const string MasterPort = "MASTER_PORT";
 
     // Open MPI (mpirun / mpiexec / prterun).
     public const string OmpiRank = "OMPI_COMM_WORLD_RANK";
