@@ -132,7 +132,9 @@ public static class WandbApi
         http.BaseAddress = new Uri(settings.BaseUrl + "/");
         http.Timeout = requestTimeout;
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", WandbSecret.BasicCredential(settings.ApiKey));
-        var api = RestService.For<IWandbApi>(http, new RefitSettings(new SystemTextJsonContentSerializer(Json)));
+        // Buffered: send a Content-Length rather than a chunked body, as the official client does (proxies in front of
+        // self-hosted servers may refuse chunked POSTs).
+        var api = RestService.For<IWandbApi>(http, new RefitSettings(new SystemTextJsonContentSerializer(Json)) { Buffered = true });
         return (api, http);
     }
 }

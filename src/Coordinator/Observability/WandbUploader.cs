@@ -34,6 +34,7 @@ sealed class WandbUploader(IWandbApi api, WandbRunFolder folder, WandbSettings s
 
     public async Task PumpAsync(CancellationToken ct)
     {
+        if (folder.Delivered && folder.State.CompleteSent) return; // upserting would mark a finished run running again
         if (!upserted)
         {
             await UpsertAsync(ct);
