@@ -26,7 +26,7 @@ public sealed class WandbRun : IDisposable
     readonly Task? sender;
     readonly HttpClient? http;
     long lastStep = -1;
-    bool finished, warnedStep;
+    bool finished, warnedStep, warnedDisk;
 
     public WandbMode Mode => settings.Mode;
     /// <summary>The run id (WandB's bucket name); null when disabled.</summary>
@@ -133,7 +133,7 @@ public sealed class WandbRun : IDisposable
             foreach (var (key, value) in metrics) WriteDouble(w, key, value);
             w.WriteEndObject();
         }
-        folder.AppendHistory(Encoding.UTF8.GetString(buffer.WrittenSpan));
+        if (!Append(() => folder.AppendHistory(Encoding.UTF8.GetString(buffer.WrittenSpan)))) return;
 
         lock (summary)
         {
@@ -163,7 +163,23 @@ public sealed class WandbRun : IDisposable
         if (folder is null) return;
         var stamp = clock.GetUtcNow().UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff", CultureInfo.InvariantCulture);
         foreach (var part in line.Replace("\r\n", "\n").Split('\n'))
-            folder.AppendOutput($"{stamp} {settings.Scrub(part)}");
+            if (!Append(() => folder.AppendOutput($"{stamp} {settings.Scrub(part)}"))) return;
+    }
+
+    /// <summary>A full or failing disk must not end training over metrics: warn once and drop the line.</summary>
+    bool Append(Action append)
+    {
+        try
+        {
+            append();
+            return true;
+        }
+        catch (IOException e)
+        {
+            if (!warnedDisk) Warn($"wandb: cannot write to {folder!.Directory} ({e.Message}); metrics are dropped until it can");
+            warnedDisk = true;
+            return false;
+        }
     }
 
     /// <summary>Marks the run finished with <paramref name="exitCode"/> and waits up to <paramref name="timeout"/>

@@ -43,7 +43,7 @@ sealed class WandbRunFolder : IDisposable
     };
 
     readonly Lock gate = new();
-    readonly Lock stateFileGate = new();
+    readonly Lock stateFileGate = new(); // orders writes of state.json and summary.json (taken before gate, never inside it)
     readonly List<string> pendingHistory = [], pendingOutput = [];
     StreamWriter? historyWriter, outputWriter;
     WandbRunState state;
@@ -158,8 +158,8 @@ sealed class WandbRunFolder : IDisposable
     /// <summary>Writes summary.json (the uploader does it after each batch; Finish and Dispose do it too).</summary>
     public void SaveSummary()
     {
-        var summary = Summary;
-        if (summary is not null) WriteAtomically(Path.Combine(Directory, SummaryFile), summary + "\n");
+        lock (stateFileGate)
+            if (Summary is { } summary) WriteAtomically(Path.Combine(Directory, SummaryFile), summary + "\n");
     }
 
     StreamWriter OpenAppend(string name) =>
@@ -207,8 +207,8 @@ sealed class WandbRunFolder : IDisposable
 
     public void SaveState()
     {
-        var snapshot = State;
-        lock (stateFileGate) WriteAtomically(Path.Combine(Directory, StateFile), JsonSerializer.Serialize(snapshot, StateJson));
+        // Snapshot inside the file lock, so the file never goes back to an older state than one already written.
+        lock (stateFileGate) WriteAtomically(Path.Combine(Directory, StateFile), JsonSerializer.Serialize(State, StateJson));
     }
 
     static void WriteAtomically(string path, string text)
