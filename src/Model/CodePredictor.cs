@@ -74,7 +74,7 @@ public sealed class CodePredictor : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor inputs)
     {
         using var scope = NewDisposeScope();
-        var x = small_to_mtp_projection is null ? inputs : small_to_mtp_projection.forward(inputs);
+        var x = small_to_mtp_projection is null ? inputs : ParameterUse.Linear(small_to_mtp_projection, inputs);
         return model.forward(x).MoveToOuterDisposeScope();
     }
 }

@@ -77,7 +77,7 @@ public sealed class Talker : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
     public Tensor EmbedText(Tensor textIds)
     {
         using var scope = NewDisposeScope();
-        return text_projection.forward(model.TextEmbedding.forward(textIds)).MoveToOuterDisposeScope();
+        return text_projection.forward(ParameterUse.Embedding(model.TextEmbedding, textIds)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Hidden states [B, T, hidden] for summed input embeddings (see <see cref="TalkerModel.forward"/>).</summary>

@@ -36,9 +36,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tenso
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
         // [B, T, H*D] -> [B, T, H, D] -> norm over D -> [B, H, T, D]
-        var q = q_norm.forward(q_proj.forward(x).view(b, t, heads, headDim)).transpose(1, 2);
-        var k = k_norm.forward(k_proj.forward(x).view(b, t, kvHeads, headDim)).transpose(1, 2);
-        var v = v_proj.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2);
+        var q = q_norm.forward(ParameterUse.Linear(q_proj, x).view(b, t, heads, headDim)).transpose(1, 2);
+        var k = k_norm.forward(ParameterUse.Linear(k_proj, x).view(b, t, kvHeads, headDim)).transpose(1, 2);
+        var v = ParameterUse.Linear(v_proj, x).view(b, t, kvHeads, headDim).transpose(1, 2);
         q = Rotary.Apply(q, cos, sin);
         k = Rotary.Apply(k, cos, sin);
         if (heads != kvHeads)
@@ -52,7 +52,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tenso
             : nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
         // [B, H, T, D] -> [B, T, H*D]
         var merged = attended.transpose(1, 2).reshape(b, t, heads * headDim);
-        return o_proj.forward(merged).MoveToOuterDisposeScope();
+        return ParameterUse.Linear(o_proj, merged).MoveToOuterDisposeScope();
     }
 }
 

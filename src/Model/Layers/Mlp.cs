@@ -20,7 +20,7 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return down_proj.forward(nn.functional.silu(gate_proj.forward(x)) * up_proj.forward(x)).MoveToOuterDisposeScope();
+        return ParameterUse.Linear(down_proj, nn.functional.silu(ParameterUse.Linear(gate_proj, x)) * ParameterUse.Linear(up_proj, x)).MoveToOuterDisposeScope();
     }
 }
 
@@ -39,6 +39,6 @@ public sealed class ResizeMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return linear_fc2.forward(nn.functional.silu(linear_fc1.forward(x))).MoveToOuterDisposeScope();
+        return ParameterUse.Linear(linear_fc2, nn.functional.silu(ParameterUse.Linear(linear_fc1, x))).MoveToOuterDisposeScope();
     }
 }

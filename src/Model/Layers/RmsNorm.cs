@@ -24,6 +24,6 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         var x32 = x.to(ScalarType.Float32);
         var variance = x32.pow(2).mean(new long[] { -1 }, keepdim: true);
         var normed = (x32 * rsqrt(variance + eps)).to(x.dtype);
-        return (weight * normed).MoveToOuterDisposeScope();
+        return (ParameterUse.Of(weight) * normed).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using Qwen3Tts.Model.Layers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -43,7 +44,7 @@ public static class SftObjective
 
         // Talker: codebook 0 of the next frame (or codec_eos after the last one).
         var (batchIndex, position, label) = TalkerPairs(batch.Codec0Labels, alignment);
-        var talkerLogits = talker.CodecHead.forward(hidden[batchIndex, position]); // [N, V]
+        var talkerLogits = ParameterUse.Linear(talker.CodecHead, hidden[batchIndex, position]); // [N, V]
         var talkerLoss = nn.functional.cross_entropy(talkerLogits.to(ScalarType.Float32), label);
 
         // Code predictor: codebooks 1..15 of each frame.
@@ -73,17 +74,17 @@ public static class SftObjective
                 throw new InvalidOperationException(
                     $"--loss-alignment upstream skips text_projection as the reference script does, which cannot work when text_hidden_size " +
                     $"({talker.Config.TextHiddenSize}) differs from hidden_size ({talker.Config.HiddenSize}), e.g. 0.6B (QwenLM/Qwen3-TTS #120). Use the fixed alignment.");
-            text = talker.Model.TextEmbedding.forward(textIds);
+            text = ParameterUse.Embedding(talker.Model.TextEmbedding, textIds);
         }
         text = text * batch.TextEmbeddingMask.to(text.dtype);
-        var codec = talker.Model.CodecEmbedding.forward(codecIds) * batch.CodecEmbeddingMask.to(text.dtype);
+        var codec = ParameterUse.Embedding(talker.Model.CodecEmbedding, codecIds) * batch.CodecEmbeddingMask.to(text.dtype);
         // The speaker slot: position 6 of the codec channel carries the speaker embedding (masked to zero above).
         var slot = zeros_like(codec);
         slot[.., 6] = speakerEmbeddings.to(codec.dtype);
         var sum = text + codec + slot;
         var frameMask = batch.CodecMask.unsqueeze(-1).to(text.dtype);
         for (int i = 1; i < talker.Config.NumCodeGroups; i++)
-            sum = sum + talker.CodePredictor.Model.CodecEmbedding(i).forward(batch.CodecIds[.., .., i]) * frameMask;
+            sum = sum + ParameterUse.Embedding(talker.CodePredictor.Model.CodecEmbedding(i), batch.CodecIds[.., .., i]) * frameMask;
         return sum.MoveToOuterDisposeScope();
     }
 
@@ -135,16 +136,16 @@ public static class SftObjective
         long groups = codes.shape[1];
         // [F, 16, H]: the conditioning hidden state, codebook 0 through the talker's codec embedding,
         // codebooks 1..14 through the code predictor's embeddings (codebook 15 is never an input).
-        var parts = new List<Tensor> { condition.unsqueeze(1), talker.Model.CodecEmbedding.forward(codes[.., 0..1]) };
+        var parts = new List<Tensor> { condition.unsqueeze(1), ParameterUse.Embedding(talker.Model.CodecEmbedding, codes[.., 0..1]) };
         for (int i = 1; i < groups - 1; i++)
-            parts.Add(talker.CodePredictor.Model.CodecEmbedding(i).forward(codes[.., i..(i + 1)]));
+            parts.Add(ParameterUse.Embedding(talker.CodePredictor.Model.CodecEmbedding(i), codes[.., i..(i + 1)]));
         var hidden = talker.CodePredictor.forward(cat(parts, 1)); // [F, 16, cp_hidden]
 
         var logits = new List<Tensor>();
         var labels = new List<Tensor>();
         foreach (var (position, head, codebook) in SubTalkerPairs(groups, alignment))
         {
-            logits.Add(talker.CodePredictor.LmHead(head).forward(hidden[.., position]));
+            logits.Add(ParameterUse.Linear(talker.CodePredictor.LmHead(head), hidden[.., position]));
             labels.Add(codes[.., codebook]);
         }
         var allLogits = cat(logits, 0).to(ScalarType.Float32);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using TorchSharp;
+using Qwen3Tts.Model.Layers;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -22,22 +23,30 @@ public sealed record SyncTimings(double ExposedSeconds, double PackSeconds, doub
 /// world size and copied back into every master's <c>.grad</c> (a null one is created). Buckets go out in index order
 /// on every rank. With one rank every call returns at once and nothing is copied.
 ///
-/// Two ways to use it, both once per optimizer step and never on accumulation micro-steps:
+/// Three ways to use it, all once per optimizer step and never on accumulation micro-steps:
 /// (a) after the window's last backward and <c>AccumulateGradsToMaster</c>, <see cref="SynchronizeAll"/>;
-/// (b) overlapped: <see cref="Launch"/> right after the last backward, which packs and starts each bucket's
-///     reduce in turn, so bucket i is on the wire while bucket i+1 is being packed (and, in bf16 mode, while the
-///     remaining compute gradients are folded into the buffers); then <see cref="WaitAll"/> before clipping.
+/// (b) after backward: <see cref="Launch"/> right after the last backward, which packs and starts each bucket's
+///     reduce in turn, then <see cref="WaitAll"/> before clipping;
+/// (c) overlapped with backward (what DDP does): run the window's last forward and backward inside
+///     <see cref="ObserveLastMicroStep"/>, then <see cref="WaitAll"/>. The model reads every parameter through
+///     <see cref="ParameterUse"/>, so this synchronizer counts each parameter's reads in forward and is handed each
+///     read's gradient in backward. A parameter is final when all its reads have reported: its gradient (earlier
+///     micro-steps' <c>.grad</c>, packed when the step began, plus this step's read gradients, summed in fp32) is
+///     then complete in its bucket, and a bucket whose parameters are all final goes out at once, provided every
+///     lower-numbered bucket has (so every rank launches in index order). Parameters never read this step are final
+///     from the first gradient on; buckets still waiting when backward returns (a read whose gradient never came)
+///     go out in <see cref="WaitAll"/>.
 /// In bf16 mode pass the compute parameters: packing adds a compute gradient that has not reached its master yet
 /// (master + compute, in fp32, exactly what <c>AccumulateGradsToMaster</c> would produce) and drops it, so calling
-/// <c>AccumulateGradsToMaster</c> before or after <see cref="Launch"/> gives the same result.
+/// <c>AccumulateGradsToMaster</c> before or after <see cref="Launch"/> gives the same result. In mode (c) the taps
+/// sit on the compute parameters and their bf16 read gradients are added into the fp32 bucket; autograd's own bf16
+/// <c>.grad</c> of that step is redundant and <see cref="WaitAll"/> drops it (so <c>AccumulateGradsToMaster</c> may be
+/// skipped on that micro-step, and is harmless if called).
 ///
-/// Why launch after backward and not from inside it: TorchSharp 0.107 has no tensor or AccumulateGrad hooks, and
-/// its custom autograd functions (<c>torch.autograd.SingleTensorFunction&lt;T&gt;</c>) only fire where the model's
-/// forward routes a tensor through them. The model calls its leaf modules with <c>.forward(x)</c>, which bypasses
-/// TorchSharp's module hooks, and <c>nn.Linear</c>/<c>nn.Embedding</c> read their Parameter fields directly (a
-/// Parameter is always a leaf, so a tapped non-leaf cannot stand in for it). A per-use tap therefore needs the
-/// model to read weights through it; until then the reduce overlaps packing, not backward.</summary>
-public sealed class GradientSynchronizer : IDisposable
+/// Callbacks come from autograd, on the thread that called backward (CPU) or an autograd device thread (CUDA); the
+/// overlap state is guarded by one lock. An error inside a callback cannot be thrown through native autograd (it
+/// would end the process), so it is kept and rethrown by <see cref="WaitAll"/>.</summary>
+public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
 {
     readonly ICommunicator comm;
     readonly Parameter[] masters;
@@ -47,6 +56,15 @@ public sealed class GradientSynchronizer : IDisposable
     readonly Stopwatch clock = new();
     int launched;
     double packSeconds;
+
+    // Mode (c) state, guarded by `gate`.
+    readonly object gate = new();
+    readonly Dictionary<Parameter, int> indexOf = new(ReferenceEqualityComparer.Instance);
+    readonly int[] bucketOf, slotOf;
+    readonly int[] uses, pending, bucketPending;
+    bool overlapping, backwardStarted;
+    Exception? callbackError;
+    readonly List<BucketLaunch> launches = [];
 
     sealed class Bucket(int[] parameters, long[] offsets, Tensor flat)
     {
@@ -80,6 +98,15 @@ public sealed class GradientSynchronizer : IDisposable
         long cap = capBytes ?? BucketAssignment.CapBytes(BucketAssignment.DefaultCapMb);
         long first = Math.Min(cap, BucketAssignment.CapBytes(BucketAssignment.FirstBucketCapMb));
         Assignment = BucketAssignment.Assign(this.masters.Select((p, i) => new BucketParameter(names[i], p.numel(), 4)).ToArray(), cap, first);
+        var tapped = compute ?? this.masters;
+        for (int i = 0; i < tapped.Length; i++) indexOf[tapped[i]] = i;
+        bucketOf = new int[tapped.Length];
+        slotOf = new int[tapped.Length];
+        for (int b = 0; b < Assignment.Count; b++)
+            for (int k = 0; k < Assignment[b].Length; k++) (bucketOf[Assignment[b][k]], slotOf[Assignment[b][k]]) = (b, k);
+        uses = new int[tapped.Length];
+        pending = new int[tapped.Length];
+        bucketPending = new int[Assignment.Count];
         if (comm.WorldSize == 1)
         {
             buckets = [];
@@ -95,11 +122,21 @@ public sealed class GradientSynchronizer : IDisposable
         }).ToArray();
     }
 
+    /// <summary>False with one rank: every call returns at once and nothing is tapped or copied.</summary>
+    public bool ReducesAcrossRanks => buckets.Length > 0;
+
     /// <summary>Buckets of indices into the masters, bucket 0 reduced first.</summary>
     public IReadOnlyList<int[]> Assignment { get; }
 
     /// <summary>The last step's sync timings (reset by each <see cref="SynchronizeAll"/> / <see cref="Launch"/>).</summary>
     public SyncTimings LastStep { get; private set; } = SyncTimings.None;
+
+    /// <summary>Each bucket launch of the last step, in launch order: bucket index, seconds since the step's sync began
+    /// and whether it went out from inside backward (mode (c)). For tests and tracing.</summary>
+    public IReadOnlyList<BucketLaunch> LastLaunches
+    {
+        get { lock (gate) return launches.ToArray(); }
+    }
 
     /// <summary>Mode (a): reduce every bucket now, in index order, blocking.</summary>
     public void SynchronizeAll()
@@ -126,21 +163,120 @@ public sealed class GradientSynchronizer : IDisposable
     public void Launch()
     {
         if (buckets.Length == 0) return;
-        if (launched != 0) throw new InvalidOperationException("Launch called twice without WaitAll: gradient sync runs once per optimizer step");
+        if (launched != 0 || overlapping) throw new InvalidOperationException("Launch called twice (or inside ObserveLastMicroStep) without WaitAll: gradient sync runs once per optimizer step");
         clock.Restart();
         packSeconds = 0;
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
+        lock (gate) launches.Clear();
         foreach (var bucket in buckets)
         {
             double t0 = clock.Elapsed.TotalSeconds;
             Pack(bucket);
             packSeconds += clock.Elapsed.TotalSeconds - t0;
-            bucket.LaunchedAt = clock.Elapsed.TotalSeconds;
-            bucket.InFlight = comm.AllReduceSumAsync(bucket.Flat).ContinueWith(
-                t => { bucket.CompletedAt = clock.Elapsed.TotalSeconds; t.GetAwaiter().GetResult(); }, TaskContinuationOptions.ExecuteSynchronously);
-            launched++;
+            LaunchNext(duringBackward: false);
         }
+    }
+
+    /// <summary>Starts bucket number <see cref="launched"/>'s reduce (caller holds the order).</summary>
+    void LaunchNext(bool duringBackward)
+    {
+        var bucket = buckets[launched];
+        bucket.LaunchedAt = clock.Elapsed.TotalSeconds;
+        lock (gate) launches.Add(new BucketLaunch(launched, bucket.LaunchedAt, duringBackward));
+        bucket.InFlight = comm.AllReduceSumAsync(bucket.Flat).ContinueWith(
+            t => { bucket.CompletedAt = clock.Elapsed.TotalSeconds; t.GetAwaiter().GetResult(); }, TaskContinuationOptions.ExecuteSynchronously);
+        launched++;
+    }
+
+    /// <summary>Mode (c): call before the window's last forward; run that forward and its backward inside the returned
+    /// scope (it makes this synchronizer the <see cref="ParameterUse"/> observer of this thread), then
+    /// <see cref="WaitAll"/>. Packs what earlier micro-steps accumulated (master and compute <c>.grad</c>) now, so the
+    /// buckets need only this step's read gradients added. With one rank it returns an empty scope and the model
+    /// runs untapped.</summary>
+    public IDisposable ObserveLastMicroStep()
+    {
+        if (buckets.Length == 0) return NoScope.Instance;
+        if (launched != 0 || overlapping) throw new InvalidOperationException("ObserveLastMicroStep called twice without WaitAll: gradient sync runs once per optimizer step");
+        clock.Restart();
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+            foreach (var bucket in buckets) Pack(bucket);
+        packSeconds = clock.Elapsed.TotalSeconds;
+        lock (gate)
+        {
+            Array.Clear(uses);
+            launches.Clear();
+            overlapping = true;
+            backwardStarted = false;
+            callbackError = null;
+        }
+        return ParameterUse.Observe(this);
+    }
+
+    void IParameterUseObserver.Used(Parameter parameter)
+    {
+        lock (gate)
+        {
+            if (!overlapping) return; // an observer scope that outlived its step: nothing to count
+            if (backwardStarted)
+                throw new InvalidOperationException("forward read a parameter after backward began in the overlapped micro-step; run one forward, then one backward, inside ObserveLastMicroStep");
+            uses[IndexOf(parameter)]++;
+        }
+    }
+
+    void IParameterUseObserver.GradientReady(Parameter parameter, Tensor grad)
+    {
+        lock (gate)
+        {
+            if (!overlapping || callbackError is not null) return;
+            try
+            {
+                OnGradient(parameter, grad);
+            }
+            catch (Exception e)
+            {
+                callbackError = e; // rethrown by WaitAll: an exception must not cross native autograd
+            }
+        }
+    }
+
+    void OnGradient(Parameter parameter, Tensor grad)
+    {
+        if (!backwardStarted)
+        {
+            // Forward is over: the read counts are final. Parameters read 0 times are complete already.
+            backwardStarted = true;
+            Array.Copy(uses, pending, uses.Length);
+            Array.Clear(bucketPending);
+            for (int i = 0; i < pending.Length; i++)
+                if (pending[i] > 0) bucketPending[bucketOf[i]]++;
+        }
+        int index = IndexOf(parameter);
+        if (pending[index] == 0)
+            throw new InvalidOperationException($"'{names[index]}' reported more gradients than forward read it ({uses[index]}); a read bypassed ParameterUse.Observe's counting");
+        double t0 = clock.Elapsed.TotalSeconds;
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            int b = bucketOf[index];
+            var view = buckets[b].Flat.narrow(0, buckets[b].Offsets[slotOf[index]], grad.numel());
+            view.add_(grad.reshape(-1)); // a bf16 read gradient adds into the fp32 bucket in fp32
+        }
+        packSeconds += clock.Elapsed.TotalSeconds - t0;
+        if (--pending[index] == 0) bucketPending[bucketOf[index]]--;
+        while (launched < buckets.Length && bucketPending[launched] == 0) LaunchNext(duringBackward: true);
+    }
+
+    int IndexOf(Parameter parameter) =>
+        indexOf.TryGetValue(parameter, out int index) ? index : throw new InvalidOperationException(
+            $"a parameter of shape [{string.Join(", ", parameter.shape)}] that this synchronizer does not reduce was read through ParameterUse; " +
+            "construct the synchronizer with the parameters the forward reads (TrainableModel.ComputeParameters in bf16 mode)");
+
+    sealed class NoScope : IDisposable
+    {
+        public static readonly NoScope Instance = new();
+        public void Dispose() { }
     }
 
     /// <summary>Waits for every launched reduce (in index order) and writes the averaged gradients back. The time spent
@@ -148,8 +284,23 @@ public sealed class GradientSynchronizer : IDisposable
     public void WaitAll()
     {
         if (buckets.Length == 0) return;
-        if (launched != buckets.Length) throw new InvalidOperationException($"WaitAll without Launch: {launched} of {buckets.Length} buckets were started");
         double t0 = clock.Elapsed.TotalSeconds;
+        Exception? error = null;
+        bool wasOverlapping;
+        lock (gate)
+        {
+            wasOverlapping = overlapping;
+            if (overlapping)
+            {
+                // Whatever backward did not complete (a rank without a batch, a read whose gradient never came) goes
+                // out now, still in index order: the missing gradients count as zero.
+                while (launched < buckets.Length) LaunchNext(duringBackward: false);
+                overlapping = false;
+                error = callbackError;
+                callbackError = null;
+            }
+        }
+        if (launched != buckets.Length) throw new InvalidOperationException($"WaitAll without Launch or ObserveLastMicroStep: {launched} of {buckets.Length} buckets were started");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         double inFlight = 0;
@@ -167,6 +318,10 @@ public sealed class GradientSynchronizer : IDisposable
             foreach (var bucket in buckets) bucket.InFlight = null;
             launched = 0;
         }
+        if (wasOverlapping && compute is not null)
+            foreach (var c in compute) c.grad = null; // its content is in the reduced master gradient already
+        if (error is not null)
+            throw new InvalidOperationException($"gradient sync failed inside backward: {error.Message}", error);
         LastStep = new SyncTimings(clock.Elapsed.TotalSeconds - t0, packSeconds, inFlight, buckets.Length, TotalBytes);
     }
 
@@ -272,6 +427,10 @@ public sealed class GradientSynchronizer : IDisposable
         foreach (var b in buckets) b.Flat.Dispose();
     }
 }
+
+/// <summary>One bucket's reduce going out: its index, seconds since the step's sync began, and whether backward was
+/// still running.</summary>
+public readonly record struct BucketLaunch(int Bucket, double AtSeconds, bool DuringBackward);
 
 /// <summary>See <see cref="GradientSynchronizer.Checksum"/>.</summary>
 public readonly record struct ParameterChecksum(long Bits, long WeightedBits, double Sum, double SumSquares)

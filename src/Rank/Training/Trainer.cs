@@ -188,9 +188,14 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         // The synchronizer averages over ranks; scaling by the world size turns that average into the sum we want.
         double world = comm.WorldSize;
         var sums = zeros(2, dtype: ScalarType.Float64);
+        bool overlap = o.GradSync == "overlap";
         for (int m = 0; m < micro.Count; m++)
         {
             var indices = EpochPlan.Share(micro[m], comm.Rank, comm.WorldSize);
+            // Accumulation micro-steps never communicate. On the window's last one, in overlap mode, the synchronizer
+            // watches forward read the parameters and reduces each bucket as soon as backward has completed it.
+            bool overlapped = overlap && m == micro.Count - 1;
+            using (overlapped ? sync.ObserveLastMicroStep() : null)
             if (indices.Length > 0) // a short tail batch may leave this rank nothing: it contributes zero gradients
             {
                 using var microScope = NewDisposeScope();
@@ -202,12 +207,12 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 sums[0] += loss.TalkerLoss.detach().to(ScalarType.Float64) * loss.TalkerTokens;
                 sums[1] += loss.SubTalkerLoss.detach().to(ScalarType.Float64) * loss.SubTalkerTokens;
             }
-            // Accumulation micro-steps never communicate; after the window's last backward the buckets go out in
-            // index order while the bf16 gradients of the remaining ones are still being folded into fp32.
-            if (m == micro.Count - 1) sync.Launch();
-            trainable.AccumulateGradsToMaster();
+            // The overlapped step's gradients are in the buckets already (WaitAll drops the bf16 copies); with one
+            // rank nothing was tapped and they are folded in here as on every other micro-step.
+            if (!overlapped || !sync.ReducesAcrossRanks) trainable.AccumulateGradsToMaster();
         }
-        sync.WaitAll();
+        if (overlap) sync.WaitAll(); // what is still on the wire; sync.LastStep.ExposedSeconds is this wait
+        else sync.SynchronizeAll();
         comm.AllReduceSum(sums);
         var masters = trainable.MasterParameters.Select(p => (Tensor)p.Parameter).ToList();
         double norm = GradClip.ClipGradNorm(masters, o.MaxGradNorm);

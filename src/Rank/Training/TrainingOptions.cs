@@ -39,6 +39,10 @@ public sealed record TrainingOptions
     public bool SkipBadSamples { get; init; }
     public int BucketSizeMb { get; init; } = 25;
 
+    /// <summary>--grad_sync: "overlap" (buckets reduce while the last backward runs) or "after_backward" (one blocking
+    /// reduce of every bucket after it).</summary>
+    public string GradSync { get; init; } = "overlap";
+
     /// <summary>Checks values that would otherwise fail mid-run; the message names the flag and the fix.</summary>
     public void Validate()
     {
@@ -60,6 +64,7 @@ public sealed record TrainingOptions
         Require(MixedPrecision is "bf16" or "fp32", "mixed_precision", $"must be bf16 or fp32, got '{MixedPrecision}'");
         Require(SubTalkerWeight >= 0, "sub_talker_weight", $"must be non-negative, got {SubTalkerWeight}");
         Require(!string.IsNullOrWhiteSpace(SpeakerName), "speaker_name", "must not be empty");
+        Require(GradSync is "overlap" or "after_backward", "grad_sync", $"must be overlap or after_backward, got '{GradSync}'");
         Require(BucketSizeMb >= 1, "bucket_size_mb", $"must be at least 1, got {BucketSizeMb}");
         Require(File.Exists(TrainData) || Directory.Exists(TrainData), "train_jsonl", $"no such file or folder: {TrainData}");
         Require(ValidationData is null || File.Exists(ValidationData) || Directory.Exists(ValidationData), "validation_jsonl", $"no such file or folder: {ValidationData}");
@@ -112,9 +117,10 @@ public static class TrainingFlags
         var beta2 = Flag<double?>("adam_beta2", "AdamW beta2 (default 0.999)");
         var epsilon = Flag<double?>("adam_epsilon", "AdamW epsilon (default 1e-8)");
         var bucket = Flag<int?>("bucket_size_mb", "gradient all-reduce bucket size in MB (default 25; the first bucket is 1 MB)");
+        var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, beta1, beta2, epsilon })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, gradSync, beta1, beta2, epsilon })
             command.Options.Add(o);
 
         return parse =>
@@ -158,6 +164,7 @@ public static class TrainingFlags
                 ResumeFromCheckpoint = PickString(resume, "resume_from_checkpoint"),
                 SkipBadSamples = parse.GetValue(skipBad) || (ValueFromFile<bool>(file, "skip_bad_samples") ?? false),
                 BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
+                GradSync = PickString(gradSync, "grad_sync") ?? d.GradSync,
                 AdamBeta1 = Pick(beta1, "adam_beta1") ?? d.AdamBeta1,
                 AdamBeta2 = Pick(beta2, "adam_beta2") ?? d.AdamBeta2,
                 AdamEpsilon = Pick(epsilon, "adam_epsilon") ?? d.AdamEpsilon,

@@ -105,6 +105,9 @@ public sealed class FakeCommunicator : ICommunicator
     public int AsyncCalls;
     public int SyncCalls;
 
+    /// <summary>The element count of each async all-reduce, in call order (tests check bucket order with it).</summary>
+    public readonly ConcurrentQueue<long> AsyncSizes = new();
+
     Task Enqueue(Action op)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -117,7 +120,7 @@ public sealed class FakeCommunicator : ICommunicator
     }
 
     public void AllReduceSum(Tensor tensor) { Interlocked.Increment(ref SyncCalls); Enqueue(() => world.Sum(Rank, tensor)).GetAwaiter().GetResult(); }
-    public Task AllReduceSumAsync(Tensor tensor) { Interlocked.Increment(ref AsyncCalls); return Enqueue(() => world.Sum(Rank, tensor)); }
+    public Task AllReduceSumAsync(Tensor tensor) { Interlocked.Increment(ref AsyncCalls); AsyncSizes.Enqueue(tensor.numel()); return Enqueue(() => world.Sum(Rank, tensor)); }
     public void Broadcast(Tensor tensor, int root = 0) => Enqueue(() => world.Broadcast(Rank, tensor, root)).GetAwaiter().GetResult();
     public void Broadcast(byte[] buffer, int root = 0) => Enqueue(() => world.Broadcast(Rank, buffer, root)).GetAwaiter().GetResult();
     public void Barrier() => Enqueue(world.Barrier).GetAwaiter().GetResult();

@@ -90,6 +90,92 @@ public class GradientSynchronizerTests(ITestOutputHelper output)
         return result;
     }
 
+    /// <summary>As <see cref="DataParallelGrads"/>, with the window's last forward and backward run inside
+    /// ObserveLastMicroStep (mode (c)); also checks, on every rank, that the buckets went out in index order (seen by
+    /// the communicator) and that some went out before backward returned.</summary>
+    static float[][][] OverlappedGrads(int world, int accumulation, MixedPrecision precision, ITestOutputHelper output)
+    {
+        var result = new float[world][][];
+        FakeWorld.Run(world, comm =>
+        {
+            using var model = NewModel(seed: comm.Rank);
+            using var trainable = new TrainableModel(model, precision);
+            using var sync = new GradientSynchronizer(trainable.MasterParameters, comm, capBytes: 64 << 10, trainable.ComputeParameters);
+            sync.BroadcastParameters();
+            trainable.CopyMasterToCompute();
+            int launchedBeforeBackwardReturned = 0;
+            for (int m = 0; m < accumulation; m++)
+            {
+                var samples = Enumerable.Range((m * world) + comm.Rank, 1).ToArray();
+                bool last = m == accumulation - 1;
+                if (last)
+                {
+                    using (sync.ObserveLastMicroStep()) Backward(trainable, samples, 1.0 / accumulation);
+                    launchedBeforeBackwardReturned = comm.AsyncCalls;
+                }
+                else
+                {
+                    Backward(trainable, samples, 1.0 / accumulation);
+                    trainable.AccumulateGradsToMaster();
+                    Assert.Equal(0, comm.AsyncCalls + comm.SyncCalls);
+                }
+            }
+            sync.WaitAll();
+            int buckets = sync.Assignment.Count;
+            Assert.Equal(buckets, comm.AsyncCalls);
+            var sizes = sync.Assignment.Select(b => b.Sum(i => trainable.MasterParameters[i].Parameter.numel())).ToArray();
+            Assert.Equal(sizes, comm.AsyncSizes.ToArray()); // index order, as the communicator saw it
+            var launches = sync.LastLaunches;
+            Assert.Equal(Enumerable.Range(0, buckets), launches.Select(l => l.Bucket));
+            Assert.True(launchedBeforeBackwardReturned >= 1, "no bucket was launched before backward returned");
+            Assert.Equal(launchedBeforeBackwardReturned, launches.Count(l => l.DuringBackward));
+            Assert.All(trainable.ComputeParameters, p => Assert.True(precision == MixedPrecision.Fp32 || p.Parameter.grad is null));
+            if (comm.Rank == 0)
+                output.WriteLine($"{precision}, {world} ranks × {accumulation} micro-steps: {launchedBeforeBackwardReturned} of {buckets} buckets launched inside backward; " +
+                    $"exposed {sync.LastStep.ExposedSeconds * 1e3:F2} ms, in flight {sync.LastStep.InFlightSeconds * 1e3:F2} ms");
+            result[comm.Rank] = Grads(trainable);
+        });
+        return result;
+    }
+
+    [Theory]
+    [InlineData(2, 1, MixedPrecision.Fp32)]
+    [InlineData(2, 3, MixedPrecision.Fp32)]
+    [InlineData(3, 2, MixedPrecision.Fp32)]
+    [InlineData(2, 2, MixedPrecision.Bf16)]
+    [InlineData(3, 1, MixedPrecision.Bf16)]
+    public void Reducing_during_backward_gives_the_gradients_of_reducing_after_it(int world, int accumulation, MixedPrecision precision)
+    {
+        var after = DataParallelGrads(world, accumulation, perMicro: 1, overlap: false, precision);
+        var during = OverlappedGrads(world, accumulation, precision, output);
+        for (int r = 1; r < world; r++) Assert.Equal(during[0], during[r]); // bit-identical on every rank
+        var (_, rel) = Compare(after[0], during[0]);
+        // fp32: only the order of additions differs. bf16: read gradients are summed in fp32 instead of in bf16 by
+        // autograd, which differs by up to a bf16 rounding (2^-8) of an entry; a lost or doubled read is far larger.
+        double tolerance = precision == MixedPrecision.Fp32 ? Tolerance : 1e-2;
+        Assert.True(rel < tolerance, $"relative gradient difference {rel:E2} ≥ {tolerance:E0}");
+    }
+
+    [Fact]
+    public void A_rank_without_a_batch_on_the_overlapped_step_still_reduces_every_bucket_in_order()
+    {
+        var after = new float[2][][];
+        FakeWorld.Run(2, comm =>
+        {
+            using var model = NewModel();
+            using var trainable = new TrainableModel(model, MixedPrecision.Fp32);
+            using var sync = new GradientSynchronizer(trainable.MasterParameters, comm, capBytes: 64 << 10);
+            using (sync.ObserveLastMicroStep())
+                if (comm.Rank == 0) Backward(trainable, [0], 2.0); // rank 1 has no share of the batch
+            sync.WaitAll();
+            Assert.Equal(Enumerable.Range(0, sync.Assignment.Count), sync.LastLaunches.Select(l => l.Bucket));
+            after[comm.Rank] = Grads(trainable);
+        });
+        Assert.Equal(after[0], after[1]);
+        var (_, rel) = Compare(UnionGrads(1), after[0]); // (2·g + 0) / 2 = g
+        Assert.True(rel < Tolerance, $"relative gradient difference {rel:E2}");
+    }
+
     (double MaxAbs, double MaxRel) Compare(float[][] expected, float[][] actual)
     {
         double maxAbs = 0, maxRel = 0, scale = expected.SelectMany(g => g).Max(v => Math.Abs(v));

@@ -14,7 +14,8 @@ public class DataParallelTrainerTests
     [InlineData(2, 2, 1)] // 2 ranks × 2, no accumulation  ==  1 × 4
     [InlineData(2, 1, 2)] // 2 ranks × 1, 2 micro-steps     ==  1 × 2, 2 micro-steps
     [InlineData(3, 1, 1)] // 3 ranks × 1 over 8 samples: the tail global batch of 2 leaves rank 2 nothing (zero-filled)
-    public void N_ranks_train_the_model_of_one_process_with_an_N_times_batch(int world, int perRank, int accumulation)
+    [InlineData(2, 1, 2, "after_backward")] // the fallback: one blocking reduce after the last backward
+    public void N_ranks_train_the_model_of_one_process_with_an_N_times_batch(int world, int perRank, int accumulation, string gradSync = "overlap")
     {
         string model = TestPaths.NewTempDir("dp-model");
         ModelDirectory.CreateRandom(model, "tiny", 21, ScalarType.Float32);
@@ -28,7 +29,7 @@ public class DataParallelTrainerTests
         {
             TrainData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 1,
             BatchSize = batch, GradientAccumulationSteps = accumulation, Lr = 1e-3, LrScheduler = "constant", LoggingSteps = 1000,
-            BucketSizeMb = 1,
+            BucketSizeMb = 1, GradSync = gradSync,
             // A large epsilon keeps AdamW from magnifying fp32 rounding in near-zero gradients (with eps = 1e-8 an
             // element whose gradient is ~1e-8 moves by lr·g/(|g|+eps), where a 1e-10 summation difference shows).
             AdamEpsilon = 1e-3,

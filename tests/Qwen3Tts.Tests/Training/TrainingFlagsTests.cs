@@ -52,6 +52,11 @@ public class TrainingFlagsTests
         var o = Parse("--train_jsonl", "t", "--init_model_path", "m", "--batch_size", "0");
         e = Assert.Throws<ArgumentException>(o.Validate);
         Assert.Contains("--batch_size", e.Message);
+        o = Parse("--train_jsonl", "t", "--init_model_path", "m", "--grad_sync", "sometimes");
+        e = Assert.Throws<ArgumentException>(o.Validate);
+        Assert.Contains("--grad_sync", e.Message);
+        Assert.Equal(("overlap", "after_backward"), (Parse("--train_jsonl", "t", "--init_model_path", "m").GradSync,
+            Parse("--train_jsonl", "t", "--init_model_path", "m", "--grad-sync", "after_backward").GradSync));
         o = Parse("--train_jsonl", "missing.jsonl", "--init_model_path", "m");
         e = Assert.Throws<ArgumentException>(o.Validate);
         Assert.Contains("missing.jsonl", e.Message);
