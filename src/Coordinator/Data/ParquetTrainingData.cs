@@ -56,7 +56,8 @@ public static class ParquetTrainingData
     public static IReadOnlyList<string> Files(string path, string? split = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (File.Exists(path)) return [path];
+        if (File.Exists(path))
+            return split is null ? [path] : throw new ArgumentException($"{path}: a single Parquet file has no splits; --split {split} picks shards in a folder");
         if (!Directory.Exists(path)) throw new FileNotFoundException($"{path}: no such Parquet file or folder", path);
         foreach (string folder in new[] { path, Path.Combine(path, "data") })
         {
@@ -86,7 +87,7 @@ public static class ParquetTrainingData
     /// <summary>Prepared when the file has <c>audio_codes</c> or <c>ref_audio</c>, raw audio when it has <c>audio</c> but neither.</summary>
     public static ParquetLayout Layout(string file)
     {
-        var schema = Run(async () =>
+        var schema = Run(file, async () =>
         {
             await using var reader = await ParquetReader.CreateAsync(file);
             return reader.Schema;
@@ -125,7 +126,7 @@ public static class ParquetTrainingData
         var records = new List<T>();
         var bad = new List<BadRecord>();
         foreach (string file in files)
-            Run(async () =>
+            Run(file, async () =>
             {
                 await using var reader = await ParquetReader.CreateAsync(file);
                 int first = 0; // global index of the row group's first row
@@ -234,13 +235,14 @@ public static class ParquetTrainingData
 
     static Field? Top(ParquetSchema schema, string name) => schema.Fields.FirstOrDefault(f => f.Name == name);
 
-    /// <summary>Runs the async Parquet.Net calls off any synchronization context, so blocking on them cannot deadlock.</summary>
-    static T Run<T>(Func<Task<T>> work)
+    /// <summary>Runs the async Parquet.Net calls off any synchronization context, so blocking on them cannot deadlock.
+    /// Parquet.Net's own failures (not a Parquet file, a corrupt page) become <see cref="InvalidDataException"/> naming the file.</summary>
+    static T Run<T>(string file, Func<Task<T>> work)
     {
         try { return Task.Run(work).GetAwaiter().GetResult(); }
         catch (Exception e) when (e is not (DataException or InvalidDataException or FileNotFoundException or ArgumentException))
         {
-            throw new InvalidDataException($"cannot read Parquet: {e.Message}", e);
+            throw new InvalidDataException($"{file}: cannot read it as Parquet ({e.GetType().Name}: {e.Message})", e);
         }
     }
 

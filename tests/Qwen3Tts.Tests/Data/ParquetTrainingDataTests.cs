@@ -336,6 +336,12 @@ public class ParquetTrainingDataTests
         Assert.Contains("neither JSONL", e.Message);
         Assert.Throws<FileNotFoundException>(() => TrainingData.Read(Path.Combine(dir, "nope.parquet"), false, out _));
         Assert.Throws<FileNotFoundException>(() => TrainingData.Read(TestPaths.NewTempDir("empty"), false, out _));
+        string corrupt = Path.Combine(dir, "corrupt.parquet");
+        File.WriteAllBytes(corrupt, [.. "PAR1"u8, 1, 2, 3, 4, 5, 6, 7, 8, .. "PAR1"u8]);
+        e = Assert.Throws<InvalidDataException>(() => TrainingData.Read(corrupt, false, out _));
+        Assert.StartsWith($"{corrupt}: cannot read it as Parquet", e.Message);
+        Assert.Throws<ArgumentException>(() => TrainingData.Read(parquet, false, out _, split: "train"));
+        Assert.Throws<ArgumentException>(() => TrainingData.Read(jsonl, false, out _, split: "train"));
     }
 
     [Fact]
