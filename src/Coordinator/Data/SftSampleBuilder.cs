@@ -7,12 +7,48 @@ namespace Qwen3Tts.Coordinator.Data;
 
 /// <summary>Turns a <see cref="TrainingRecord"/> into an <see cref="SftSample"/>, as the reference dataset's __getitem__:
 /// the chat ids (the record's <c>text_ids</c>, else the tokenized chat text) and the reference clip's log-mel.</summary>
-/// <param name="tokenizer">tokenizes <see cref="TrainingRecord.Text"/> when the record has no text_ids.</param>
-/// <param name="loadMono24k">reads a clip as mono float samples at 24 kHz (the mel front end's rate), resampling if needed.</param>
-/// <param name="mel">the mel front end; the reference's 24 kHz, 128-band settings by default.</param>
-public sealed class SftSampleBuilder(Qwen3TextTokenizer tokenizer, Func<string, float[]> loadMono24k, MelSpectrogram? mel = null)
+public sealed class SftSampleBuilder
 {
-    readonly MelSpectrogram mel = mel ?? new MelSpectrogram();
+    readonly Qwen3TextTokenizer tokenizer;
+    readonly Func<TrainingRecord, float[]> loadMono24k;
+    readonly MelSpectrogram mel;
+
+    /// <param name="tokenizer">tokenizes <see cref="TrainingRecord.Text"/> when the record has no text_ids.</param>
+    /// <param name="loadMono24k">reads a clip file (<see cref="TrainingRecord.RefAudio"/>) as mono float samples at
+    /// 24 kHz (the mel front end's rate), resampling if needed.</param>
+    /// <param name="mel">the mel front end; the reference's 24 kHz, 128-band settings by default.</param>
+    public SftSampleBuilder(Qwen3TextTokenizer tokenizer, Func<string, float[]> loadMono24k, MelSpectrogram? mel = null)
+        : this(tokenizer, mel, r => loadMono24k(r.RefAudio)) { }
+
+    SftSampleBuilder(Qwen3TextTokenizer tokenizer, MelSpectrogram? mel, Func<TrainingRecord, float[]> loadMono24k)
+    {
+        this.tokenizer = tokenizer;
+        this.loadMono24k = loadMono24k;
+        this.mel = mel ?? new MelSpectrogram();
+    }
+
+    /// <summary>A builder that loads each record's clip itself, so clips carried inline
+    /// (<see cref="TrainingRecord.RefAudioBytes"/>) work: <see cref="LoadMono24k(TrainingRecord)"/> is the usual loader.</summary>
+    public static SftSampleBuilder ForRecords(Qwen3TextTokenizer tokenizer, Func<TrainingRecord, float[]> loadMono24k, MelSpectrogram? mel = null) =>
+        new(tokenizer, mel, loadMono24k);
+
+    /// <summary>The clip of a record as mono 24 kHz samples: its inline WAV bytes, else the file at RefAudio.</summary>
+    public static float[] LoadMono24k(TrainingRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        if (record.RefAudioBytes is null) return Resampler.LoadMono24k(record.RefAudio).Samples;
+        var clip = WavReader.Decode(record.RefAudioBytes, record.RefAudio);
+        return Resampler.Resample(clip.Samples, clip.SampleRate, Resampler.TargetRate);
+    }
+
+    /// <summary>Names a record's clip for caching: its path, or for inline bytes a hash of them (rows of one speaker
+    /// usually carry the same clip).</summary>
+    public static string ClipKey(TrainingRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        return record.RefAudioBytes is null ? record.RefAudio
+            : "sha256:" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(record.RefAudioBytes));
+    }
 
     /// <summary>The sample for <paramref name="record"/>; its RefMel is [frames, 128] float32 on the CPU, owned by the caller.
     /// Throws <see cref="DataException"/> naming the record when the reference clip cannot be read or is too short.</summary>
@@ -22,7 +58,7 @@ public sealed class SftSampleBuilder(Qwen3TextTokenizer tokenizer, Func<string, 
         var ids = record.TextIds ?? tokenizer.EncodeChat(record.Text);
 
         float[] wav;
-        try { wav = loadMono24k(record.RefAudio); }
+        try { wav = loadMono24k(record); }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or NotSupportedException)
         {
             throw new DataException(record.Source, record.Line, "ref_audio", $"cannot read '{record.RefAudio}': {e.Message}");

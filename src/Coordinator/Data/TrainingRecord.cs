@@ -1,14 +1,19 @@
 namespace Qwen3Tts.Coordinator.Data;
 
-/// <summary>One line of a training JSONL file, validated (see <see cref="JsonlTrainingData"/>).</summary>
-/// <param name="Source">the JSONL file the record came from, as given to the reader.</param>
-/// <param name="Line">1-based line number in <paramref name="Source"/>.</param>
-/// <param name="Audio">target audio path, as written (its codes are already in <paramref name="AudioCodes"/>).</param>
+/// <summary>One training record, validated: a line of a JSONL file (see <see cref="JsonlTrainingData"/>) or a row of a
+/// Parquet file (see <see cref="ParquetTrainingData"/>).</summary>
+/// <param name="Source">the JSONL or Parquet file the record came from, as given to the reader.</param>
+/// <param name="Line">1-based line number in <paramref name="Source"/>; for Parquet the row's index within the file
+/// (across row groups) plus one, so that reports keyed by line keep working.</param>
+/// <param name="Audio">target audio path, as written (its codes are already in <paramref name="AudioCodes"/>); empty when a
+/// Parquet row has none.</param>
 /// <param name="Text">the utterance's text.</param>
 /// <param name="AudioCodes">codec ids of the target audio, [frames, codebooks].</param>
 /// <param name="RefAudio">reference clip for the speaker embedding, resolved to a full path
 /// (relative paths are taken from the JSONL file's folder).</param>
 /// <param name="TextIds">pre-tokenized full chat ids; when present they replace tokenizing <paramref name="Text"/>.</param>
+/// <param name="RefAudioBytes">the reference clip's WAV file bytes, when the data carries them inline (a Parquet
+/// <c>ref_audio</c> given as the Hugging Face audio struct); <paramref name="RefAudio"/> then only names the clip.</param>
 public sealed record TrainingRecord(
     string Source,
     int Line,
@@ -21,10 +26,20 @@ public sealed record TrainingRecord(
     string? SpeakerId = null,
     string? Gender = null,
     string? AgeRange = null,
-    IReadOnlyList<int>? TextIds = null)
+    IReadOnlyList<int>? TextIds = null,
+    byte[]? RefAudioBytes = null)
 {
-    /// <summary>"file:line", the prefix of every message about this record.</summary>
-    public string Where => $"{Source}:{Line}";
+    /// <summary>"file:line" ("file: row N" for Parquet), the prefix of every message about this record.</summary>
+    public string Where => DataLocation.Format(Source, Line);
+}
+
+/// <summary>How messages name a record: <c>train.jsonl:17</c> for a JSONL line, <c>train-00000-of-00001.parquet: row 16</c>
+/// for a Parquet row (whose <see cref="TrainingRecord.Line"/> is the 0-based row index plus one).</summary>
+public static class DataLocation
+{
+    public static bool IsParquet(string source) => source.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase);
+
+    public static string Format(string source, int line) => IsParquet(source) ? $"{source}: row {line - 1}" : $"{source}:{line}";
 }
 
 /// <summary>An immutable [frames, codebooks] grid of codec ids, each in [0, 32768), stored as 16-bit values.</summary>
@@ -67,11 +82,12 @@ public sealed class CodeGrid
 /// <summary>A line a lenient read skipped, and why.</summary>
 public sealed record BadRecord(string Source, int Line, string Field, string Reason)
 {
-    public override string ToString() => $"{Source}:{Line}: {Field}: {Reason}";
+    public override string ToString() => $"{DataLocation.Format(Source, Line)}: {Field}: {Reason}";
 }
 
 /// <summary>A training-data line that cannot be used. The message names file, line and field, e.g.
-/// <c>train.jsonl:17: audio_codes[3][16]: expected 16 codebooks, found 17</c>.</summary>
+/// <c>train.jsonl:17: audio_codes[3][16]: expected 16 codebooks, found 17</c>, or for Parquet file, row and column,
+/// e.g. <c>train-00001-of-00004.parquet: row 17: audio_codes[3]: expected 16 codebooks, found 15</c>.</summary>
 public sealed class DataException(BadRecord bad) : Exception(bad.ToString())
 {
     public BadRecord Bad { get; } = bad;

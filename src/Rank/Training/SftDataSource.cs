@@ -1,5 +1,4 @@
 using Qwen3Tts.Coordinator.Data;
-using Qwen3Tts.Model.Audio;
 using Qwen3Tts.Model.Config;
 using Qwen3Tts.Model.Sft;
 using Qwen3Tts.Model.Text;
@@ -8,7 +7,7 @@ using static TorchSharp.torch;
 namespace Qwen3Tts.Rank.Training;
 
 /// <summary>Training records turned into collated batches on demand. Reference clips are decoded once per
-/// path (a single-speaker corpus usually shares one), samples are built per batch.</summary>
+/// path or per distinct inline clip (a single-speaker corpus usually shares one), samples are built per batch.</summary>
 public sealed class SftDataSource
 {
     readonly IReadOnlyList<TrainingRecord> records;
@@ -20,7 +19,7 @@ public sealed class SftDataSource
     {
         this.records = records;
         this.config = config;
-        builder = new SftSampleBuilder(tokenizer, LoadClip);
+        builder = SftSampleBuilder.ForRecords(tokenizer, LoadClip);
     }
 
     public int Count => records.Count;
@@ -33,24 +32,25 @@ public sealed class SftDataSource
     {
         var probe = new SftDataSource(records, tokenizer, config);
         var bad = new Dictionary<string, DataException>(StringComparer.Ordinal);
-        foreach (var record in records.DistinctBy(r => r.RefAudio))
+        foreach (var record in records.DistinctBy(SftSampleBuilder.ClipKey))
         {
             try { probe.builder.Build(record).RefMel.Dispose(); }
-            catch (DataException e) when (skipBad) { bad[record.RefAudio] = e; }
+            catch (DataException e) when (skipBad) { bad[SftSampleBuilder.ClipKey(record)] = e; }
         }
-        skipped = records.Where(r => bad.ContainsKey(r.RefAudio))
-            .Select(r => new BadRecord(r.Source, r.Line, "ref_audio", bad[r.RefAudio].Bad.Reason)).ToList();
-        return bad.Count == 0 ? probe : new SftDataSource(records.Where(r => !bad.ContainsKey(r.RefAudio)).ToList(), tokenizer, config);
+        skipped = records.Where(r => bad.ContainsKey(SftSampleBuilder.ClipKey(r)))
+            .Select(r => new BadRecord(r.Source, r.Line, "ref_audio", bad[SftSampleBuilder.ClipKey(r)].Bad.Reason)).ToList();
+        return bad.Count == 0 ? probe : new SftDataSource(records.Where(r => !bad.ContainsKey(SftSampleBuilder.ClipKey(r))).ToList(), tokenizer, config);
     }
 
     public TrainingRecord Record(int index) => records[index];
 
-    float[] LoadClip(string path)
+    float[] LoadClip(TrainingRecord record)
     {
+        string key = SftSampleBuilder.ClipKey(record);
         lock (clips)
         {
-            if (!clips.TryGetValue(path, out var samples))
-                clips[path] = samples = Resampler.LoadMono24k(path).Samples;
+            if (!clips.TryGetValue(key, out var samples))
+                clips[key] = samples = SftSampleBuilder.LoadMono24k(record);
             return samples;
         }
     }

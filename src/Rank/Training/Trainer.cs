@@ -267,11 +267,11 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         log.WriteLine($"exported custom voice '{o.SpeakerName}' to {dir}");
     }
 
-    /// <summary>Reads and checks a split up front (records, then each distinct reference clip): a bad record stops the
-    /// run naming file, line and field, or with --skip_bad_samples is listed in OUTPUT/skipped_{split}_samples.jsonl.</summary>
+    /// <summary>Reads and checks a split up front (records of a JSONL file, a Parquet file or a folder of Parquet shards,
+    /// then each distinct reference clip): a bad record stops the run naming file, line (or row) and field, or with --skip_bad_samples is listed in OUTPUT/skipped_{split}_samples.jsonl.</summary>
     SftDataSource OpenData(string path, int? max, string split, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
     {
-        var records = JsonlTrainingData.Read(path, o.SkipBadSamples, out var badLines);
+        var records = TrainingData.Read(path, o.SkipBadSamples, out var badLines);
         if (max is { } n) records = records.Take(n).ToList();
         var data = SftDataSource.Open(records, tokenizer, config, o.SkipBadSamples, out var badAudio);
         var skipped = badLines.Concat(badAudio).ToList();

@@ -88,8 +88,8 @@ public static class TrainingFlags
     public static Func<ParseResult, TrainingOptions> AddTo(Command command)
     {
         var config = new Option<string?>("--config") { Description = "JSON file of flag values (snake_case keys); flags given on the command line win" };
-        var train = Flag<string?>("train_jsonl", "training data: a JSONL file (seed format)", "train_data");
-        var validation = Flag<string?>("validation_jsonl", "validation data (JSONL); enables evaluation", "validation_data");
+        var train = Flag<string?>("train_jsonl", "training data: a JSONL file (seed format), a Parquet file, or a folder of Parquet shards", "train_data");
+        var validation = Flag<string?>("validation_jsonl", "validation data (JSONL, Parquet file or folder); enables evaluation", "validation_data");
         var init = Flag<string?>("init_model_path", "the Base model directory to fine-tune");
         var output = Flag<string?>("output_model_path", "where checkpoints and exports go (default: output)", "output_dir");
         var batch = Flag<int?>("batch_size", "samples per rank per micro-step (default 2)");

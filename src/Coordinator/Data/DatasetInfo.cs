@@ -1,0 +1,121 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Qwen3Tts.Coordinator.Data;
+
+/// <summary>One bar of the code-length histogram: records with <see cref="From"/> ≤ frames ≤ <see cref="To"/>.</summary>
+public sealed record LengthBin(int From, int To, int Count);
+
+/// <summary>What <c>qwen3tts info PATH</c> prints about a training set (JSONL or Parquet): how many records, which
+/// languages and speakers, and how long the target audio is, in codec frames and seconds (12.5 frames a second).
+/// Records with no language or speaker are counted under <see cref="None"/>.</summary>
+public sealed record DatasetInfo(
+    string Path,
+    DataFormat Format,
+    int Count,
+    int Skipped,
+    IReadOnlyList<KeyValuePair<string, int>> Languages,
+    IReadOnlyList<KeyValuePair<string, int>> Speakers,
+    long TotalFrames,
+    int MinFrames,
+    int MaxFrames,
+    IReadOnlyList<LengthBin> Histogram)
+{
+    /// <summary>Codec frames per second of the 12 Hz tokenizer.</summary>
+    public const double FramesPerSecond = 12.5;
+
+    /// <summary>Histogram bars.</summary>
+    public const int Bins = 10;
+
+    /// <summary>The key under which records without a language or speaker are counted.</summary>
+    public const string None = "(none)";
+
+    public double TotalSeconds => TotalFrames / FramesPerSecond;
+    public double MeanFrames => Count == 0 ? 0 : (double)TotalFrames / Count;
+    public double MinSeconds => MinFrames / FramesPerSecond;
+    public double MaxSeconds => MaxFrames / FramesPerSecond;
+    public double MeanSeconds => MeanFrames / FramesPerSecond;
+
+    /// <summary>Reads <paramref name="path"/> leniently (malformed records are counted in <see cref="Skipped"/>) and
+    /// summarizes it.</summary>
+    public static DatasetInfo Compute(string path, string? split = null)
+    {
+        var records = TrainingData.Read(path, skipBad: true, out var skipped, split);
+        return Of(path, TrainingData.Detect(path), records, skipped.Count);
+    }
+
+    /// <summary>The summary of records already read. Bins are equal integer ranges over [min, max]: each
+    /// ceil((max - min + 1) / 10) frames wide, fewer than 10 when the range is narrower.</summary>
+    public static DatasetInfo Of(string path, DataFormat format, IReadOnlyList<TrainingRecord> records, int skipped)
+    {
+        static IReadOnlyList<KeyValuePair<string, int>> Tally(IEnumerable<string?> keys) =>
+            keys.GroupBy(k => k ?? None).Select(g => KeyValuePair.Create(g.Key, g.Count()))
+                .OrderByDescending(p => p.Value).ThenBy(p => p.Key, StringComparer.Ordinal).ToList();
+
+        var frames = records.Select(r => r.AudioCodes.Frames).ToList();
+        int min = frames.Count == 0 ? 0 : frames.Min(), max = frames.Count == 0 ? 0 : frames.Max();
+        var bins = new List<LengthBin>();
+        if (frames.Count > 0)
+        {
+            int width = (max - min + 1 + Bins - 1) / Bins;
+            for (int from = min; from <= max; from += width)
+            {
+                int to = Math.Min(from + width - 1, max);
+                bins.Add(new LengthBin(from, to, frames.Count(f => f >= from && f <= to)));
+            }
+        }
+        return new DatasetInfo(path, format, records.Count, skipped, Tally(records.Select(r => r.Language)),
+            Tally(records.Select(r => r.SpeakerId)), frames.Sum(f => (long)f), min, max, bins);
+    }
+
+    /// <summary>A plain-text report: totals, then the languages, speakers and length histogram as tables.</summary>
+    public string ToText()
+    {
+        var c = CultureInfo.InvariantCulture;
+        var s = new StringBuilder();
+        s.AppendLine(c, $"{Path} ({Format.ToString().ToLowerInvariant()})");
+        s.AppendLine(c, $"records   {Count}{(Skipped > 0 ? $" ({Skipped} malformed, skipped)" : "")}");
+        s.AppendLine(c, $"frames    {TotalFrames} total, min {MinFrames}, mean {MeanFrames:F1}, max {MaxFrames}");
+        s.AppendLine(c, $"seconds   {TotalSeconds:F1} total ({TotalSeconds / 3600:F2} h), min {MinSeconds:F2}, mean {MeanSeconds:F2}, max {MaxSeconds:F2}");
+        void Table(string title, IReadOnlyList<KeyValuePair<string, int>> rows)
+        {
+            s.AppendLine().AppendLine(c, $"{title,-24} {"records",8}");
+            foreach (var (key, n) in rows) s.AppendLine(c, $"{key,-24} {n,8}");
+        }
+        Table("language", Languages);
+        Table("speaker", Speakers);
+        s.AppendLine().AppendLine(c, $"{"frames",-13} {"seconds",-15} {"records",8}");
+        int peak = Histogram.Count == 0 ? 0 : Histogram.Max(b => b.Count);
+        foreach (var b in Histogram)
+            s.AppendLine(c, $"{$"{b.From}-{b.To}",-13} {$"{b.From / FramesPerSecond:F1}-{b.To / FramesPerSecond:F1}",-15} {b.Count,8} {new string('#', peak == 0 ? 0 : (int)Math.Round(30.0 * b.Count / peak))}");
+        return s.ToString();
+    }
+
+    /// <summary>The same numbers as a JSON object (frames, seconds, histogram bins with from/to/count).</summary>
+    public string ToJson()
+    {
+        static JsonObject Counts(IReadOnlyList<KeyValuePair<string, int>> rows)
+        {
+            var o = new JsonObject();
+            foreach (var (key, n) in rows) o[key] = n;
+            return o;
+        }
+        var histogram = new JsonArray();
+        foreach (var b in Histogram) histogram.Add(new JsonObject { ["from"] = b.From, ["to"] = b.To, ["count"] = b.Count });
+        return new JsonObject
+        {
+            ["path"] = Path,
+            ["format"] = Format.ToString().ToLowerInvariant(),
+            ["records"] = Count,
+            ["skipped"] = Skipped,
+            ["languages"] = Counts(Languages),
+            ["speakers"] = Counts(Speakers),
+            ["frames"] = new JsonObject { ["total"] = TotalFrames, ["min"] = MinFrames, ["mean"] = MeanFrames, ["max"] = MaxFrames },
+            ["seconds"] = new JsonObject { ["total"] = TotalSeconds, ["min"] = MinSeconds, ["mean"] = MeanSeconds, ["max"] = MaxSeconds },
+            ["frames_per_second"] = FramesPerSecond,
+            ["histogram"] = histogram,
+        }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+}

@@ -1,0 +1,350 @@
+using Parquet;
+using Parquet.Schema;
+
+namespace Qwen3Tts.Coordinator.Data;
+
+/// <summary>A row of a raw Hugging Face audio dataset (e.g. <c>audio</c> {bytes, path}, <c>text</c>, <c>speaker_id</c>):
+/// audio not yet encoded to codec ids, for the prepare step.</summary>
+/// <param name="Source">the Parquet file, as found by the reader.</param>
+/// <param name="RowIndex">0-based row index within <paramref name="Source"/>, across its row groups.</param>
+/// <param name="AudioBytes">the encoded audio file (WAV, FLAC, ...) when the dataset embeds it, else null.</param>
+/// <param name="AudioPath">the audio struct's path (or the audio column's string), as written: with embedded bytes it
+/// is only the original file name; without them, relative paths are taken from the Parquet file's folder.</param>
+/// <param name="Extra">every other top-level string column, by name (null where the row has none).</param>
+public sealed record RawAudioRecord(
+    string Source,
+    int RowIndex,
+    byte[]? AudioBytes,
+    string? AudioPath,
+    string Text,
+    string? Language = null,
+    string? SpeakerId = null,
+    string? Gender = null,
+    string? AgeRange = null,
+    IReadOnlyDictionary<string, string?>? Extra = null)
+{
+    /// <summary>RowIndex + 1, as <see cref="TrainingRecord.Line"/> counts Parquet rows.</summary>
+    public int Line => RowIndex + 1;
+
+    public string Where => DataLocation.Format(Source, Line);
+}
+
+/// <summary>What a Parquet training file holds.</summary>
+public enum ParquetLayout
+{
+    /// <summary>Training records: <c>text</c>, <c>audio_codes</c>, <c>ref_audio</c>, ...</summary>
+    Prepared,
+
+    /// <summary>A raw audio dataset: <c>audio</c> and <c>text</c>, no <c>audio_codes</c> yet.</summary>
+    RawAudio,
+}
+
+/// <summary>Reads Hugging Face <c>datasets</c> Parquet: one file, or a folder of shards named like
+/// <c>train-00000-of-00004.parquet</c> (sorted by name; a split name picks <c>{split}-*.parquet</c>, looking in the
+/// folder and then in its <c>data/</c>). Row groups are read one at a time.
+/// <para>Prepared layout, the JSONL's fields as columns: <c>text</c> (string), <c>audio_codes</c> (list&lt;list&lt;int&gt;&gt;,
+/// [frames][16], int32 or int64), <c>ref_audio</c> (a path relative to the Parquet file's folder or absolute, or the
+/// audio struct {bytes, path}), optional <c>audio</c> (path or audio struct), <c>text_ids</c> (list&lt;int&gt;),
+/// <c>ref_text</c>, <c>language</c>, <c>speaker_id</c>, <c>gender</c>, <c>age_range</c>. Other columns are ignored.</para>
+/// <para>Every row is validated up front with the JSONL reader's rules; messages name file, row (the 0-based index within
+/// the file) and column, e.g. <c>train-00001-of-00004.parquet: row 17: audio_codes[3]: expected 16 codebooks, found 15</c>.
+/// A record's <see cref="TrainingRecord.Line"/> is that row index + 1.</para></summary>
+public static class ParquetTrainingData
+{
+    /// <summary>The Parquet files <paramref name="path"/> names, in read order: the file itself, or the folder's shards
+    /// sorted by name. Without <paramref name="split"/> a folder holding several splits reads <c>train</c>.</summary>
+    public static IReadOnlyList<string> Files(string path, string? split = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (File.Exists(path))
+            return split is null ? [path] : throw new ArgumentException($"{path}: a single Parquet file has no splits; --split {split} picks shards in a folder");
+        if (!Directory.Exists(path)) throw new FileNotFoundException($"{path}: no such Parquet file or folder", path);
+        foreach (string folder in new[] { path, Path.Combine(path, "data") })
+        {
+            if (!Directory.Exists(folder)) continue;
+            var all = Directory.GetFiles(folder, "*.parquet").Order(StringComparer.Ordinal).ToList();
+            if (all.Count == 0) continue;
+            var splits = all.Select(f => SplitOf(Path.GetFileName(f))).Distinct().ToList();
+            string? pick = split ?? (splits.Count == 1 ? null : splits.Contains("train") ? "train"
+                : throw new ArgumentException($"{path}: holds the splits {string.Join(", ", splits)}; name one (--split)"));
+            if (pick is null) return all;
+            var chosen = all.Where(f => SplitOf(Path.GetFileName(f)) == pick).ToList();
+            if (chosen.Count == 0)
+                throw new ArgumentException($"{path}: no '{pick}-*.parquet' shards (splits found: {string.Join(", ", splits)})");
+            return chosen;
+        }
+        throw new FileNotFoundException($"{path}: a folder without any .parquet files (looked in it and in its data/)", path);
+    }
+
+    /// <summary>"train" of "train-00000-of-00004.parquet"; the name without extension when it has no dash.</summary>
+    static string SplitOf(string fileName)
+    {
+        string stem = Path.GetFileNameWithoutExtension(fileName);
+        int dash = stem.IndexOf('-');
+        return dash < 0 ? stem : stem[..dash];
+    }
+
+    /// <summary>Prepared when the file has <c>audio_codes</c> or <c>ref_audio</c>, raw audio when it has <c>audio</c> but neither.</summary>
+    public static ParquetLayout Layout(string file)
+    {
+        var schema = Run(file, async () =>
+        {
+            await using var reader = await ParquetReader.CreateAsync(file);
+            return reader.Schema;
+        });
+        // A prepared file missing its audio_codes column still has ref_audio; raw datasets never do.
+        if (Top(schema, "audio_codes") is not null || Top(schema, "ref_audio") is not null) return ParquetLayout.Prepared;
+        if (Top(schema, "audio") is not null) return ParquetLayout.RawAudio;
+        throw new InvalidDataException($"{file}: neither prepared training data (no audio_codes column) nor a raw audio dataset " +
+            $"(no audio column); its columns are {string.Join(", ", schema.Fields.Select(f => f.Name))}");
+    }
+
+    /// <summary>Reads every prepared record. A malformed row throws <see cref="DataException"/> naming file, row and
+    /// column, unless <paramref name="skipBad"/> is set: then it is left out and listed in <paramref name="skipped"/>.</summary>
+    public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped,
+        string? split = null, int codebooks = JsonlTrainingData.DefaultCodebooks, int codebookSize = JsonlTrainingData.DefaultCodebookSize)
+    {
+        var files = Files(path, split);
+        foreach (string file in files)
+            if (Layout(file) == ParquetLayout.RawAudio)
+                throw new InvalidDataException($"{file}: a raw audio dataset (audio and text, no audio_codes column); " +
+                    "encode its audio to codec ids first (the prepare step reads it with ParquetTrainingData.ReadRaw)");
+        return ReadAll(files, skipBad, out skipped, (g, row) => PreparedRow(g, row, codebooks, codebookSize));
+    }
+
+    /// <summary>Reads the rows of a raw audio dataset (audio and text), validated like <see cref="Read"/>.</summary>
+    public static IReadOnlyList<RawAudioRecord> ReadRaw(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null) =>
+        ReadAll(Files(path, split), skipBad, out skipped, RawRow);
+
+    static readonly string[] KnownStrings = ["text", "ref_text", "language", "speaker_id", "gender", "age_range"];
+
+    static readonly string[] RawKnown = ["audio", "text", "language", "speaker_id", "gender", "age_range"];
+
+    static IReadOnlyList<T> ReadAll<T>(IReadOnlyList<string> files, bool skipBad, out IReadOnlyList<BadRecord> skipped,
+        Func<RowGroup, int, T> parse)
+    {
+        var records = new List<T>();
+        var bad = new List<BadRecord>();
+        foreach (string file in files)
+            Run(file, async () =>
+            {
+                await using var reader = await ParquetReader.CreateAsync(file);
+                int first = 0; // global index of the row group's first row
+                for (int i = 0; i < reader.RowGroupCount; i++)
+                {
+                    using var rg = reader.OpenRowGroupReader(i);
+                    var group = await RowGroup.ReadAsync(file, reader.Schema, rg, first);
+                    for (int row = 0; row < group.Rows; row++)
+                    {
+                        try { records.Add(parse(group, row)); }
+                        catch (DataException e) when (skipBad) { bad.Add(e.Bad); }
+                    }
+                    first += group.Rows;
+                }
+                return 0;
+            });
+        skipped = bad;
+        return records;
+    }
+
+    static TrainingRecord PreparedRow(RowGroup g, int row, int codebooks, int codebookSize)
+    {
+        string text = g.RequiredString("text", row);
+        if (text.Length == 0) throw g.Bad(row, "text", "is empty; a training sample needs text to speak");
+        var codes = Codes(g, row, codebooks, codebookSize);
+
+        var refAudio = g.Audio("ref_audio", row) ?? throw g.Bad(row, "ref_audio", "missing required field");
+        string refName;
+        byte[]? refBytes = null;
+        if (refAudio.Bytes is { Length: > 0 } bytes)
+        {
+            refBytes = bytes;
+            refName = string.IsNullOrEmpty(refAudio.Path) ? $"{g.File}#row{g.First + row}" : refAudio.Path;
+        }
+        else
+        {
+            if (string.IsNullOrEmpty(refAudio.Path)) throw g.Bad(row, "ref_audio", "is empty");
+            refName = Path.GetFullPath(Path.IsPathRooted(refAudio.Path) ? refAudio.Path : Path.Combine(g.Folder, refAudio.Path));
+            if (!File.Exists(refName)) throw g.Bad(row, "ref_audio", $"file '{refName}' does not exist");
+        }
+
+        return new TrainingRecord(g.File, g.First + row + 1, g.Audio("audio", row)?.Path ?? "", text, codes, refName,
+            RefText: g.OptionalString("ref_text", row),
+            Language: g.OptionalString("language", row),
+            SpeakerId: g.OptionalString("speaker_id", row),
+            Gender: g.OptionalString("gender", row),
+            AgeRange: g.OptionalString("age_range", row),
+            TextIds: TextIds(g, row),
+            RefAudioBytes: refBytes);
+    }
+
+    static CodeGrid Codes(RowGroup g, int row, int codebooks, int codebookSize)
+    {
+        const string name = "audio_codes";
+        var frames = g.Codes(row) ?? throw g.Bad(row, name, "missing required field");
+        if (frames.Length == 0) throw g.Bad(row, name, "is empty; a training sample needs at least one frame of codes");
+        var codes = new long[frames.Length, codebooks];
+        for (int f = 0; f < frames.Length; f++)
+        {
+            var frame = frames[f] ?? throw g.Bad(row, $"{name}[{f}]", $"expected an array of {codebooks} codes, found null");
+            if (frame.Length != codebooks)
+                throw g.Bad(row, frame.Length > codebooks ? $"{name}[{f}][{codebooks}]" : $"{name}[{f}]",
+                    $"expected {codebooks} codebooks, found {frame.Length}");
+            for (int k = 0; k < codebooks; k++)
+            {
+                long c = frame[k] ?? throw g.Bad(row, $"{name}[{f}][{k}]", "expected an integer code, found null");
+                if (c < 0 || c >= codebookSize) throw g.Bad(row, $"{name}[{f}][{k}]", $"is {c}, outside the codebook [0, {codebookSize})");
+                codes[f, k] = c;
+            }
+        }
+        return new CodeGrid(codes);
+    }
+
+    static int[]? TextIds(RowGroup g, int row)
+    {
+        const string name = "text_ids";
+        var ids = g.TextIds(row);
+        if (ids is null) return null;
+        var result = new int[ids.Length];
+        for (int k = 0; k < ids.Length; k++)
+        {
+            if (ids[k] is not { } t || t < 0 || t > int.MaxValue)
+                throw g.Bad(row, $"{name}[{k}]", $"expected a non-negative integer token id, found {(ids[k]?.ToString() ?? "null")}");
+            result[k] = (int)t;
+        }
+        if (result.Length < Qwen3Tts.Model.Sft.SftCollate.MinTextIds)
+            throw g.Bad(row, name, $"has {result.Length} ids; the full chat text needs at least {Qwen3Tts.Model.Sft.SftCollate.MinTextIds} " +
+                "(\"<|im_start|>assistant\\n\", at least one text id, \"<|im_end|>\\n<|im_start|>assistant\\n\")");
+        return result;
+    }
+
+    static RawAudioRecord RawRow(RowGroup g, int row)
+    {
+        var audio = g.Audio("audio", row) ?? throw g.Bad(row, "audio", "missing required field");
+        if (audio.Bytes is not { Length: > 0 } && string.IsNullOrEmpty(audio.Path))
+            throw g.Bad(row, "audio", "has neither bytes nor a path");
+        string text = g.RequiredString("text", row);
+        var extra = g.StringColumns.Where(c => !RawKnown.Contains(c)).ToDictionary(c => c, c => g.OptionalString(c, row));
+        return new RawAudioRecord(g.File, g.First + row, audio.Bytes is { Length: > 0 } ? audio.Bytes : null, audio.Path, text,
+            Language: g.OptionalString("language", row),
+            SpeakerId: g.OptionalString("speaker_id", row),
+            Gender: g.OptionalString("gender", row),
+            AgeRange: g.OptionalString("age_range", row),
+            Extra: extra);
+    }
+
+    static Field? Top(ParquetSchema schema, string name) => schema.Fields.FirstOrDefault(f => f.Name == name);
+
+    /// <summary>Runs the async Parquet.Net calls off any synchronization context, so blocking on them cannot deadlock.
+    /// Parquet.Net's own failures (not a Parquet file, a corrupt page) become <see cref="InvalidDataException"/> naming the file.</summary>
+    static T Run<T>(string file, Func<Task<T>> work)
+    {
+        try { return Task.Run(work).GetAwaiter().GetResult(); }
+        catch (Exception e) when (e is not (DataException or InvalidDataException or FileNotFoundException or ArgumentException))
+        {
+            throw new InvalidDataException($"{file}: cannot read it as Parquet ({e.GetType().Name}: {e.Message})", e);
+        }
+    }
+
+    /// <summary>An audio cell: the Hugging Face audio struct {bytes, path}, or a plain path string (Bytes null).</summary>
+    sealed record AudioCell(byte[]? Bytes, string? Path);
+
+    /// <summary>One row group's columns, decoded into per-row cells. A column the file lacks, or whose type does not
+    /// fit, is recorded once and reported on every row that needs it.</summary>
+    sealed class RowGroup
+    {
+        public required string File { get; init; }
+        public required string Folder { get; init; }
+        public required int First { get; init; }
+        public required int Rows { get; init; }
+        readonly Dictionary<string, string?[]> strings = new(StringComparer.Ordinal);
+        readonly Dictionary<string, AudioCell?[]> audio = new(StringComparer.Ordinal);
+        readonly Dictionary<string, string> problems = new(StringComparer.Ordinal); // column -> why it cannot be read
+        long?[]?[]?[]? codes; // [row][frame][codebook]
+        long?[]?[]? textIds;  // [row][id]
+
+        public IEnumerable<string> StringColumns => strings.Keys;
+
+        public DataException Bad(int row, string field, string reason) => new(File, First + row + 1, field, reason);
+
+        public static async Task<RowGroup> ReadAsync(string file, ParquetSchema schema, ParquetRowGroupReader rg, int first)
+        {
+            var g = new RowGroup
+            {
+                File = file,
+                Folder = Path.GetDirectoryName(Path.GetFullPath(file))!,
+                First = first,
+                Rows = checked((int)rg.RowCount),
+            };
+            foreach (var field in schema.Fields)
+            {
+                string name = field.Name;
+                try
+                {
+                    switch (name)
+                    {
+                        case "audio_codes":
+                            g.codes = await ParquetColumns.ListOfListsAsync(rg, field, g.Rows);
+                            break;
+                        case "text_ids":
+                            g.textIds = await ParquetColumns.ListAsync(rg, field, g.Rows);
+                            break;
+                        case "audio" or "ref_audio":
+                            var parts = await ParquetColumns.AudioPartsAsync(rg, field, g.Rows);
+                            g.audio[name] = Array.ConvertAll(parts, p => p.Present ? new AudioCell(p.Bytes, p.Path) : null);
+                            break;
+                        default:
+                            if (field is DataField { MaxRepetitionLevel: 0 } d && ParquetColumns.IsString(d))
+                                g.strings[name] = await ParquetColumns.StringsAsync(rg, d, g.Rows);
+                            else if (KnownStrings.Contains(name))
+                                g.problems[name] = $"expected a string column, found {ParquetColumns.Describe(field)}";
+                            break;
+                    }
+                }
+                catch (ColumnTypeException e)
+                {
+                    g.problems[name] = e.Message;
+                }
+            }
+            return g;
+        }
+
+        void Check(string column, int row)
+        {
+            if (problems.TryGetValue(column, out var problem)) throw Bad(row, column, problem);
+        }
+
+        public string RequiredString(string column, int row)
+        {
+            Check(column, row);
+            if (!strings.TryGetValue(column, out var cells)) throw Bad(row, column, "missing required field (the file has no such column)");
+            return cells[row] ?? throw Bad(row, column, "missing required field (null)");
+        }
+
+        public string? OptionalString(string column, int row)
+        {
+            Check(column, row);
+            return strings.TryGetValue(column, out var cells) ? cells[row] : null;
+        }
+
+        public AudioCell? Audio(string column, int row)
+        {
+            Check(column, row);
+            if (audio.TryGetValue(column, out var cells)) return cells[row];
+            return null;
+        }
+
+        public long?[]?[]? Codes(int row)
+        {
+            Check("audio_codes", row);
+            if (codes is null) throw Bad(row, "audio_codes", "missing required field (the file has no such column)");
+            return codes[row];
+        }
+
+        public long?[]? TextIds(int row)
+        {
+            Check("text_ids", row);
+            return textIds?[row];
+        }
+    }
+}
