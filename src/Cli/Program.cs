@@ -6,4 +6,6 @@ root.Subcommands.Add(InitModelCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(DebugStepCommand.Create());
+root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(WandbSyncCommand.Create());
 return root.Parse(args).Invoke();

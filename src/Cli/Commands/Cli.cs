@@ -11,7 +11,8 @@ static class Cli
     {
         try { return body(); }
         catch (Exception e) when (e is ConfigException or CheckpointException or IOException or ArgumentException or InvalidDataException
-                                      or Qwen3Tts.Coordinator.Data.DataException or Qwen3Tts.Model.Audio.AudioException)
+                                      or Qwen3Tts.Coordinator.Data.DataException or Qwen3Tts.Model.Audio.AudioException
+                                      or Qwen3Tts.Coordinator.Observability.WandbException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;

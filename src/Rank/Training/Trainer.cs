@@ -7,6 +7,7 @@ using Qwen3Tts.Model.Checkpoint;
 using Qwen3Tts.Model.Config;
 using Qwen3Tts.Model.Sft;
 using Qwen3Tts.Model.Text;
+using Qwen3Tts.Coordinator.Observability;
 using Qwen3Tts.Rank.Distributed;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -30,10 +31,21 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     /// schedule still spans every epoch. Tests and time-boxed jobs use it.</summary>
     public long? StopAfterSteps { get; init; }
 
+    /// <summary>WandB settings; null resolves them from the environment and the --use_wandb flags.</summary>
+    public WandbSettings? Wandb { get; init; }
+
+    WandbRun? wandb;
+
     void Log(string line)
     {
-        if (Main) log.WriteLine(line);
+        if (!Main) return;
+        log.WriteLine(line);
+        wandb?.Output(line);
     }
+
+    /// <summary>Metric names as the Python pipelines users come from log them (train/loss, train/learning_rate, eval/loss, ...).</summary>
+    void Metrics(long step, params (string Name, double Value)[] metrics) =>
+        wandb?.Log(step, metrics.ToDictionary(m => m.Name, m => m.Value));
 
     public TrainingResult Run()
     {
@@ -90,6 +102,11 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         trainable.CopyMasterToCompute();
         sync.VerifyParametersInSync();
 
+        // Only rank 0 talks to WandB. Sending happens off this thread; an unreachable server never stops training.
+        using var run = Main ? WandbRun.Start(Wandb ?? WandbSettings.Resolve(EnvVars.Snapshot(), new WandbFlags(o.UseWandb, o.WandbProject, o.WandbRunName)),
+            o.OutputModelPath, WandbConfig(comm.WorldSize), log) : null;
+        wandb = run;
+
         Log($"training {train.Count} samples, {o.NumEpochs} epochs × {stepsPerEpoch} steps = {totalSteps} optimizer steps; " +
             $"global batch {o.BatchSize} per rank × {comm.WorldSize} ranks × {o.GradientAccumulationSteps} accumulation = {globalBatch * o.GradientAccumulationSteps} samples per step; " +
             $"{o.MixedPrecision}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {comm.Backend}");
@@ -134,9 +151,14 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
                 if (step % o.LoggingSteps == 0)
                 {
+                    double samplesPerSecond = window.SamplesPerSecond(clock), tokensPerSecond = window.TokensPerSecond(clock);
                     Log(string.Create(CultureInfo.InvariantCulture,
                         $"epoch {epoch} step {step}/{totalSteps} loss {stats.Loss:F4} (talker {stats.TalkerLoss:F4}, sub-talker {stats.SubTalkerLoss:F4}) " +
-                        $"avg {window.MeanLoss:F4} lr {stats.Lr:E3} grad_norm {stats.GradNorm:F3} {window.SamplesPerSecond(clock):F1} samples/s"));
+                        $"avg {window.MeanLoss:F4} lr {stats.Lr:E3} grad_norm {stats.GradNorm:F3} {samplesPerSecond:F1} samples/s"));
+                    Metrics(step, ("train/loss", stats.Loss), ("train/talker_loss", stats.TalkerLoss), ("train/sub_talker_loss", stats.SubTalkerLoss),
+                        ("train/avg_loss", window.MeanLoss), ("train/learning_rate", stats.Lr), ("train/grad_norm", stats.GradNorm),
+                        ("train/epoch", epoch + (double)(b + micro.Count) / batches.Count), ("train/samples_per_second", samplesPerSecond),
+                        ("train/tokens_per_second", tokensPerSecond));
                     window.Reset(clock);
                 }
                 long nextBatch = b + micro.Count;
@@ -160,15 +182,18 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         }
         Save(CheckpointRotation.LastDir(o.OutputModelPath), o.NumEpochs, 0);
         if (Main) ExportVoice(model, train);
+        wandb?.Finish(0);
         return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath);
 
         void Evaluate(int epoch, long batchInEpoch)
         {
             var (loss, talker, sub) = EvalLoss(trainable, validation!);
             Log(string.Create(CultureInfo.InvariantCulture, $"eval step {step}: loss {loss:F4} (talker {talker:F4}, sub-talker {sub:F4})"));
+            Metrics(step, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub));
             if (bestEval is null || loss < bestEval)
             {
                 (bestEval, bestEvalStep) = (loss, step);
+                wandb?.SetSummary("eval/best_loss", loss);
                 Save(CheckpointRotation.BestDir(o.OutputModelPath), epoch, batchInEpoch);
             }
         }
@@ -284,6 +309,20 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         return data;
     }
 
+    /// <summary>The run's settings as WandB config (no secrets: the options hold none).</summary>
+    Dictionary<string, object?> WandbConfig(int worldSize)
+    {
+        var json = System.Text.Json.JsonSerializer.SerializeToNode(o, new System.Text.Json.JsonSerializerOptions
+        {
+            PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower,
+            Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() },
+        })!.AsObject();
+        var config = json.ToDictionary(kv => kv.Key, kv => (object?)kv.Value);
+        config["world_size"] = worldSize;
+        config["global_batch_size"] = o.BatchSize * worldSize * o.GradientAccumulationSteps;
+        return config;
+    }
+
     sealed record StepStats(double Loss, double TalkerLoss, double SubTalkerLoss, double Lr, double GradNorm, int Samples, long Tokens);
 
     /// <summary>Running numbers between two log lines.</summary>
@@ -291,6 +330,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     {
         double lossSum;
         int count, samples;
+        long tokens;
         TimeSpan since;
 
         public void Add(StepStats s)
@@ -298,15 +338,18 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             lossSum += s.Loss;
             count++;
             samples += s.Samples;
+            tokens += s.Tokens;
         }
 
         public double MeanLoss => count == 0 ? double.NaN : lossSum / count;
 
         public double SamplesPerSecond(Stopwatch clock) => samples / Math.Max(1e-9, (clock.Elapsed - since).TotalSeconds);
 
+        public double TokensPerSecond(Stopwatch clock) => tokens / Math.Max(1e-9, (clock.Elapsed - since).TotalSeconds);
+
         public void Reset(Stopwatch clock)
         {
-            (lossSum, count, samples, since) = (0, 0, 0, clock.Elapsed);
+            (lossSum, count, samples, tokens, since) = (0, 0, 0, 0, clock.Elapsed);
         }
     }
 }

@@ -38,6 +38,9 @@ public sealed record TrainingOptions
     public string? ResumeFromCheckpoint { get; init; }
     public bool SkipBadSamples { get; init; }
     public int BucketSizeMb { get; init; } = 25;
+    public bool UseWandb { get; init; }
+    public string? WandbProject { get; init; }
+    public string? WandbRunName { get; init; }
 
     /// <summary>--grad_sync: "overlap" (buckets reduce while the last backward runs) or "after_backward" (one blocking
     /// reduce of every bucket after it).</summary>
@@ -116,11 +119,14 @@ public static class TrainingFlags
         var beta1 = Flag<double?>("adam_beta1", "AdamW beta1 (default 0.9)");
         var beta2 = Flag<double?>("adam_beta2", "AdamW beta2 (default 0.999)");
         var epsilon = Flag<double?>("adam_epsilon", "AdamW epsilon (default 1e-8)");
+        var useWandb = Flag<bool>("use_wandb", "log metrics to Weights & Biases (WANDB_API_KEY; WANDB_MODE=offline keeps them in OUTPUT/wandb for `qwen3tts wandb-sync`)");
+        var wandbProject = Flag<string?>("wandb_project", "WandB project (default: $WANDB_PROJECT)");
+        var wandbRunName = Flag<string?>("wandb_run_name", "WandB run display name (default: $WANDB_NAME)");
         var bucket = Flag<int?>("bucket_size_mb", "gradient all-reduce bucket size in MB (default 25; the first bucket is 1 MB)");
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, gradSync, beta1, beta2, epsilon })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, gradSync, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -165,6 +171,9 @@ public static class TrainingFlags
                 SkipBadSamples = parse.GetValue(skipBad) || (ValueFromFile<bool>(file, "skip_bad_samples") ?? false),
                 BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
                 GradSync = PickString(gradSync, "grad_sync") ?? d.GradSync,
+                UseWandb = parse.GetValue(useWandb) || (ValueFromFile<bool>(file, "use_wandb") ?? false),
+                WandbProject = PickString(wandbProject, "wandb_project"),
+                WandbRunName = PickString(wandbRunName, "wandb_run_name"),
                 AdamBeta1 = Pick(beta1, "adam_beta1") ?? d.AdamBeta1,
                 AdamBeta2 = Pick(beta2, "adam_beta2") ?? d.AdamBeta2,
                 AdamEpsilon = Pick(epsilon, "adam_epsilon") ?? d.AdamEpsilon,

@@ -194,3 +194,30 @@ public class TrainerAudioCheckTests
         Assert.Contains("ref_audio", report);
     }
 }
+
+public class TrainerWandbTests
+{
+    [Fact]
+    public void Offline_wandb_keeps_the_pipeline_metric_names_in_the_run_folder()
+    {
+        string model = TestPaths.NewTempDir("wb-model");
+        ModelDirectory.CreateRandom(model, "tiny", 8, ScalarType.Float32);
+        string demo = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
+        string output = TestPaths.NewTempDir("wb-out");
+        var o = new TrainingOptions
+        {
+            TrainData = Path.Combine(demo, "train.jsonl"), ValidationData = Path.Combine(demo, "validation.jsonl"), InitModelPath = model,
+            OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 1, BatchSize = 4, GradientAccumulationSteps = 1, LoggingSteps = 2,
+        };
+        new Trainer(o, TextWriter.Null) { Wandb = new Qwen3Tts.Coordinator.Observability.WandbSettings { Mode = Qwen3Tts.Coordinator.Observability.WandbMode.Offline } }.Run();
+
+        var rows = File.ReadAllLines(Path.Combine(output, "wandb", "history.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+        var train = rows.Where(r => r.ContainsKey("train/loss")).ToList();
+        Assert.Equal(new long[] { 2, 4 }, train.Select(r => r["_step"]!.GetValue<long>()));
+        foreach (var name in new[] { "train/talker_loss", "train/sub_talker_loss", "train/avg_loss", "train/learning_rate", "train/grad_norm", "train/epoch", "train/samples_per_second", "train/tokens_per_second" })
+            Assert.True(train[0].ContainsKey(name), name);
+        Assert.Equal(1.0, train[^1]["train/epoch"]!.GetValue<double>(), 6);
+        Assert.Contains(rows, r => r.ContainsKey("eval/loss") && r.ContainsKey("eval/talker_loss") && r.ContainsKey("eval/sub_talker_loss"));
+        Assert.Contains("step 4/4", File.ReadAllText(Path.Combine(output, "wandb", "output.log")));
+    }
+}
