@@ -12,6 +12,10 @@ static class TestPaths
         throw new DirectoryNotFoundException("cannot find the repository root above " + AppContext.BaseDirectory);
     }
 
+    /// <summary>qwen3tts-rank built in the test binary's own configuration (…/bin/Debug/net10.0/).</summary>
+    public static string RankDll { get; } = Path.Combine(RepoRoot, "src", "Rank", "bin",
+        new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name, "net10.0", "qwen3tts-rank.dll");
+
     static readonly List<string> Created = [];
 
     static readonly string Root = Path.Combine(Path.GetTempPath(), "qwen3tts-tests");

@@ -3,6 +3,7 @@ using Qwen3Tts.Model;
 using Qwen3Tts.Model.Checkpoint;
 using Qwen3Tts.Rank.Distributed;
 using Qwen3Tts.Rank.Training;
+using Qwen3Tts.Tests.Training;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 
@@ -13,22 +14,9 @@ namespace Qwen3Tts.Tests.Distributed;
 [Trait("Category", "Mpi")]
 public class MpiTrainingTests(ITestOutputHelper output)
 {
-    static string RankDll => Path.Combine(TestPaths.RepoRoot, "src", "Rank", "bin", Configuration, "net10.0", "qwen3tts-rank.dll");
+    static string RankDll => TestPaths.RankDll;
 
-    // The test binary's own configuration (…/bin/Debug/net10.0/): the rank was built with it.
-    static string Configuration => new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name;
-
-    static (string Model, string Data) Fixture()
-    {
-        string model = TestPaths.NewTempDir("mpi-model");
-        ModelDirectory.CreateRandom(model, "tiny", 31, ScalarType.Float32);
-        string demo = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
-        string dir = TestPaths.NewTempDir("mpi-data");
-        File.Copy(Path.Combine(demo, "ref_voice.wav"), Path.Combine(dir, "ref_voice.wav"));
-        string data = Path.Combine(dir, "train.jsonl");
-        File.WriteAllLines(data, File.ReadLines(Path.Combine(demo, "train.jsonl")).Take(8));
-        return (model, data);
-    }
+    static (string Model, string Data) Fixture() => (TrainingFixture.TinyModel(31, "mpi-model"), TrainingFixture.DemoData(8, tag: "mpi-data"));
 
     [Theory]
     [InlineData("openmpi", 1)]

@@ -269,20 +269,14 @@ public class TcpCommunicatorTests(ITestOutputHelper output)
 
     // ------------------------------------------------------------------------------------- qwen3tts-rank end to end
 
-    static string RankDll => Path.Combine(TestPaths.RepoRoot, "src", "Rank", "bin", Configuration, "net10.0", "qwen3tts-rank.dll");
-    static string Configuration => new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name;
+    static string RankDll => TestPaths.RankDll;
 
     [Fact]
     public void Two_rank_processes_over_TCP_equal_one_process_with_twice_the_batch()
     {
         Assert.True(File.Exists(RankDll), $"qwen3tts-rank is not built: {RankDll}");
-        string model = TestPaths.NewTempDir("tcp-model");
-        ModelDirectory.CreateRandom(model, "tiny", 31, ScalarType.Float32);
-        string demo = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
-        string dir = TestPaths.NewTempDir("tcp-data");
-        File.Copy(Path.Combine(demo, "ref_voice.wav"), Path.Combine(dir, "ref_voice.wav"));
-        string data = Path.Combine(dir, "train.jsonl");
-        File.WriteAllLines(data, File.ReadLines(Path.Combine(demo, "train.jsonl")).Take(8));
+        string model = Training.TrainingFixture.TinyModel(31, "tcp-model");
+        string data = Training.TrainingFixture.DemoData(8, tag: "tcp-data");
         string single = TestPaths.NewTempDir("tcp-single"), parallel = TestPaths.NewTempDir("tcp-parallel");
 
         // adam_epsilon 1e-3: AdamW must not magnify fp32 summation-order differences in near-zero gradients.

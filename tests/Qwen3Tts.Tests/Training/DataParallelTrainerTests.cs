@@ -17,13 +17,8 @@ public class DataParallelTrainerTests
     [InlineData(2, 1, 2, "after_backward")] // the fallback: one blocking reduce after the last backward
     public void N_ranks_train_the_model_of_one_process_with_an_N_times_batch(int world, int perRank, int accumulation, string gradSync = "overlap")
     {
-        string model = TestPaths.NewTempDir("dp-model");
-        ModelDirectory.CreateRandom(model, "tiny", 21, ScalarType.Float32);
-        string demo = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
-        string dataDir = TestPaths.NewTempDir("dp-data");
-        File.Copy(Path.Combine(demo, "ref_voice.wav"), Path.Combine(dataDir, "ref_voice.wav"));
-        string data = Path.Combine(dataDir, "train.jsonl");
-        File.WriteAllLines(data, File.ReadLines(Path.Combine(demo, "train.jsonl")).Take(8));
+        string model = TrainingFixture.TinyModel(21, "dp-model");
+        string data = TrainingFixture.DemoData(8, tag: "dp-data");
 
         TrainingOptions Options(string output, int batch) => new()
         {

@@ -12,13 +12,8 @@ public class DebugStepTests
     [Fact]
     public void Writes_the_batch_gradients_and_one_clipped_AdamW_step_that_a_hand_formula_reproduces()
     {
-        string model = TestPaths.NewTempDir("dbg-model");
-        ModelDirectory.CreateRandom(model, "tiny", 9, ScalarType.Float32);
-        string demo = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
-        string dataDir = TestPaths.NewTempDir("dbg-data");
-        File.Copy(Path.Combine(demo, "ref_voice.wav"), Path.Combine(dataDir, "ref_voice.wav"));
-        string data = Path.Combine(dataDir, "three.jsonl");
-        File.WriteAllLines(data, File.ReadLines(Path.Combine(demo, "train.jsonl")).Take(3));
+        string model = TrainingFixture.TinyModel(9, "dbg-model");
+        string data = TrainingFixture.DemoData(3, tag: "dbg-data");
         string output = TestPaths.NewTempDir("dbg-out");
 
         var adam = new AdamWOptions(Lr: 1e-3, WeightDecay: 0.1);

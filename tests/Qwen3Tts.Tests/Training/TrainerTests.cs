@@ -14,25 +14,9 @@ namespace Qwen3Tts.Tests.Training;
 /// <summary>The single-process trainer end to end on the tiny preset and the bundled demo data.</summary>
 public class TrainerTests
 {
-    static readonly string DemoDir = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
+    static string TinyModel(ulong seed = 0) => TrainingFixture.TinyModel(seed);
 
-    static string TinyModel(ulong seed = 0)
-    {
-        string dir = TestPaths.NewTempDir("model");
-        ModelDirectory.CreateRandom(dir, "tiny", seed, ScalarType.Float32);
-        return dir;
-    }
-
-    /// <summary>A JSONL of the first <paramref name="records"/> demo records repeated <paramref name="copies"/> times.</summary>
-    static string DemoSubset(int records, int copies)
-    {
-        string dir = TestPaths.NewTempDir("data");
-        File.Copy(Path.Combine(DemoDir, "ref_voice.wav"), Path.Combine(dir, "ref_voice.wav"));
-        var lines = File.ReadLines(Path.Combine(DemoDir, "train.jsonl")).Take(records).ToList();
-        string path = Path.Combine(dir, "train.jsonl");
-        File.WriteAllLines(path, Enumerable.Repeat(lines, copies).SelectMany(l => l));
-        return path;
-    }
+    static string DemoSubset(int records, int copies) => TrainingFixture.DemoData(records, copies);
 
     static TrainingOptions Options(string model, string data, string output) => new()
     {
@@ -167,17 +151,14 @@ public class TrainerAudioCheckTests
     [Fact]
     public void An_unreadable_reference_clip_is_reported_before_training_or_skipped()
     {
-        string model = TestPaths.NewTempDir("audio-model");
-        ModelDirectory.CreateRandom(model, "tiny", 6, ScalarType.Float32);
-        string demo = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
-        string dir = TestPaths.NewTempDir("audio-data");
-        File.Copy(Path.Combine(demo, "ref_voice.wav"), Path.Combine(dir, "ref_voice.wav"));
+        string model = TrainingFixture.TinyModel(6);
+        string data = TrainingFixture.DemoData(4);
+        string dir = Path.GetDirectoryName(data)!;
         File.WriteAllText(Path.Combine(dir, "broken.wav"), "RIFF but not really");
-        var lines = File.ReadLines(Path.Combine(demo, "train.jsonl")).Take(4).ToList();
+        var lines = File.ReadAllLines(data).ToList();
         var broken = JsonNode.Parse(lines[2])!.AsObject();
         broken["ref_audio"] = "broken.wav";
         lines[2] = broken.ToJsonString();
-        string data = Path.Combine(dir, "train.jsonl");
         File.WriteAllLines(data, lines);
         var o = new TrainingOptions { TrainData = data, InitModelPath = model, OutputModelPath = TestPaths.NewTempDir("audio-out"), MixedPrecision = "fp32", NumEpochs = 1, BatchSize = 2, GradientAccumulationSteps = 1 };
 
@@ -200,9 +181,8 @@ public class TrainerWandbTests
     [Fact]
     public void Offline_wandb_keeps_the_pipeline_metric_names_in_the_run_folder()
     {
-        string model = TestPaths.NewTempDir("wb-model");
-        ModelDirectory.CreateRandom(model, "tiny", 8, ScalarType.Float32);
-        string demo = Path.Combine(TestPaths.RepoRoot, "assets", "demo");
+        string model = TrainingFixture.TinyModel(8);
+        string demo = TrainingFixture.DemoDir;
         string output = TestPaths.NewTempDir("wb-out");
         var o = new TrainingOptions
         {
