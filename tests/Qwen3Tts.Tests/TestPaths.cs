@@ -35,11 +35,39 @@ static class TestPaths
         };
     }
 
+    [ThreadStatic] static List<string>? createdOnThisThread;
+
     public static string NewTempDir(string tag)
     {
         var dir = Path.Combine(Root, $"{tag}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
         lock (Created) Created.Add(dir);
+        (createdOnThisThread ??= []).Add(dir);
         return dir;
+    }
+
+    /// <summary>How many folders this thread has created so far (a mark for <see cref="DeleteThisThreadsDirsSince"/>).</summary>
+    internal static int ThisThreadsDirCount => createdOnThisThread?.Count ?? 0;
+
+    /// <summary>Deletes the folders this thread created after <paramref name="mark"/>: a test's own, since xunit runs a
+    /// synchronous test's constructor, body and Dispose on one thread.</summary>
+    internal static void DeleteThisThreadsDirsSince(int mark)
+    {
+        if (createdOnThisThread is null || createdOnThisThread.Count <= mark) return;
+        foreach (var dir in createdOnThisThread.Skip(mark))
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        createdOnThisThread.RemoveRange(mark, createdOnThisThread.Count - mark);
+    }
+}
+
+/// <summary>Base of test classes that write checkpoints: each test's temporary folders are deleted when it ends.</summary>
+public abstract class CleansTempDirs : IDisposable
+{
+    readonly int mark = TestPaths.ThisThreadsDirCount;
+
+    public void Dispose()
+    {
+        TestPaths.DeleteThisThreadsDirsSince(mark);
+        GC.SuppressFinalize(this);
     }
 }

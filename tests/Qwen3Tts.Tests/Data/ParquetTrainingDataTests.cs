@@ -10,7 +10,7 @@ namespace Qwen3Tts.Tests.Data;
 /// <summary>Hugging Face Parquet, written by an independent writer (Apache Arrow C++ through ParquetSharp), read back
 /// to exactly the records written; JSONL and Parquet giving the same records and the same trained model; malformed
 /// rows named by file, row and column; and the dataset summary behind <c>qwen3tts info</c>.</summary>
-public class ParquetTrainingDataTests
+public class ParquetTrainingDataTests : CleansTempDirs
 {
     readonly string dir = TestPaths.NewTempDir("parquet");
     static readonly string DemoDir = Path.Combine(TestPaths.RepoRoot, "assets", "demo");

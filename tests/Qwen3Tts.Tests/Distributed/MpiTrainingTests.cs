@@ -12,7 +12,7 @@ namespace Qwen3Tts.Tests.Distributed;
 /// <summary>qwen3tts-rank under a real mpiexec with two ranks: it trains the model one process trains with the
 /// doubled batch, and a killed rank ends the job within seconds. Skipped (noted in the output) without the launcher.</summary>
 [Trait("Category", "Mpi")]
-public class MpiTrainingTests(ITestOutputHelper output)
+public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
 {
     static string RankDll => TestPaths.RankDll;
 

@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 
 namespace Qwen3Tts.Tests.Model;
 
-public class ModelDirectoryTests
+public class ModelDirectoryTests : CleansTempDirs
 {
     static readonly string[] ReleasedFiles =
         { "config.json", "generation_config.json", "preprocessor_config.json", "tokenizer_config.json", "vocab.json", "merges.txt", "model.safetensors" };

@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace Qwen3Tts.Tests.Training;
 
 /// <summary>Training checkpoints: complete, bit-exact, atomic, rotated, resumable.</summary>
-public class CheckpointTests
+public class CheckpointTests : CleansTempDirs
 {
     sealed class SimulatedCrash(string stage) : Exception($"simulated crash before {stage}");
 

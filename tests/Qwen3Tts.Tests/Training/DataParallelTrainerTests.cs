@@ -8,7 +8,7 @@ namespace Qwen3Tts.Tests.Training;
 
 /// <summary>The whole trainer over in-process ranks (the fake communicator): N ranks with per-rank batch B train
 /// the model one process trains with batch N·B.</summary>
-public class DataParallelTrainerTests
+public class DataParallelTrainerTests : CleansTempDirs
 {
     [Theory]
     [InlineData(2, 2, 1)] // 2 ranks × 2, no accumulation  ==  1 × 4

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 
 namespace Qwen3Tts.Tests.Training;
 
-public class DebugStepTests
+public class DebugStepTests : CleansTempDirs
 {
     [Fact]
     public void Writes_the_batch_gradients_and_one_clipped_AdamW_step_that_a_hand_formula_reproduces()

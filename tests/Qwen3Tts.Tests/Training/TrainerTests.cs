@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 namespace Qwen3Tts.Tests.Training;
 
 /// <summary>The single-process trainer end to end on the tiny preset and the bundled demo data.</summary>
-public class TrainerTests
+public class TrainerTests : CleansTempDirs
 {
     static string TinyModel(ulong seed = 0) => TrainingFixture.TinyModel(seed);
 
@@ -146,7 +146,7 @@ public class TrainerTests
     }
 }
 
-public class TrainerAudioCheckTests
+public class TrainerAudioCheckTests : CleansTempDirs
 {
     [Fact]
     public void An_unreadable_reference_clip_is_reported_before_training_or_skipped()
@@ -176,7 +176,7 @@ public class TrainerAudioCheckTests
     }
 }
 
-public class TrainerWandbTests
+public class TrainerWandbTests : CleansTempDirs
 {
     [Fact]
     public void Offline_wandb_keeps_the_pipeline_metric_names_in_the_run_folder()

@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace Qwen3Tts.Tests.Training;
 
 /// <summary>The custom_voice export: the reference's layout, the mean voice, no speaker encoder, strict load.</summary>
-public class VoiceExportTests
+public class VoiceExportTests : CleansTempDirs
 {
     const string Codec = VoiceExport.CodecEmbedding;
 
