@@ -5,7 +5,6 @@ using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using Qwen3Tts.Coordinator;
 using Qwen3Tts.Coordinator.Planning;
-using Qwen3Tts.Coordinator.Service;
 using Qwen3Tts.Protocol.V1;
 using V1 = Qwen3Tts.Protocol.V1;
 
@@ -90,7 +89,7 @@ public sealed class CoordinatorServiceTests
         var results = new ConcurrentDictionary<int, List<V1.LeasedBatch>>();
         await Task.WhenAll(Enumerable.Range(0, World).Select(rank => Task.Run(() => results[rank] = TrainEpoch(clients[rank], rank, 0))));
         AssertEpochTrainedExactlyOnce(results, direct);
-        Assert.Equal(new Qwen3Tts.Coordinator.Service.PlanPosition(0, direct.Count), host.State.Position);
+        Assert.Equal(new Qwen3Tts.Coordinator.PlanPosition(0, direct.Count), host.State.Position);
         Assert.Equal(World * direct.Count, File.ReadAllLines(Path.Combine(dir, CoordinatorState.MetricsFileName)).Length);
         foreach (var c in clients) c.Dispose();
     }
@@ -117,7 +116,7 @@ public sealed class CoordinatorServiceTests
 
         await using var second = await CoordinatorHost.StartAsync(Options(dir));
         Assert.Equal(runId, second.State.RunId);
-        Assert.Equal(new Qwen3Tts.Coordinator.Service.PlanPosition(0, 4), second.State.Position);
+        Assert.Equal(new Qwen3Tts.Coordinator.PlanPosition(0, 4), second.State.Position);
         Assert.Equal(4, Assert.Single(second.State.Checkpoints).Step);
         var after = new Dictionary<int, List<V1.LeasedBatch>>();
         for (int rank = 0; rank < World; rank++)

@@ -4,7 +4,7 @@ using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Qwen3Tts.Protocol.V1;
 
-namespace Qwen3Tts.Coordinator.Service;
+namespace Qwen3Tts.Coordinator;
 
 /// <summary>Every call must carry <c>authorization: Bearer &lt;token&gt;</c> with the run's token, compared in constant time.
 /// Neither the expected nor the presented token ever appears in a status message or a log line.</summary>

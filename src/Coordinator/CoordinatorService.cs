@@ -2,7 +2,7 @@ using Grpc.Core;
 using Qwen3Tts.Protocol.V1;
 using V1 = Qwen3Tts.Protocol.V1;
 
-namespace Qwen3Tts.Coordinator.Service;
+namespace Qwen3Tts.Coordinator;
 
 /// <summary>The gRPC edge of <see cref="CoordinatorState"/>: maps proto messages to domain calls and back. Version checks,
 /// authentication and the mapping of <see cref="CoordinatorException"/> to status codes are interceptors

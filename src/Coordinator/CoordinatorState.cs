@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Qwen3Tts.Coordinator.Planning;
 
-namespace Qwen3Tts.Coordinator.Service;
+namespace Qwen3Tts.Coordinator;
 
 /// <summary>What fixes a run's data order: the trainer computes the same plan from the same three numbers
 /// (<c>EpochPlan.GlobalBatches(count, seed, epoch, batchSizePerRank × worldSize)</c>).</summary>
