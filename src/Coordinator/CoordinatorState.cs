@@ -79,7 +79,7 @@ public sealed class CoordinatorState
     readonly string worldSizeSource;
     string? stopReason;
 
-    /// <summary>Called (outside no lock guarantees; keep it cheap) for events worth a log line: registrations, a dead rank, a stop.</summary>
+    /// <summary>Raised outside the lock for events worth a log line: registrations, a dead rank, a stop, a checkpoint.</summary>
     public event Action<string>? Event;
 
     public CoordinatorState(CoordinatorOptions options)

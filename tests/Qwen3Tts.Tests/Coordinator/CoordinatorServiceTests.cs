@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
@@ -229,5 +231,38 @@ public sealed class CoordinatorServiceTests
         Assert.Contains($"world size is {World}", e.Status.Detail);
         var outside = Assert.Throws<RpcException>(() => c.Api.Register(new RegisterRequest { Rank = World, WorldSize = World, ProtocolVersion = Version }));
         Assert.Equal(StatusCode.InvalidArgument, outside.StatusCode);
+    }
+
+    [Fact]
+    public async Task With_a_certificate_the_coordinator_serves_TLS()
+    {
+        string dir = TestPaths.NewTempDir("coordinator");
+        using var rsa = RSA.Create(2048);
+        var request = new CertificateRequest("CN=localhost", rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddIpAddress(System.Net.IPAddress.Loopback);
+        request.CertificateExtensions.Add(names.Build());
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        string pfx = Path.Combine(dir, "coordinator.pfx");
+        File.WriteAllBytes(pfx, certificate.Export(X509ContentType.Pfx, "pfx-password"));
+
+        await using var host = await CoordinatorHost.StartAsync(Options(Path.Combine(dir, "run")) with { CertificatePath = pfx, CertificatePassword = "pfx-password" });
+        Assert.Equal("https", host.Address.Scheme);
+        string expected = certificate.GetCertHashString();
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, presented, _, _) => presented?.GetCertHashString() == expected; // pinned: it is self-signed
+        using var channel = GrpcChannel.ForAddress(host.Address, new GrpcChannelOptions { HttpHandler = handler });
+        var api = new V1.Coordinator.CoordinatorClient(channel.Intercept(m => { m.Add("authorization", $"Bearer {host.Token}"); return m; }));
+        Assert.Equal(host.State.RunId, api.Register(new RegisterRequest { Rank = 0, WorldSize = World, ProtocolVersion = Version }).RunId);
+    }
+
+    [Fact]
+    public void Restarting_with_another_seed_is_refused_because_the_data_order_would_change()
+    {
+        string dir = TestPaths.NewTempDir("coordinator");
+        _ = new CoordinatorState(new CoordinatorOptions(dir, new PlanSettings(Samples, Seed, BatchPerRank)));
+        var e = Assert.Throws<InvalidOperationException>(() => new CoordinatorState(new CoordinatorOptions(dir, new PlanSettings(Samples, Seed + 1, BatchPerRank))));
+        Assert.Contains($"seed {Seed}", e.Message);
+        Assert.Contains(CoordinatorState.StateFileName, e.Message);
     }
 }
