@@ -318,6 +318,8 @@ public sealed class CoordinatorState
     /// <summary>Temp file, flushed to disk, renamed over the old one: a crash leaves the old state or the new, never half of one.</summary>
     void Save()
     {
+        var position = PositionLocked();
+        file.Position = new Cursor { Epoch = position.Epoch, NextBatch = position.NextBatch };
         string tmp = statePath + ".tmp";
         using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
         {
@@ -359,6 +361,8 @@ public sealed class CoordinatorState
         public int BatchSizePerRank { get; set; }
         public int? WorldSize { get; set; }
         public List<int> Registered { get; set; } = [];
+        /// <summary>For a reader: the plan position every rank has reached (derived from <see cref="Ranks"/>; not read back).</summary>
+        public Cursor? Position { get; set; }
         /// <summary>Per rank: the first batch it has not finished.</summary>
         public Dictionary<int, Cursor> Ranks { get; set; } = [];
         public List<CheckpointEntry> Checkpoints { get; set; } = [];

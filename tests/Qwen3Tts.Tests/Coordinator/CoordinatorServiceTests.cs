@@ -120,6 +120,7 @@ public sealed class CoordinatorServiceTests
         Assert.Equal(runId, second.State.RunId);
         Assert.Equal(new Qwen3Tts.Coordinator.PlanPosition(0, 4), second.State.Position);
         Assert.Equal(4, Assert.Single(second.State.Checkpoints).Step);
+        Assert.Contains("\"next_batch\": 4", File.ReadAllText(Path.Combine(dir, CoordinatorState.StateFileName)));
         var after = new Dictionary<int, List<V1.LeasedBatch>>();
         for (int rank = 0; rank < World; rank++)
         {
