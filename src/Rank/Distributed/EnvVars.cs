@@ -11,7 +11,7 @@ public static class EnvVars
     /// <summary>Path or loader name of the NCCL library to load instead of the default search (e.g. /opt/nccl/lib/libnccl.so.2).</summary>
     public const string NcclLibrary = "QWEN3TTS_NCCL_LIB";
     /// <summary>Shared secret of one job: TCP ranks refuse peers with another (only its hash is sent; never logged).</summary>
-    public const string CoordinatorToken = "QWEN3TTS_COORDINATOR_TOKEN";
+    public const string CoordinatorToken = Qwen3Tts.Coordinator.CoordinatorEnvVars.Token;
     /// <summary>Seconds a TCP collective waits for a peer before failing (default 1800: rank 0 may be writing a checkpoint).</summary>
     public const string TcpTimeoutSeconds = "QWEN3TTS_TCP_TIMEOUT_S";
 

@@ -1,0 +1,389 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Qwen3Tts.Coordinator.Planning;
+
+namespace Qwen3Tts.Coordinator;
+
+/// <summary>What fixes a run's data order: the trainer computes the same plan from the same three numbers
+/// (<c>EpochPlan.GlobalBatches(count, seed, epoch, batchSizePerRank × worldSize)</c>).</summary>
+public sealed record PlanSettings(int SampleCount, long Seed, int BatchSizePerRank)
+{
+    public PlanSettings Validated()
+    {
+        if (SampleCount < 1) throw new ArgumentOutOfRangeException(nameof(SampleCount), SampleCount, "the run needs at least one training sample");
+        if (BatchSizePerRank < 1) throw new ArgumentOutOfRangeException(nameof(BatchSizePerRank), BatchSizePerRank, "--batch_size must be at least 1");
+        return this;
+    }
+}
+
+public sealed record CoordinatorOptions(string OutputDir, PlanSettings Plan)
+{
+    /// <summary>The world size; null: fixed by the first rank that registers.</summary>
+    public int? WorldSize { get; init; }
+    /// <summary>A rank silent (no Register/Heartbeat) longer than this is declared dead and the run is stopped.</summary>
+    public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Global batches per lease when the rank does not say.</summary>
+    public int DefaultLeaseBatches { get; init; } = 4;
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+}
+
+/// <summary>Where a run stands in its data: the epoch and how many of its global batches are finished.</summary>
+public readonly record struct PlanPosition(int Epoch, long NextBatch) : IComparable<PlanPosition>
+{
+    public int CompareTo(PlanPosition other) => Epoch != other.Epoch ? Epoch.CompareTo(other.Epoch) : NextBatch.CompareTo(other.NextBatch);
+    public override string ToString() => $"epoch {Epoch} batch {NextBatch}";
+}
+
+/// <summary>What makes a run the same run.</summary>
+public sealed record RunIdentity(string RunId, int WorldSize, int SampleCount, long Seed, int GlobalBatch);
+
+public sealed record LeasedBatch(long Index, int[] Samples);
+
+/// <summary>A lease: the next global batches cut to one rank's share, or the stop signal.</summary>
+public sealed record Lease(IReadOnlyList<LeasedBatch> Batches, bool EpochDone, long BatchesInEpoch, string? StopReason);
+
+public sealed record CommittedCheckpoint(long Step, string Dir, PlanPosition Position, DateTimeOffset CommittedAt);
+
+/// <summary>Why a call was refused; the service edge maps it to a gRPC status.</summary>
+public enum CoordinatorErrorKind { InvalidArgument, FailedPrecondition }
+
+public sealed class CoordinatorException(CoordinatorErrorKind kind, string message) : Exception(message)
+{
+    public CoordinatorErrorKind Kind { get; } = kind;
+}
+
+/// <summary>The coordinator's run state, without transport: registered ranks and their liveness, the epoch plans,
+/// each rank's position in the plan, committed checkpoints and the metrics cursor. Every change that matters after a
+/// restart is written atomically (temp file + rename) to <see cref="StateFileName"/> in the output folder, and a new
+/// instance on the same folder continues from it. Thread-safe (one lock; every call is short).</summary>
+public sealed class CoordinatorState
+{
+    public const string StateFileName = "coordinator-state.json";
+    public const string MetricsFileName = "coordinator-metrics.jsonl";
+
+    static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    readonly CoordinatorOptions options;
+    readonly TimeProvider time;
+    readonly string statePath, metricsPath;
+    readonly Lock gate = new();
+    readonly Dictionary<int, long> lastSeen = [];               // rank → timestamp of its last Register/Heartbeat
+    readonly Dictionary<int, IReadOnlyList<int[]>> plans = [];
+    readonly StateFile file;
+    readonly string worldSizeSource;
+    string? stopReason;
+
+    /// <summary>Raised outside the lock for events worth a log line: registrations, a dead rank, a stop, a checkpoint.</summary>
+    public event Action<string>? Event;
+
+    public CoordinatorState(CoordinatorOptions options)
+    {
+        this.options = options;
+        options.Plan.Validated();
+        if (options.HeartbeatTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(options), options.HeartbeatTimeout, "--heartbeat_timeout must be positive");
+        if (options.WorldSize is < 1) throw new ArgumentOutOfRangeException(nameof(options), options.WorldSize, "--world_size must be at least 1");
+        time = options.Time;
+        Directory.CreateDirectory(options.OutputDir);
+        statePath = Path.Combine(options.OutputDir, StateFileName);
+        metricsPath = Path.Combine(options.OutputDir, MetricsFileName);
+
+        file = File.Exists(statePath) ? Load(statePath, options) : new StateFile
+        {
+            RunId = Guid.NewGuid().ToString("N"),
+            SampleCount = options.Plan.SampleCount,
+            Seed = options.Plan.Seed,
+            BatchSizePerRank = options.Plan.BatchSizePerRank,
+            WorldSize = options.WorldSize,
+        };
+        worldSizeSource = options.WorldSize is not null ? "configuration" : File.Exists(statePath) && file.WorldSize is not null ? $"{statePath}" : "the first registration";
+        // Ranks known before a restart get a full timeout from now to call again.
+        long now = time.GetTimestamp();
+        foreach (int rank in file.Registered) lastSeen[rank] = now;
+        if (!File.Exists(statePath)) Save();
+    }
+
+    public string RunId => file.RunId;
+    public int? WorldSize { get { lock (gate) return file.WorldSize; } }
+    public string? StopReason { get { lock (gate) return stopReason; } }
+    public IReadOnlyList<CommittedCheckpoint> Checkpoints { get { lock (gate) return file.Checkpoints.Select(c => c.ToRecord()).ToList(); } }
+
+    /// <summary>The run identity; refused until the world size is known.</summary>
+    public RunIdentity Identity { get { lock (gate) return IdentityLocked(); } }
+
+    public (RunIdentity Run, PlanPosition Position) Register(int rank, int worldSize, string host)
+    {
+        string? note = null;
+        (RunIdentity, PlanPosition) result;
+        lock (gate)
+        {
+            if (worldSize < 1) throw Invalid($"rank {rank} registers world size {worldSize}; it must be at least 1");
+            if (file.WorldSize is { } fixedSize && fixedSize != worldSize)
+                throw Precondition($"rank {rank} registers world size {worldSize}, but this run's world size is {fixedSize} (fixed by {worldSizeSource}); start every rank with the same world size");
+            if (rank < 0 || rank >= worldSize) throw Invalid($"rank {rank} is outside 0..{worldSize - 1} (world size {worldSize})");
+            file.WorldSize = worldSize;
+            lastSeen[rank] = time.GetTimestamp();
+            if (!file.Registered.Contains(rank))
+            {
+                file.Registered.Add(rank);
+                file.Registered.Sort();
+                Save();
+                note = $"rank {rank} registered from {host} ({file.Registered.Count}/{worldSize})";
+            }
+            result = (IdentityLocked(), PositionLocked());
+        }
+        if (note is not null) Event?.Invoke(note);
+        return result;
+    }
+
+    /// <summary>Records the rank's sign of life; the reason to stop when the run is stopping, else null.</summary>
+    public string? Heartbeat(int rank)
+    {
+        lock (gate)
+        {
+            CheckRegistered(rank);
+            if (stopReason is null) lastSeen[rank] = time.GetTimestamp(); // a dead rank stays dead
+        }
+        return CheckLiveness();
+    }
+
+    /// <summary>Declares dead every rank silent longer than the timeout (the first one found stops the run); the stop reason, or null.</summary>
+    public string? CheckLiveness()
+    {
+        string? declared = null;
+        lock (gate)
+        {
+            if (stopReason is not null) return stopReason;
+            long now = time.GetTimestamp();
+            foreach (var (rank, seen) in lastSeen.OrderBy(kv => kv.Key))
+            {
+                var silent = time.GetElapsedTime(seen, now);
+                if (silent <= options.HeartbeatTimeout) continue;
+                stopReason = declared = string.Create(CultureInfo.InvariantCulture,
+                    $"rank {rank} missed heartbeats for {silent.TotalSeconds:F1} s (timeout {options.HeartbeatTimeout.TotalSeconds:0.###} s); every rank stops");
+                break;
+            }
+            if (declared is null) return null;
+        }
+        Event?.Invoke(declared);
+        return declared;
+    }
+
+    public void Stop(string reason)
+    {
+        if (string.IsNullOrWhiteSpace(reason)) throw Invalid("Stop needs a reason (it is shown to every rank)");
+        lock (gate)
+        {
+            if (stopReason is not null) return;
+            stopReason = reason;
+        }
+        Event?.Invoke($"stop: {reason}");
+    }
+
+    /// <summary>The epoch's global batches, exactly <see cref="EpochPlan.GlobalBatches"/> with the run's numbers.</summary>
+    public IReadOnlyList<int[]> Plan(int epoch)
+    {
+        lock (gate) return PlanLocked(epoch);
+    }
+
+    /// <summary>The next global batches of <paramref name="epoch"/> for <paramref name="rank"/>, cut to its share. Asking from
+    /// position p acknowledges that the rank finished every batch before p. <paramref name="fromBatch"/> null continues after the
+    /// rank's last finished batch. A position before one the rank already finished is refused: that batch would be trained twice.</summary>
+    public Lease LeaseBatches(int rank, int epoch, long? fromBatch, int maxBatches)
+    {
+        string? reason = CheckLiveness();
+        lock (gate)
+        {
+            CheckRegistered(rank);
+            if (maxBatches < 0) throw Invalid($"max_batches {maxBatches} is negative");
+            var plan = PlanLocked(epoch);
+            if (reason is not null) return new Lease([], false, plan.Count, reason);
+            long done = Progress(rank, epoch);
+            long from = fromBatch ?? done;
+            if (from < done)
+                throw Precondition($"rank {rank} asks for epoch {epoch} from batch {from}, but it already finished batches up to {done} " +
+                    $"(plan position {PositionLocked()}); leasing them again would train them twice");
+            if (from > plan.Count)
+                throw Invalid($"epoch {epoch} has {plan.Count} global batches; rank {rank} asks from batch {from}");
+            Acknowledge(rank, new PlanPosition(epoch, from));
+            int take = (int)Math.Min(maxBatches == 0 ? options.DefaultLeaseBatches : maxBatches, plan.Count - from);
+            var batches = Enumerable.Range(0, take)
+                .Select(i => new LeasedBatch(from + i, EpochPlan.Share(plan[(int)from + i], rank, file.WorldSize!.Value)))
+                .ToList();
+            return new Lease(batches, from == plan.Count, plan.Count, null);
+        }
+    }
+
+    /// <summary>A finished optimizer step: its metrics are appended once per (rank, step) to <see cref="MetricsFileName"/>,
+    /// and the position after it acknowledged. Returns the stop reason, or null.</summary>
+    public string? ReportStep(int rank, long step, IReadOnlyDictionary<string, double> metrics, PlanPosition? position)
+    {
+        string? reason = CheckLiveness();
+        lock (gate)
+        {
+            CheckRegistered(rank);
+            if (step < 0) throw Invalid($"rank {rank} reports step {step}; steps start at 0");
+            bool changed = false;
+            if (position is { } p)
+            {
+                var plan = PlanLocked(p.Epoch);
+                if (p.NextBatch < 0 || p.NextBatch > plan.Count) throw Invalid($"rank {rank} reports position {p}, but epoch {p.Epoch} has {plan.Count} global batches");
+                changed |= Acknowledge(rank, p, save: false);
+            }
+            if (!file.MetricsCursor.TryGetValue(rank, out long cursor) || step > cursor)
+            {
+                // The metrics line first, then the cursor: after a crash between the two a line may repeat, never go missing.
+                var line = JsonSerializer.Serialize(new { rank, step, metrics });
+                File.AppendAllText(metricsPath, line + "\n");
+                file.MetricsCursor[rank] = step;
+                changed = true;
+            }
+            if (changed) Save();
+        }
+        return reason;
+    }
+
+    public void CommitCheckpoint(long step, string dir, PlanPosition position)
+    {
+        lock (gate)
+        {
+            if (string.IsNullOrWhiteSpace(dir)) throw Invalid("CommitCheckpoint needs the checkpoint's folder");
+            if (step < 0) throw Invalid($"checkpoint step {step} is negative");
+            var plan = PlanLocked(position.Epoch);
+            if (position.NextBatch < 0 || position.NextBatch > plan.Count)
+                throw Invalid($"checkpoint position {position} is outside epoch {position.Epoch} ({plan.Count} global batches)");
+            file.Checkpoints.Add(new CheckpointEntry { Step = step, Dir = dir, Epoch = position.Epoch, NextBatch = position.NextBatch, CommittedAt = time.GetUtcNow() });
+            Save();
+        }
+        Event?.Invoke($"checkpoint committed: step {step} at {position} in {dir}");
+    }
+
+    /// <summary>The plan position every rank has reached: the first batch some rank has not finished.</summary>
+    public PlanPosition Position { get { lock (gate) return PositionLocked(); } }
+
+    // ---- under the lock
+
+    RunIdentity IdentityLocked()
+    {
+        if (file.WorldSize is not { } world)
+            throw Precondition("no rank has registered yet, so the world size (and with it the global batch) is unknown; register first or start the coordinator with --world_size");
+        return new RunIdentity(file.RunId, world, file.SampleCount, file.Seed, file.BatchSizePerRank * world);
+    }
+
+    IReadOnlyList<int[]> PlanLocked(int epoch)
+    {
+        if (epoch < 0) throw Invalid($"epoch {epoch} is negative");
+        var run = IdentityLocked();
+        if (!plans.TryGetValue(epoch, out var plan))
+        {
+            if (plans.Count > 8) plans.Remove(plans.Keys.Min());
+            plans[epoch] = plan = EpochPlan.GlobalBatches(run.SampleCount, run.Seed, epoch, run.GlobalBatch);
+        }
+        return plan;
+    }
+
+    /// <summary>How many of the epoch's batches the rank has finished.</summary>
+    long Progress(int rank, int epoch)
+    {
+        if (!file.Ranks.TryGetValue(rank, out var cursor) || cursor.Epoch < epoch) return 0;
+        return cursor.Epoch > epoch ? PlanLocked(epoch).Count : cursor.NextBatch;
+    }
+
+    PlanPosition PositionLocked()
+    {
+        if (file.WorldSize is not { } world) return new PlanPosition(0, 0);
+        var min = Enumerable.Range(0, world).Select(r => file.Ranks.TryGetValue(r, out var c) ? c.ToPosition() : new PlanPosition(0, 0)).Min();
+        return min;
+    }
+
+    bool Acknowledge(int rank, PlanPosition position, bool save = true)
+    {
+        if (file.Ranks.TryGetValue(rank, out var cursor) && cursor.ToPosition().CompareTo(position) >= 0) return false;
+        file.Ranks[rank] = new Cursor { Epoch = position.Epoch, NextBatch = position.NextBatch };
+        if (save) Save();
+        return true;
+    }
+
+    void CheckRegistered(int rank)
+    {
+        if (!file.Registered.Contains(rank))
+            throw Precondition($"rank {rank} has not registered with this run ({file.Registered.Count} of {file.WorldSize?.ToString(CultureInfo.InvariantCulture) ?? "?"} ranks have); call Register first");
+    }
+
+    /// <summary>Temp file, flushed to disk, renamed over the old one: a crash leaves the old state or the new, never half of one.</summary>
+    void Save()
+    {
+        var position = PositionLocked();
+        file.Position = new Cursor { Epoch = position.Epoch, NextBatch = position.NextBatch };
+        string tmp = statePath + ".tmp";
+        using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            JsonSerializer.Serialize(stream, file, Json);
+            stream.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, statePath, overwrite: true);
+    }
+
+    static StateFile Load(string path, CoordinatorOptions options)
+    {
+        StateFile? state;
+        try { state = JsonSerializer.Deserialize<StateFile>(File.ReadAllText(path), Json); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not a coordinator state file ({e.Message}); move it away to start a new run", e); }
+        if (state is null || string.IsNullOrEmpty(state.RunId)) throw new InvalidDataException($"{path}: empty coordinator state; move it away to start a new run");
+        var plan = options.Plan;
+        void Same<T>(string what, T saved, T now)
+        {
+            if (!EqualityComparer<T>.Default.Equals(saved, now))
+                throw new InvalidOperationException($"{path}: the run was planned with {what} {saved}, this coordinator has {now}; " +
+                    "the data order would change mid-run. Use the same settings, or another output folder for a new run");
+        }
+        Same("sample count", state.SampleCount, plan.SampleCount);
+        Same("seed", state.Seed, plan.Seed);
+        Same("batch size per rank", state.BatchSizePerRank, plan.BatchSizePerRank);
+        if (options.WorldSize is { } w && state.WorldSize is { } saved) Same("world size", saved, w);
+        state.WorldSize ??= options.WorldSize;
+        return state;
+    }
+
+    static CoordinatorException Invalid(string message) => new(CoordinatorErrorKind.InvalidArgument, message);
+    static CoordinatorException Precondition(string message) => new(CoordinatorErrorKind.FailedPrecondition, message);
+
+    sealed class StateFile
+    {
+        public string RunId { get; set; } = "";
+        public int SampleCount { get; set; }
+        public long Seed { get; set; }
+        public int BatchSizePerRank { get; set; }
+        public int? WorldSize { get; set; }
+        public List<int> Registered { get; set; } = [];
+        /// <summary>For a reader: the plan position every rank has reached (derived from <see cref="Ranks"/>; not read back).</summary>
+        public Cursor? Position { get; set; }
+        /// <summary>Per rank: the first batch it has not finished.</summary>
+        public Dictionary<int, Cursor> Ranks { get; set; } = [];
+        public List<CheckpointEntry> Checkpoints { get; set; } = [];
+        /// <summary>Per rank: the last step whose metrics are in the metrics file.</summary>
+        public Dictionary<int, long> MetricsCursor { get; set; } = [];
+    }
+
+    sealed class Cursor
+    {
+        public int Epoch { get; set; }
+        public long NextBatch { get; set; }
+        public PlanPosition ToPosition() => new(Epoch, NextBatch);
+    }
+
+    sealed class CheckpointEntry
+    {
+        public long Step { get; set; }
+        public string Dir { get; set; } = "";
+        public int Epoch { get; set; }
+        public long NextBatch { get; set; }
+        public DateTimeOffset CommittedAt { get; set; }
+        public CommittedCheckpoint ToRecord() => new(Step, Dir, new PlanPosition(Epoch, NextBatch), CommittedAt);
+    }
+}

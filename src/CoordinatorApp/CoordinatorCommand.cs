@@ -1,0 +1,81 @@
+using System.CommandLine;
+using Qwen3Tts.Coordinator;
+using Qwen3Tts.Coordinator.Data;
+
+namespace Qwen3Tts.CoordinatorApp;
+
+/// <summary>The flags share the trainer's names and defaults where they mean the same thing (--train_jsonl, --seed,
+/// --batch_size, --max_train_samples, --skip_bad_samples, --output_model_path), so one config drives both.</summary>
+public static class CoordinatorCommand
+{
+    public const string TokenFileName = "coordinator.token";
+
+    public static RootCommand Create()
+    {
+        var train = new Option<string>("--train_jsonl", "--train_data") { Description = "training data (JSONL, Parquet file or folder of shards): its sample count fixes the plan", Required = true };
+        var maxTrain = new Option<int?>("--max_train_samples") { Description = "use only the first N records, as the trainer does (default: all)" };
+        var skipBad = new Option<bool>("--skip_bad_samples") { Description = "skip malformed records instead of failing, as the trainer does" };
+        var seed = new Option<long>("--seed") { Description = "seed of the data order (default 42, the trainer's)", DefaultValueFactory = _ => 42 };
+        var batch = new Option<int>("--batch_size") { Description = "samples per rank per micro-step; global batch = batch_size × world_size (default 2)", DefaultValueFactory = _ => 2 };
+        var world = new Option<int?>("--world_size") { Description = "number of ranks (default: fixed by the first rank that registers)" };
+        var output = new Option<string>("--output_model_path", "--output_dir") { Description = "the run's output folder; the coordinator keeps its state there and resumes from it (default: output)", DefaultValueFactory = _ => "output" };
+        var timeout = new Option<double>("--heartbeat_timeout") { Description = "seconds a rank may stay silent before the run is stopped (default 60)", DefaultValueFactory = _ => 60 };
+        var address = new Option<string>("--address") { Description = "IP address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "port to listen on (default 0: a free port, printed at start)", DefaultValueFactory = _ => 0 };
+        var token = new Option<string?>("--token") { Description = $"the run's bearer token (default: ${CoordinatorEnvVars.Token}; else generated and written to <output>/{TokenFileName})" };
+        var cert = new Option<string?>("--tls_certificate") { Description = $"a .pfx certificate: serve TLS (its password from ${CoordinatorEnvVars.TlsCertificatePassword})" };
+
+        var command = new RootCommand("qwen3tts-coordinator: owns a training run's data plan; ranks lease batches, report steps and heartbeat over gRPC.")
+        {
+            train, maxTrain, skipBad, seed, batch, world, output, timeout, address, port, token, cert,
+        };
+        command.SetAction(async (parse, cancel) =>
+        {
+            try
+            {
+                string outputDir = parse.GetValue(output)!;
+                var records = TrainingData.Read(parse.GetValue(train)!, parse.GetValue(skipBad), out _);
+                int count = parse.GetValue(maxTrain) is { } max ? Math.Min(max, records.Count) : records.Count;
+                var options = new CoordinatorOptions(outputDir, new PlanSettings(count, parse.GetValue(seed), parse.GetValue(batch)))
+                {
+                    WorldSize = parse.GetValue(world),
+                    HeartbeatTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                };
+                string? secret = parse.GetValue(token) ?? NonEmpty(Environment.GetEnvironmentVariable(CoordinatorEnvVars.Token));
+                bool generated = secret is null;
+                await using var host = await CoordinatorHost.StartAsync(new CoordinatorHostOptions(options)
+                {
+                    ListenAddress = parse.GetValue(address)!,
+                    Port = parse.GetValue(port),
+                    Token = secret,
+                    CertificatePath = parse.GetValue(cert),
+                    CertificatePassword = Environment.GetEnvironmentVariable(CoordinatorEnvVars.TlsCertificatePassword),
+                    Log = Console.Out,
+                }, cancel);
+                if (generated) Console.WriteLine($"coordinator: generated a token in {WriteToken(outputDir, host.Token)}; give it to every rank as ${CoordinatorEnvVars.Token}");
+                Console.WriteLine($"coordinator: {count} samples, seed {parse.GetValue(seed)}, batch {parse.GetValue(batch)} per rank; Ctrl+C stops");
+                await host.WaitForShutdownAsync(cancel);
+                return 0;
+            }
+            catch (Exception e) when (e is IOException or ArgumentException or InvalidDataException or InvalidOperationException or DataException)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return 2;
+            }
+        });
+        return command;
+    }
+
+    static string? NonEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
+
+    /// <summary>Owner-only (0600) on Unix: the token is the run's only credential.</summary>
+    static string WriteToken(string outputDir, string secret)
+    {
+        string path = Path.Combine(outputDir, TokenFileName);
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using var writer = new StreamWriter(path, new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: false), options);
+        writer.Write(secret);
+        return path;
+    }
+}

@@ -1,0 +1,3 @@
+using Qwen3Tts.CoordinatorApp;
+
+return await CoordinatorCommand.Create().Parse(args).InvokeAsync();
