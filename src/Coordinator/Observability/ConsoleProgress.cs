@@ -24,8 +24,8 @@ public sealed class ConsoleProgress : IDisposable
         var target = console ?? AnsiConsole.Console;
         renderer = Task.Factory.StartNew(() => target.Progress()
             .AutoClear(false)
-            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
-                new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = 16 }, new PercentageColumn(),
+                new RemainingTimeColumn()) // the ETA
             .Start(ctx =>
             {
                 var task = ctx.AddTask("training", maxValue: 1);
@@ -59,7 +59,7 @@ public sealed class ConsoleProgress : IDisposable
     {
         lock (gate)
             (this.step, status) = (step, string.Create(CultureInfo.InvariantCulture,
-                $"epoch {epoch} step {step}/{total} loss {loss:F4} lr {lr:E2} {samplesPerSecond:F1} samples/s"));
+                $"epoch {epoch} step {step}/{total} loss {loss:F4} lr {lr:0.00E+0} {samplesPerSecond:F1} samples/s"));
     }
 
     /// <summary>Prints what is queued and leaves the display's last frame on screen.</summary>
