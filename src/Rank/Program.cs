@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Qwen3Tts.Coordinator.Observability;
 using Qwen3Tts.Rank;
 using Qwen3Tts.Rank.Distributed;
 using Qwen3Tts.Rank.Training;
@@ -31,7 +32,15 @@ root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldS
     parse.GetValue(masterAddr), parse.GetValue(masterPort), parse.GetValue(rendezvousTimeout), comm =>
 {
     var options = bind(parse);
-    var result = new Trainer(options, Console.Out, comm) { StopAfterSteps = parse.GetValue(stopAfter) }.Run();
+    // Every rank reports its own metrics and spans (resource attribute qwen3tts.rank); exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    var env = EnvVars.Snapshot();
+    using var telemetry = TelemetrySetup.Start("qwen3tts-rank", comm.Rank, comm.WorldSize,
+        TelemetrySetup.RunId(env, Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(options.OutputModelPath)))), env);
+    var result = new Trainer(options, Console.Out, comm)
+    {
+        StopAfterSteps = parse.GetValue(stopAfter),
+        Progress = ConsoleProgress.Suits(comm.Rank) ? new ConsoleProgress() : null,
+    }.Run();
     if (comm.Rank == 0) Console.WriteLine($"done: {result.GlobalStep} steps, output in {result.OutputDir}");
     return 0;
 }));

@@ -34,12 +34,17 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     /// <summary>WandB settings; null resolves them from the environment and the --use_wandb flags.</summary>
     public WandbSettings? Wandb { get; init; }
 
+    /// <summary>Rank 0's live display on a terminal (<see cref="ConsoleProgress.Suits"/>); null keeps the plain lines on the log writer.
+    /// The trainer disposes it before its last lines.</summary>
+    public ConsoleProgress? Progress { get; init; }
+
     WandbRun? wandb;
 
     void Log(string line)
     {
         if (!Main) return;
-        log.WriteLine(line);
+        if (Progress is { } live) live.Line(line);
+        else log.WriteLine(line);
         wandb?.Output(line);
     }
 
@@ -127,10 +132,15 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         };
         void Save(string dir, int epoch, long batchInEpoch)
         {
+            using var span = Telemetry.Source.StartActivity(Telemetry.CheckpointSpan)?.SetTag("qwen3tts.checkpoint.dir", dir);
+            long started = Stopwatch.GetTimestamp();
             sync.VerifyParametersInSync(); // every rank: a checkpoint of diverged replicas would be silently wrong
-            if (!Main) return;
-            using var scope = NewDisposeScope();
-            TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizer.StateTensors(), State(epoch, batchInEpoch));
+            if (Main)
+            {
+                using var scope = NewDisposeScope();
+                TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizer.StateTensors(), State(epoch, batchInEpoch));
+            }
+            Telemetry.CheckpointDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
 
         // ---- the loop
@@ -138,16 +148,19 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         var window = new LossWindow();
         var clock = Stopwatch.StartNew();
         int epochsCompleted = startEpoch;
+        Progress?.Begin(step, totalSteps);
         for (int epoch = startEpoch; epoch < o.NumEpochs; epoch++)
         {
             var batches = EpochPlan.GlobalBatches(train.Count, o.Seed, epoch, globalBatch);
             for (long b = epoch == startEpoch ? startBatch : 0; b < batches.Count; b += o.GradientAccumulationSteps)
             {
                 var micro = batches.Skip((int)b).Take(o.GradientAccumulationSteps).ToList();
-                var stats = TrainStep(trainable, optimizer, sync, schedule.At(step), train, micro);
+                var stats = TrainStep(trainable, optimizer, sync, schedule.At(step), train, micro, step);
                 step++;
                 lastLoss = stats.Loss;
                 window.Add(stats);
+                Telemetry.RecordStep(stats.Loss, stats.TalkerLoss, stats.SubTalkerLoss, stats.Lr, stats.GradNorm, stats.Samples, stats.Tokens, stats.Seconds);
+                Progress?.Step(epoch, step, stats.Loss, stats.Lr, stats.Samples / Math.Max(1e-9, stats.Seconds));
 
                 if (step % o.LoggingSteps == 0)
                 {
@@ -158,7 +171,10 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                     Metrics(step, ("train/loss", stats.Loss), ("train/talker_loss", stats.TalkerLoss), ("train/sub_talker_loss", stats.SubTalkerLoss),
                         ("train/avg_loss", window.MeanLoss), ("train/learning_rate", stats.Lr), ("train/grad_norm", stats.GradNorm),
                         ("train/epoch", epoch + (double)(b + micro.Count) / batches.Count), ("train/samples_per_second", samplesPerSecond),
-                        ("train/tokens_per_second", tokensPerSecond));
+                        ("train/tokens_per_second", tokensPerSecond), ("train/time_share_data", window.TimeShare(TrainPhase.Data)),
+                        ("train/time_share_forward", window.TimeShare(TrainPhase.Forward)), ("train/time_share_backward", window.TimeShare(TrainPhase.Backward)),
+                        ("train/time_share_communication", window.TimeShare(TrainPhase.Communication)),
+                        ("train/time_share_optimizer", window.TimeShare(TrainPhase.Optimizer)), ("train/memory_gb", Environment.WorkingSet / 1e9));
                     window.Reset(clock);
                 }
                 long nextBatch = b + micro.Count;
@@ -173,6 +189,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 {
                     Save(CheckpointRotation.LastDir(o.OutputModelPath), epoch, nextBatch);
                     Log($"stopped after {step} steps; resume with --resume_from_checkpoint latest");
+                    Progress?.Dispose();
                     return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath);
                 }
             }
@@ -181,13 +198,20 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch), epoch + 1, 0);
         }
         Save(CheckpointRotation.LastDir(o.OutputModelPath), o.NumEpochs, 0);
+        Progress?.Dispose(); // the live display stops before the export's line
         if (Main) ExportVoice(model, train);
         wandb?.Finish(0);
         return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath);
 
         void Evaluate(int epoch, long batchInEpoch)
         {
-            var (loss, talker, sub) = EvalLoss(trainable, validation!);
+            double loss, talker, sub;
+            using (var span = Telemetry.Source.StartActivity(Telemetry.EvalSpan))
+            {
+                (loss, talker, sub) = EvalLoss(trainable, validation!);
+                span?.SetTag("qwen3tts.eval.loss", loss);
+            }
+            Telemetry.EvalLoss.Record(loss);
             Log(string.Create(CultureInfo.InvariantCulture, $"eval step {step}: loss {loss:F4} (talker {talker:F4}, sub-talker {sub:F4})"));
             Metrics(step, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub));
             if (bestEval is null || loss < bestEval)
@@ -203,9 +227,12 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     /// computes its share. Each share's mean losses are weighted by its share of the whole window's label tokens
     /// (known on every rank from the records), so the gradient summed over ranks and micro-steps is the gradient of
     /// the mean over every token of the global window: N ranks × batch B equal one process with batch N·B, k
-    /// micro-batches equal one k-times batch, and a short window at the end of an epoch averages what it has.</summary>
-    StepStats TrainStep(TrainableModel trainable, AdamW optimizer, GradientSynchronizer sync, double lr, SftDataSource data, IReadOnlyList<int[]> micro)
+    /// micro-batches equal one k-times batch, and a short window at the end of an epoch averages what it has.
+    /// Each phase is timed and traced from outside (<see cref="StepTimer"/>): data, forward, backward, communication
+    /// (the wait that is left exposed, and the loss all-reduce), optimizer (clip, step, copy to the compute weights).</summary>
+    StepStats TrainStep(TrainableModel trainable, AdamW optimizer, GradientSynchronizer sync, double lr, SftDataSource data, IReadOnlyList<int[]> micro, long step)
     {
+        using var timer = new StepTimer(step + 1);
         using var scope = NewDisposeScope();
         var all = micro.SelectMany(m => m).ToList();
         double talkerTokens = data.TalkerTokens(all);
@@ -224,28 +251,49 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             if (indices.Length > 0) // a short tail batch may leave this rank nothing: it contributes zero gradients
             {
                 using var microScope = NewDisposeScope();
-                using var batch = data.Batch(indices);
-                var speakers = SftCollate.SpeakerEmbeddings(trainable.SpeakerEncoder!, batch);
-                var loss = SftObjective.Compute(trainable.ComputeTalker, batch, speakers, o.LossAlignment, o.SubTalkerWeight);
-                var scaled = world * (loss.TalkerLoss * (loss.TalkerTokens / talkerTokens) + o.SubTalkerWeight * loss.SubTalkerLoss * (loss.SubTalkerTokens / subTokens));
-                scaled.backward();
-                sums[0] += loss.TalkerLoss.detach().to(ScalarType.Float64) * loss.TalkerTokens;
-                sums[1] += loss.SubTalkerLoss.detach().to(ScalarType.Float64) * loss.SubTalkerTokens;
+                SftBatch batch;
+                using (timer.Phase(TrainPhase.Data))
+                    batch = data.Batch(indices);
+                using var _ = batch;
+                SftLoss loss;
+                Tensor scaled;
+                using (timer.Phase(TrainPhase.Forward))
+                {
+                    var speakers = SftCollate.SpeakerEmbeddings(trainable.SpeakerEncoder!, batch);
+                    loss = SftObjective.Compute(trainable.ComputeTalker, batch, speakers, o.LossAlignment, o.SubTalkerWeight);
+                    scaled = world * (loss.TalkerLoss * (loss.TalkerTokens / talkerTokens) + o.SubTalkerWeight * loss.SubTalkerLoss * (loss.SubTalkerTokens / subTokens));
+                }
+                using (timer.Phase(TrainPhase.Backward))
+                {
+                    scaled.backward();
+                    sums[0] += loss.TalkerLoss.detach().to(ScalarType.Float64) * loss.TalkerTokens;
+                    sums[1] += loss.SubTalkerLoss.detach().to(ScalarType.Float64) * loss.SubTalkerTokens;
+                }
             }
             // The overlapped step's gradients are in the buckets already (WaitAll drops the bf16 copies); with one
             // rank nothing was tapped and they are folded in here as on every other micro-step.
-            if (!overlapped || !sync.ReducesAcrossRanks) trainable.AccumulateGradsToMaster();
+            if (!overlapped || !sync.ReducesAcrossRanks)
+                using (timer.Phase(TrainPhase.Backward, span: false)) // timed as backward, under the micro-step's one backward span
+                    trainable.AccumulateGradsToMaster();
         }
-        if (overlap) sync.WaitAll(); // what is still on the wire; sync.LastStep.ExposedSeconds is this wait
-        else sync.SynchronizeAll();
-        comm.AllReduceSum(sums);
-        var masters = trainable.MasterParameters.Select(p => (Tensor)p.Parameter).ToList();
-        double norm = GradClip.ClipGradNorm(masters, o.MaxGradNorm);
-        optimizer.Step(lr);
-        optimizer.ZeroGrad();
-        trainable.CopyMasterToCompute();
+        using (timer.Phase(TrainPhase.Communication))
+        {
+            if (overlap) sync.WaitAll(); // what is still on the wire; sync.LastStep.ExposedSeconds is this wait
+            else sync.SynchronizeAll();
+            comm.AllReduceSum(sums);
+        }
+        double norm;
+        using (timer.Phase(TrainPhase.Optimizer))
+        {
+            var masters = trainable.MasterParameters.Select(p => (Tensor)p.Parameter).ToList();
+            norm = GradClip.ClipGradNorm(masters, o.MaxGradNorm);
+            optimizer.Step(lr);
+            optimizer.ZeroGrad();
+            trainable.CopyMasterToCompute();
+        }
         double talker = sums[0].item<double>() / talkerTokens, sub = sums[1].item<double>() / subTokens;
-        return new StepStats(talker + o.SubTalkerWeight * sub, talker, sub, lr, norm, all.Count, (long)talkerTokens);
+        return new StepStats(talker + o.SubTalkerWeight * sub, talker, sub, lr, norm, all.Count, (long)talkerTokens,
+            timer.ElapsedSeconds, [.. timer.PhaseSeconds]);
     }
 
     /// <summary>Mean validation losses over every label token (fixed order, no gradients), each rank scoring its
@@ -323,12 +371,15 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         return config;
     }
 
-    sealed record StepStats(double Loss, double TalkerLoss, double SubTalkerLoss, double Lr, double GradNorm, int Samples, long Tokens);
+    /// <param name="PhaseSeconds">seconds per <see cref="TrainPhase"/> (indexed by it).</param>
+    sealed record StepStats(double Loss, double TalkerLoss, double SubTalkerLoss, double Lr, double GradNorm, int Samples, long Tokens,
+        double Seconds, double[] PhaseSeconds);
 
     /// <summary>Running numbers between two log lines.</summary>
     sealed class LossWindow
     {
-        double lossSum;
+        double lossSum, stepSeconds;
+        readonly double[] phaseSeconds = new double[5];
         int count, samples;
         long tokens;
         TimeSpan since;
@@ -339,7 +390,12 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             count++;
             samples += s.Samples;
             tokens += s.Tokens;
+            stepSeconds += s.Seconds;
+            for (int i = 0; i < phaseSeconds.Length; i++) phaseSeconds[i] += s.PhaseSeconds[i];
         }
+
+        /// <summary>The phase's share of the steps' wall time since the last reset (the shares sum to a little under 1).</summary>
+        public double TimeShare(TrainPhase phase) => phaseSeconds[(int)phase] / Math.Max(1e-9, stepSeconds);
 
         public double MeanLoss => count == 0 ? double.NaN : lossSum / count;
 
@@ -349,7 +405,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
         public void Reset(Stopwatch clock)
         {
-            (lossSum, count, samples, tokens, since) = (0, 0, 0, 0, clock.Elapsed);
+            (lossSum, count, samples, tokens, since, stepSeconds) = (0, 0, 0, 0, clock.Elapsed, 0);
+            Array.Clear(phaseSeconds);
         }
     }
 }
