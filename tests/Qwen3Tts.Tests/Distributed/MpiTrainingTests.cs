@@ -89,6 +89,7 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
         }
         foreach (var a in (string[])["-n", "2", "dotnet", RankDll, .. args]) start.ArgumentList.Add(a);
         var log = new System.Text.StringBuilder();
+        string Text() { lock (log) return log.ToString(); } // the output handlers append from other threads
         var killed = new TaskCompletionSource();
         using var process = new Process { StartInfo = start };
         void OnLine(string? line)
@@ -104,23 +105,23 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
         process.BeginErrorReadLine();
         if (killRankAfter is not null)
         {
-            Assert.True(killed.Task.Wait(TimeSpan.FromSeconds(120)), $"training never reached '{killRankAfter}':\n{log}");
+            Assert.True(killed.Task.Wait(TimeSpan.FromSeconds(120)), $"training never reached '{killRankAfter}':\n{Text()}");
             int victim = lastVictim = RankPids(process.Id).Skip(1).First();
             var clock = Stopwatch.StartNew();
             Process.GetProcessById(victim).Kill();
             bool ended = process.WaitForExit(TimeSpan.FromSeconds(5));
             if (!ended) process.Kill(entireProcessTree: true);
-            Assert.True(ended, $"the job was still running 5 s after rank 1 was killed:\n{log}");
+            Assert.True(ended, $"the job was still running 5 s after rank 1 was killed:\n{Text()}");
             output.WriteLine($"job ended {clock.Elapsed.TotalSeconds:F2} s after the kill");
         }
         else if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"mpiexec.{flavor} did not finish in 5 minutes:\n{log}");
+            Assert.Fail($"mpiexec.{flavor} did not finish in 5 minutes:\n{Text()}");
         }
         process.WaitForExit();
-        output.WriteLine(log.ToString());
-        return (process.ExitCode, log.ToString());
+        output.WriteLine(Text());
+        return (process.ExitCode, Text());
     }
 
     /// <summary>The launcher's descendant dotnet processes running the rank, ordered by their rank variable.</summary>

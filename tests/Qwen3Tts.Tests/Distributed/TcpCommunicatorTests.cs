@@ -288,6 +288,7 @@ public class TcpCommunicatorTests(ITestOutputHelper output)
 
         int port = FreePort();
         var log = new System.Text.StringBuilder();
+        string Text() { lock (log) return log.ToString(); } // the output handlers append from other threads
         var processes = Enumerable.Range(0, 2).Select(r =>
         {
             var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -314,12 +315,12 @@ public class TcpCommunicatorTests(ITestOutputHelper output)
         try
         {
             foreach (var p in processes)
-                if (!p.WaitForExit(TimeSpan.FromMinutes(5))) Assert.Fail($"a rank did not finish in 5 minutes:\n{log}");
+                if (!p.WaitForExit(TimeSpan.FromMinutes(5))) Assert.Fail($"a rank did not finish in 5 minutes:\n{Text()}");
             foreach (var p in processes) p.WaitForExit();
-            output.WriteLine(log.ToString());
-            Assert.True(processes.All(p => p.ExitCode == 0), $"exit codes {string.Join(", ", processes.Select(p => p.ExitCode))}:\n{log}");
-            Assert.Contains("tcp (ring", log.ToString());
-            Assert.DoesNotContain("e2e-secret", log.ToString());
+            output.WriteLine(Text());
+            Assert.True(processes.All(p => p.ExitCode == 0), $"exit codes {string.Join(", ", processes.Select(p => p.ExitCode))}:\n{Text()}");
+            Assert.Contains("tcp (ring", Text());
+            Assert.DoesNotContain("e2e-secret", Text());
         }
         finally
         {
