@@ -6,7 +6,8 @@ FROM mcr.microsoft.com/dotnet/sdk:10.0-bookworm-slim AS build
 WORKDIR /src
 COPY . .
 RUN dotnet publish src/Rank -c Release -o /app \
- && dotnet publish src/Cli -c Release -o /app
+ && dotnet publish src/Cli -c Release -o /app \
+ && dotnet publish src/CoordinatorApp -c Release -o /app
 
 FROM mcr.microsoft.com/dotnet/runtime:10.0-bookworm-slim
 # Open MPI for mpiexec / srun --mpi=pmix launches; sshd for the Kubeflow MPIJob workers (deploy/k8s/mpijob.yaml);

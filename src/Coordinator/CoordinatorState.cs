@@ -43,6 +43,10 @@ public sealed record LeasedBatch(long Index, int[] Samples);
 /// <summary>A lease: the next global batches cut to one rank's share, or the stop signal.</summary>
 public sealed record Lease(IReadOnlyList<LeasedBatch> Batches, bool EpochDone, long BatchesInEpoch, string? StopReason);
 
+/// <summary>A moment's view of the run for metrics: counts since this coordinator started, the plan position, each rank's last loss.</summary>
+public sealed record CoordinatorSnapshot(int RegisteredRanks, int LiveRanks, int DeadRanks, PlanPosition Position,
+    long LeasesServed, long HeartbeatsReceived, IReadOnlyDictionary<int, double> LastLoss, bool Stopped);
+
 public sealed record CommittedCheckpoint(long Step, string Dir, PlanPosition Position, DateTimeOffset CommittedAt);
 
 /// <summary>Why a call was refused; the service edge maps it to a gRPC status.</summary>
@@ -77,6 +81,8 @@ public sealed class CoordinatorState
     readonly Dictionary<int, IReadOnlyList<int[]>> plans = [];
     readonly StateFile file;
     readonly string worldSizeSource;
+    readonly Dictionary<int, double> lastLoss = [];             // rank → train/loss of its last reported step (since start)
+    long leasesServed, heartbeatsReceived;                       // since start (not persisted)
     string? stopReason;
 
     /// <summary>Raised outside the lock for events worth a log line: registrations, a dead rank, a stop, a checkpoint.</summary>
@@ -147,6 +153,7 @@ public sealed class CoordinatorState
         lock (gate)
         {
             CheckRegistered(rank);
+            heartbeatsReceived++;
             if (stopReason is null) lastSeen[rank] = time.GetTimestamp(); // a dead rank stays dead
         }
         return CheckLiveness();
@@ -211,6 +218,7 @@ public sealed class CoordinatorState
             if (from > plan.Count)
                 throw Invalid($"epoch {epoch} has {plan.Count} global batches; rank {rank} asks from batch {from}");
             Acknowledge(rank, new PlanPosition(epoch, from));
+            leasesServed++;
             int take = (int)Math.Min(maxBatches == 0 ? options.DefaultLeaseBatches : maxBatches, plan.Count - from);
             var batches = Enumerable.Range(0, take)
                 .Select(i => new LeasedBatch(from + i, EpochPlan.Share(plan[(int)from + i], rank, file.WorldSize!.Value)))
@@ -229,6 +237,7 @@ public sealed class CoordinatorState
             CheckRegistered(rank);
             if (step < 0) throw Invalid($"rank {rank} reports step {step}; steps start at 0");
             bool changed = false;
+            if (metrics.TryGetValue(LossMetric, out double loss)) lastLoss[rank] = loss;
             if (position is { } p)
             {
                 var plan = PlanLocked(p.Epoch);
@@ -265,6 +274,22 @@ public sealed class CoordinatorState
 
     /// <summary>The plan position every rank has reached: the first batch some rank has not finished.</summary>
     public PlanPosition Position { get { lock (gate) return PositionLocked(); } }
+
+    /// <summary>The ReportStep metric whose last value per rank <see cref="Snapshot"/> keeps (the trainer's name for the step loss).</summary>
+    public const string LossMetric = "train/loss";
+
+    /// <summary>The numbers the coordinator's metrics show, read under one lock. A rank is dead once silent longer than the
+    /// heartbeat timeout (whether or not <see cref="CheckLiveness"/> has run since); every other registered rank is live.</summary>
+    public CoordinatorSnapshot Snapshot()
+    {
+        lock (gate)
+        {
+            long now = time.GetTimestamp();
+            int dead = lastSeen.Values.Count(seen => time.GetElapsedTime(seen, now) > options.HeartbeatTimeout);
+            return new CoordinatorSnapshot(file.Registered.Count, file.Registered.Count - dead, dead, PositionLocked(),
+                leasesServed, heartbeatsReceived, new SortedDictionary<int, double>(lastLoss), stopReason is not null);
+        }
+    }
 
     // ---- under the lock
 

@@ -22,12 +22,13 @@ public static class CoordinatorCommand
         var timeout = new Option<double>("--heartbeat_timeout") { Description = "seconds a rank may stay silent before the run is stopped (default 60)", DefaultValueFactory = _ => 60 };
         var address = new Option<string>("--address") { Description = "IP address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "port to listen on (default 0: a free port, printed at start)", DefaultValueFactory = _ => 0 };
+        var metricsPort = new Option<int>("--metrics-port", "--metrics_port") { Description = "serve Prometheus metrics at http://<address>:<port>/metrics (plain HTTP, no token; default 0: off)", DefaultValueFactory = _ => 0 };
         var token = new Option<string?>("--token") { Description = $"the run's bearer token (default: ${CoordinatorEnvVars.Token}; else generated and written to <output>/{TokenFileName})" };
         var cert = new Option<string?>("--tls_certificate") { Description = $"a .pfx certificate: serve TLS (its password from ${CoordinatorEnvVars.TlsCertificatePassword})" };
 
         var command = new RootCommand("qwen3tts-coordinator: owns a training run's data plan; ranks lease batches, report steps and heartbeat over gRPC.")
         {
-            train, maxTrain, skipBad, seed, batch, world, output, timeout, address, port, token, cert,
+            train, maxTrain, skipBad, seed, batch, world, output, timeout, address, port, metricsPort, token, cert,
         };
         command.SetAction(async (parse, cancel) =>
         {
@@ -47,6 +48,7 @@ public static class CoordinatorCommand
                 {
                     ListenAddress = parse.GetValue(address)!,
                     Port = parse.GetValue(port),
+                    MetricsPort = parse.GetValue(metricsPort),
                     Token = secret,
                     CertificatePath = parse.GetValue(cert),
                     CertificatePassword = Environment.GetEnvironmentVariable(CoordinatorEnvVars.TlsCertificatePassword),
