@@ -17,7 +17,16 @@ public sealed class ConsoleProgress : IDisposable
     string status = "starting";
 
     /// <summary>Whether a live display suits this process: rank 0 writing to a terminal.</summary>
-    public static bool Suits(int rank) => rank == 0 && !Console.IsOutputRedirected;
+    public static bool Suits(int rank) => Suits(rank, Console.IsOutputRedirected, Environment.GetEnvironmentVariable);
+
+    /// <summary>Only for a person at a terminal. Launchers (mpiexec, srun) hand each rank a pseudo-terminal whose output
+    /// ends up in log files, where redraws and ANSI codes are noise: under any launcher the plain lines are kept.</summary>
+    public static bool Suits(int rank, bool outputRedirected, Func<string, string?> env) =>
+        rank == 0 && !outputRedirected && env("TERM") is not (null or "" or "dumb")
+        && LauncherVariables.All(name => string.IsNullOrEmpty(env(name)));
+
+    static readonly string[] LauncherVariables =
+        ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_JOB_ID", "KUBERNETES_SERVICE_HOST", "JOB_COMPLETION_INDEX", "WORLD_SIZE"];
 
     public ConsoleProgress(IAnsiConsole? console = null)
     {
