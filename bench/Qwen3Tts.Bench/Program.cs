@@ -6,6 +6,7 @@ return args.FirstOrDefault() switch
     "train-step" => TrainStepBench.Run(args[1..]),
     "memory-0.6b" => TrainStepBench.PeakMemory06B(),
     "resample" => ResampleBench.Run(),
+    "observability" => ObservabilityBench.Run(args[1..]),
     "allreduce" => AllReduceBench.Run(),
     "overlap" => OverlapBench.Run(args[1..]),
     _ => Usage(),
@@ -13,7 +14,7 @@ return args.FirstOrDefault() switch
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | memory-0.6b | resample\n" +
+    Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | memory-0.6b | resample | observability [--rounds N] [--logging_steps N]\n" +
                             "       mpiexec -n 2 qwen3tts-bench allreduce | overlap [--steps N] [--precision fp32|bf16] [--configs tiny,mid] [--threads N]");
     return 2;
 }

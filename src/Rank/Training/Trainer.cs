@@ -15,7 +15,9 @@ using static TorchSharp.torch;
 namespace Qwen3Tts.Rank.Training;
 
 /// <summary>What a finished (or stopped) run reports.</summary>
-public sealed record TrainingResult(long GlobalStep, int EpochsCompleted, double? LastLoss, double? BestEvalLoss, string OutputDir);
+/// <summary>What a finished (or stopped) run reports. <see cref="TrainSeconds"/> is the time spent in optimizer steps
+/// (data, forward, backward, communication, optimizer), without loading, evaluation and checkpoints.</summary>
+public sealed record TrainingResult(long GlobalStep, int EpochsCompleted, double? LastLoss, double? BestEvalLoss, string OutputDir, double TrainSeconds = 0);
 
 /// <summary>Single-speaker supervised fine-tuning of the talker, in one process. Reads top to bottom:
 /// load, data, optimizer, (resume), then per optimizer step: micro-batches forward/backward with
@@ -145,6 +147,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
         // ---- the loop
         double? lastLoss = null;
+        double trainSeconds = 0;
         var window = new LossWindow();
         var clock = Stopwatch.StartNew();
         int epochsCompleted = startEpoch;
@@ -155,7 +158,9 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             for (long b = epoch == startEpoch ? startBatch : 0; b < batches.Count; b += o.GradientAccumulationSteps)
             {
                 var micro = batches.Skip((int)b).Take(o.GradientAccumulationSteps).ToList();
+                long started = Stopwatch.GetTimestamp();
                 var stats = TrainStep(trainable, optimizer, sync, schedule.At(step), train, micro, step);
+                trainSeconds += Stopwatch.GetElapsedTime(started).TotalSeconds;
                 step++;
                 lastLoss = stats.Loss;
                 window.Add(stats);
@@ -190,7 +195,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                     Save(CheckpointRotation.LastDir(o.OutputModelPath), epoch, nextBatch);
                     Log($"stopped after {step} steps; resume with --resume_from_checkpoint latest");
                     Progress?.Dispose();
-                    return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath);
+                    return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath, trainSeconds);
                 }
             }
             epochsCompleted = epoch + 1;
@@ -201,7 +206,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         Progress?.Dispose(); // the live display stops before the export's line
         if (Main) ExportVoice(model, train);
         wandb?.Finish(0);
-        return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath);
+        return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath, trainSeconds);
 
         void Evaluate(int epoch, long batchInEpoch)
         {
