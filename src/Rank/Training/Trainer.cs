@@ -199,7 +199,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 }
             }
             epochsCompleted = epoch + 1;
-            if (validation is not null) Evaluate(epoch + 1, 0);
+            if (validation is not null) Evaluate(epoch + 1, 0, endOfEpoch: true);
             Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch), epoch + 1, 0);
         }
         Save(CheckpointRotation.LastDir(o.OutputModelPath), o.NumEpochs, 0);
@@ -208,7 +208,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         wandb?.Finish(0);
         return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath, trainSeconds);
 
-        void Evaluate(int epoch, long batchInEpoch)
+        void Evaluate(int epoch, long batchInEpoch, bool endOfEpoch = false)
         {
             double loss, talker, sub;
             using (var span = Telemetry.Source.StartActivity(Telemetry.EvalSpan))
@@ -218,7 +218,10 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             }
             Telemetry.EvalLoss.Record(loss);
             Log(string.Create(CultureInfo.InvariantCulture, $"eval step {step}: loss {loss:F4} (talker {talker:F4}, sub-talker {sub:F4})"));
-            Metrics(step, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub));
+            if (endOfEpoch) // the community pipelines' end-of-epoch validation number
+                Metrics(step, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub), ("eval/epoch_loss", loss));
+            else
+                Metrics(step, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub));
             if (bestEval is null || loss < bestEval)
             {
                 (bestEval, bestEvalStep) = (loss, step);

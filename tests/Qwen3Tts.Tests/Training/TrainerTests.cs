@@ -198,6 +198,7 @@ public class TrainerWandbTests : CleansTempDirs
             Assert.True(train[0].ContainsKey(name), name);
         Assert.Equal(1.0, train[^1]["train/epoch"]!.GetValue<double>(), 6);
         Assert.Contains(rows, r => r.ContainsKey("eval/loss") && r.ContainsKey("eval/talker_loss") && r.ContainsKey("eval/sub_talker_loss"));
+        Assert.Single(rows, r => r.ContainsKey("eval/epoch_loss")); // one epoch, one end-of-epoch evaluation
         Assert.Contains("step 4/4", File.ReadAllText(Path.Combine(output, "wandb", "output.log")));
     }
 }
