@@ -201,4 +201,27 @@ public class TrainerWandbTests : CleansTempDirs
         Assert.Single(rows, r => r.ContainsKey("eval/epoch_loss")); // one epoch, one end-of-epoch evaluation
         Assert.Contains("step 4/4", File.ReadAllText(Path.Combine(output, "wandb", "output.log")));
     }
+
+    [Fact]
+    public void A_resumed_run_continues_the_same_wandb_run_and_history()
+    {
+        string model = TrainingFixture.TinyModel(12);
+        string data = TrainingFixture.DemoData(8);
+        string output = TestPaths.NewTempDir("wb-resume");
+        var o = new TrainingOptions
+        {
+            TrainData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 1,
+            BatchSize = 2, GradientAccumulationSteps = 1, LoggingSteps = 1,
+        };
+        var offline = new Qwen3Tts.Coordinator.Observability.WandbSettings { Mode = Qwen3Tts.Coordinator.Observability.WandbMode.Offline };
+        new Trainer(o, TextWriter.Null) { Wandb = offline, StopAfterSteps = 2 }.Run();
+        string state = Path.Combine(output, "wandb", "state.json");
+        string runId = JsonNode.Parse(File.ReadAllText(state))!["runId"]!.GetValue<string>();
+
+        new Trainer(o with { ResumeFromCheckpoint = "latest" }, TextWriter.Null) { Wandb = offline }.Run();
+        Assert.Equal(runId, JsonNode.Parse(File.ReadAllText(state))!["runId"]!.GetValue<string>());
+        var steps = File.ReadAllLines(Path.Combine(output, "wandb", "history.jsonl"))
+            .Select(l => JsonNode.Parse(l)!.AsObject()).Where(r => r.ContainsKey("train/loss")).Select(r => r["_step"]!.GetValue<long>());
+        Assert.Equal(new long[] { 1, 2, 3, 4 }, steps); // steps 1-2 before the stop, 3-4 after the resume, each once
+    }
 }
