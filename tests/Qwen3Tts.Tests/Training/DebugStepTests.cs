@@ -19,7 +19,7 @@ public class DebugStepTests : CleansTempDirs
         var adam = new AdamWOptions(Lr: 1e-3, WeightDecay: 0.1);
         var step = DebugStep.Run(model, data, output, new DebugStep.Settings(LossAlignment.Fixed, OptimizerStep: true, "fp32", adam, MaxGradNorm: 0.5, SubTalkerWeight: 0.3));
         double talker = step["talker_loss"]!.GetValue<double>(), sub = step["sub_talker_loss"]!.GetValue<double>();
-        Assert.Equal(talker + 0.3 * sub, step["loss"]!.GetValue<double>(), 4);
+        Assert.Equal(talker + 0.3 * sub, step["loss"]!.GetValue<double>(), tolerance: 1e-4);
         Assert.InRange(talker, 7, 9); // ~ln(3072) = 8.03 for near-uniform logits of a random model
         Assert.InRange(sub, 7, 8.5);  // ~ln(2048) = 7.62
 
@@ -35,7 +35,7 @@ public class DebugStepTests : CleansTempDirs
         using var before = CheckpointFiles.Open(model);
         Assert.DoesNotContain(grads.Entries, e => e.Name.StartsWith("speaker_encoder.")); // frozen
         double norm = Math.Sqrt(grads.Entries.Sum(e => grads.Read(e.Name).pow(2).sum().item<float>()));
-        Assert.Equal(step["grad_norm"]!.GetValue<double>(), norm, 3);
+        Assert.Equal(step["grad_norm"]!.GetValue<double>(), norm, tolerance: 1e-3 * Math.Max(1, norm));
 
         // AdamW's first step: p1 = p0·(1 − lr·wd) − lr·ĝ/(|ĝ| + eps), with ĝ the clipped gradient.
         double clip = Math.Min(1.0, 0.5 / (norm + 1e-6));
