@@ -175,7 +175,9 @@ public class WandbTests
         Assert.Equal(Enumerable.Range(1, 30).Select(i => (long)i), Steps(seen));
         Assert.Equal(Enumerable.Range(1, 30).Select(i => $"step {i}"), seen.Output.Select(l => l[(l.IndexOf(' ') + 1)..]));
         Assert.Equal(0, seen.ExitCode);
-        Assert.True(slowest < TimeSpan.FromMilliseconds(250), $"Log took {slowest.TotalMilliseconds:F0} ms during the outage");
+        // A Log that waited for the sender would sit out the outage's retries (seconds; the server only recovers after
+        // these calls). 2 s is far above a non-blocking append even on a loaded machine.
+        Assert.True(slowest < TimeSpan.FromSeconds(2), $"Log took {slowest.TotalMilliseconds:F0} ms during the outage");
         Assert.Contains("failed", log.ToString());
         Assert.Contains("reachable again", log.ToString());
     }
