@@ -1,3 +1,4 @@
+using Qwen3Tts.Model;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -345,13 +346,7 @@ public sealed class CoordinatorState
     {
         var position = PositionLocked();
         file.Position = new Cursor { Epoch = position.Epoch, NextBatch = position.NextBatch };
-        string tmp = statePath + ".tmp";
-        using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            JsonSerializer.Serialize(stream, file, Json);
-            stream.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, statePath, overwrite: true);
+        AtomicFile.Write(statePath, stream => JsonSerializer.Serialize(stream, file, Json));
     }
 
     static StateFile Load(string path, CoordinatorOptions options)

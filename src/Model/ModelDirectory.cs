@@ -28,10 +28,7 @@ public static class ModelDirectory
         string path = Directory.Exists(spec) ? Path.Combine(spec, ConfigFile) : spec;
         if (!File.Exists(path))
             throw new ConfigException($"--config '{spec}': not a preset ({string.Join(", ", Presets.Names)}) and no such file");
-        JsonNode? node;
-        try { node = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new ConfigException($"{path}: not valid JSON (line {e.LineNumber + 1}): {e.Message}"); }
-        if (node is not JsonObject json) throw new ConfigException($"{path}: the top level must be a JSON object");
+        var json = Qwen3TtsConfig.ReadJson(path);
         string reference = json["tts_model_size"]?.ToString() == "0b6" ? Presets.ReferenceCheckpoint("0.6b") : Presets.ReferenceCheckpoint("1.7b");
         return (json, path, Path.GetDirectoryName(Path.GetFullPath(path)), reference);
     }

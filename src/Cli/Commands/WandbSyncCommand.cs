@@ -11,11 +11,8 @@ public static class WandbSyncCommand
         var command = new Command("wandb-sync", "Upload the WandB rows a run kept locally (offline mode, or while WandB was unreachable). Reads WANDB_API_KEY.") { dir };
         command.SetAction(parse => Cli.Run(() =>
         {
-            var settings = WandbSettings.Resolve(
-                new Dictionary<string, string>(Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
-                    .Select(e => KeyValuePair.Create((string)e.Key, (string?)e.Value ?? "")))
-                { [WandbEnv.Mode] = "online" },
-                new WandbFlags(UseWandb: true));
+            var env = new Dictionary<string, string>(Qwen3Tts.Rank.Distributed.EnvVars.Snapshot()) { [WandbEnv.Mode] = "online" };
+            var settings = WandbSettings.Resolve(env, new WandbFlags(UseWandb: true));
             var result = WandbSync.Run(parse.GetValue(dir)!, settings, Console.Error);
             Console.WriteLine(result);
             return result.Completed ? 0 : 1;

@@ -1,3 +1,4 @@
+using Qwen3Tts.Model;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -159,7 +160,7 @@ sealed class WandbRunFolder : IDisposable
     public void SaveSummary()
     {
         lock (stateFileGate)
-            if (Summary is { } summary) WriteAtomically(Path.Combine(Directory, SummaryFile), summary + "\n");
+            if (Summary is { } summary) AtomicFile.WriteAllText(Path.Combine(Directory, SummaryFile), summary + "\n");
     }
 
     StreamWriter OpenAppend(string name) =>
@@ -208,14 +209,7 @@ sealed class WandbRunFolder : IDisposable
     public void SaveState()
     {
         // Snapshot inside the file lock, so the file never goes back to an older state than one already written.
-        lock (stateFileGate) WriteAtomically(Path.Combine(Directory, StateFile), JsonSerializer.Serialize(State, StateJson));
-    }
-
-    static void WriteAtomically(string path, string text)
-    {
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, path, overwrite: true);
+        lock (stateFileGate) AtomicFile.WriteAllText(Path.Combine(Directory, StateFile), JsonSerializer.Serialize(State, StateJson));
     }
 
     public void Dispose()

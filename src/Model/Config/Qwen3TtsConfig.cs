@@ -216,13 +216,16 @@ public sealed record Qwen3TtsConfig(
     /// <summary>True for checkpoints that carry a speaker encoder (the reference builds one only for "base").</summary>
     public bool HasSpeakerEncoder => TtsModelType == "base";
 
-    public static Qwen3TtsConfig Load(string path)
+    public static Qwen3TtsConfig Load(string path) => Parse(ReadJson(path), path);
+
+    /// <summary>A config.json's top-level object, with errors naming the file (missing, not JSON, not an object).</summary>
+    public static JsonObject ReadJson(string path)
     {
         if (!File.Exists(path)) throw new ConfigException($"{path}: no such config file");
         JsonNode? node;
         try { node = JsonNode.Parse(File.ReadAllText(path)); }
         catch (JsonException e) { throw new ConfigException($"{path}: not valid JSON (line {e.LineNumber + 1}): {e.Message}"); }
-        return Parse(node, path);
+        return node as JsonObject ?? throw new ConfigException($"{path}: the top level must be a JSON object");
     }
 
     public static Qwen3TtsConfig Parse(string json, string source = "config.json")

@@ -42,8 +42,6 @@ public sealed class SftDataSource
         return bad.Count == 0 ? probe : new SftDataSource(records.Where(r => !bad.ContainsKey(SftSampleBuilder.ClipKey(r))).ToList(), tokenizer, config);
     }
 
-    public TrainingRecord Record(int index) => records[index];
-
     float[] LoadClip(TrainingRecord record)
     {
         string key = SftSampleBuilder.ClipKey(record);
@@ -69,11 +67,4 @@ public sealed class SftDataSource
     /// <summary>Labels the code predictor scores: frames × the codebooks it is trained on.</summary>
     public long SubTalkerTokens(IEnumerable<int> indices, LossAlignment alignment) =>
         indices.Sum(i => (long)records[i].AudioCodes.Frames) * SftObjective.SubTalkerPairs(config.Talker.NumCodeGroups, alignment).Count;
-
-    /// <summary>Reference-clip log-mels [frames, 128] of a record (for the exported speaker embedding).</summary>
-    public Tensor RefMel(int index)
-    {
-        var sample = builder.Build(records[index]);
-        return sample.RefMel;
-    }
 }
