@@ -11,7 +11,8 @@ public sealed class CoordinatorService(CoordinatorState state) : V1.Coordinator.
 {
     public override Task<RegisterReply> Register(RegisterRequest request, ServerCallContext context)
     {
-        var (run, position) = state.Register(request.Rank, request.WorldSize, string.IsNullOrEmpty(request.Host) ? context.Peer : request.Host);
+        var (run, position) = state.Register(request.Rank, request.WorldSize, string.IsNullOrEmpty(request.Host) ? context.Peer : request.Host,
+            request.Start is { } start ? FromProto(start) : null);
         return Task.FromResult(new RegisterReply
         {
             RunId = run.RunId,
@@ -24,7 +25,7 @@ public sealed class CoordinatorService(CoordinatorState state) : V1.Coordinator.
     public override Task<HeartbeatReply> Heartbeat(HeartbeatRequest request, ServerCallContext context)
     {
         string? reason = state.Heartbeat(request.Rank);
-        return Task.FromResult(new HeartbeatReply { Stop = reason is not null, StopReason = reason ?? "" });
+        return Task.FromResult(new HeartbeatReply { Stop = reason is not null, StopReason = reason ?? "", RankFailed = reason is not null && state.RankFailed });
     }
 
     public override Task<EpochPlanReply> GetEpochPlan(GetEpochPlanRequest request, ServerCallContext context)
@@ -44,15 +45,16 @@ public sealed class CoordinatorService(CoordinatorState state) : V1.Coordinator.
             StopReason = lease.StopReason ?? "",
             EpochDone = lease.EpochDone,
             BatchesInEpoch = lease.BatchesInEpoch,
+            RankFailed = lease.StopReason is not null && state.RankFailed,
         };
-        foreach (var batch in lease.Batches) reply.Batches.Add(new V1.LeasedBatch { Index = batch.Index, Samples = { batch.Samples } });
+        foreach (var batch in lease.Batches) reply.Batches.Add(new V1.LeasedBatch { Index = batch.Index, Samples = { batch.Samples }, GlobalBatch = { batch.GlobalBatch } });
         return Task.FromResult(reply);
     }
 
     public override Task<ReportStepReply> ReportStep(ReportStepRequest request, ServerCallContext context)
     {
         string? reason = state.ReportStep(request.Rank, request.Step, request.Metrics, request.Position is { } p ? FromProto(p) : null);
-        return Task.FromResult(new ReportStepReply { Stop = reason is not null, StopReason = reason ?? "" });
+        return Task.FromResult(new ReportStepReply { Stop = reason is not null, StopReason = reason ?? "", RankFailed = reason is not null && state.RankFailed });
     }
 
     public override Task<CommitCheckpointReply> CommitCheckpoint(CommitCheckpointRequest request, ServerCallContext context)
@@ -71,6 +73,7 @@ public sealed class CoordinatorService(CoordinatorState state) : V1.Coordinator.
     static V1.RunIdentity ToProto(RunIdentity run) => new()
     {
         RunId = run.RunId, WorldSize = run.WorldSize, SampleCount = run.SampleCount, Seed = run.Seed, GlobalBatch = run.GlobalBatch,
+        BucketWindow = run.BucketWindow, DataFingerprint = run.DataFingerprint,
     };
 
     static V1.PlanPosition ToProto(PlanPosition position) => new() { Epoch = position.Epoch, NextBatch = position.NextBatch };

@@ -6,16 +6,49 @@ using Qwen3Tts.Coordinator.Planning;
 
 namespace Qwen3Tts.Coordinator;
 
-/// <summary>What fixes a run's data order: the trainer computes the same plan from the same three numbers
-/// (<c>EpochPlan.GlobalBatches(count, seed, epoch, batchSizePerRank × worldSize)</c>).</summary>
+/// <summary>What fixes a run's data order: <c>EpochPlan.GlobalBatches(lengths, seed, epoch, batchSizePerRank × worldSize,
+/// bucketWindow)</c>, or without lengths plain random batching of <see cref="SampleCount"/> samples.</summary>
 public sealed record PlanSettings(int SampleCount, long Seed, int BatchSizePerRank)
 {
+    /// <summary>Per-sample lengths the plan groups by (<see cref="Data.TrainingRecord.PlanLength"/>); null: no grouping.</summary>
+    public IReadOnlyList<int>? Lengths { get; init; }
+    /// <summary>Global batches per length-sorting window; 0 or 1: random batching.</summary>
+    public int BucketWindow { get; init; }
+
+    /// <summary>Settings that group by <paramref name="lengths"/> (their count is the sample count).</summary>
+    public static PlanSettings Bucketed(IReadOnlyList<int> lengths, long seed, int batchSizePerRank, int bucketWindow) =>
+        new(lengths.Count, seed, batchSizePerRank) { Lengths = lengths, BucketWindow = bucketWindow };
+
     public PlanSettings Validated()
     {
         if (SampleCount < 1) throw new ArgumentOutOfRangeException(nameof(SampleCount), SampleCount, "the run needs at least one training sample");
         if (BatchSizePerRank < 1) throw new ArgumentOutOfRangeException(nameof(BatchSizePerRank), BatchSizePerRank, "--batch_size must be at least 1");
+        if (BucketWindow < 0) throw new ArgumentOutOfRangeException(nameof(BucketWindow), BucketWindow, "--bucket_window must be 0 (random batching) or more");
+        if (Lengths is not null && Lengths.Count != SampleCount)
+            throw new ArgumentException($"{Lengths.Count} lengths for {SampleCount} samples");
         return this;
     }
+
+    /// <summary>The effective window: grouping needs lengths.</summary>
+    public int EffectiveWindow => Lengths is null ? 0 : BucketWindow;
+
+    /// <summary>SHA-256 (hex, first 16 bytes) of the lengths as little-endian int32s; "" without lengths. Two ranks with the
+    /// same fingerprint, seed, window and global batch compute the same plan.</summary>
+    public string Fingerprint
+    {
+        get
+        {
+            if (Lengths is null) return "";
+            var bytes = new byte[Lengths.Count * 4];
+            for (int i = 0; i < Lengths.Count; i++) System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(i * 4), Lengths[i]);
+            return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes).AsSpan(0, 16));
+        }
+    }
+
+    /// <summary>The epoch's global batches for a world of <paramref name="worldSize"/> ranks.</summary>
+    public IReadOnlyList<int[]> GlobalBatches(int epoch, int worldSize) =>
+        Lengths is null ? EpochPlan.GlobalBatches(SampleCount, Seed, epoch, BatchSizePerRank * worldSize)
+            : EpochPlan.GlobalBatches(Lengths, Seed, epoch, BatchSizePerRank * worldSize, BucketWindow);
 }
 
 public sealed record CoordinatorOptions(string OutputDir, PlanSettings Plan)
@@ -37,9 +70,11 @@ public readonly record struct PlanPosition(int Epoch, long NextBatch) : ICompara
 }
 
 /// <summary>What makes a run the same run.</summary>
-public sealed record RunIdentity(string RunId, int WorldSize, int SampleCount, long Seed, int GlobalBatch);
+public sealed record RunIdentity(string RunId, int WorldSize, int SampleCount, long Seed, int GlobalBatch, int BucketWindow = 0, string DataFingerprint = "");
 
-public sealed record LeasedBatch(long Index, int[] Samples);
+/// <param name="Samples">the rank's share.</param>
+/// <param name="GlobalBatch">the whole global batch the share is cut from.</param>
+public sealed record LeasedBatch(long Index, int[] Samples, int[] GlobalBatch);
 
 /// <summary>A lease: the next global batches cut to one rank's share, or the stop signal.</summary>
 public sealed record Lease(IReadOnlyList<LeasedBatch> Batches, bool EpochDone, long BatchesInEpoch, string? StopReason);
@@ -85,6 +120,7 @@ public sealed class CoordinatorState
     readonly Dictionary<int, double> lastLoss = [];             // rank → train/loss of its last reported step (since start)
     long leasesServed, heartbeatsReceived;                       // since start (not persisted)
     string? stopReason;
+    bool rankFailed;
 
     /// <summary>Raised outside the lock for events worth a log line: registrations, a dead rank, a stop, a checkpoint.</summary>
     public event Action<string>? Event;
@@ -107,6 +143,8 @@ public sealed class CoordinatorState
             Seed = options.Plan.Seed,
             BatchSizePerRank = options.Plan.BatchSizePerRank,
             WorldSize = options.WorldSize,
+            BucketWindow = options.Plan.EffectiveWindow,
+            DataFingerprint = options.Plan.Fingerprint,
         };
         worldSizeSource = options.WorldSize is not null ? "configuration" : File.Exists(statePath) && file.WorldSize is not null ? $"{statePath}" : "the first registration";
         // Ranks known before a restart get a full timeout from now to call again.
@@ -118,12 +156,16 @@ public sealed class CoordinatorState
     public string RunId => file.RunId;
     public int? WorldSize { get { lock (gate) return file.WorldSize; } }
     public string? StopReason { get { lock (gate) return stopReason; } }
+    /// <summary>The stop is a failure (a rank was declared dead), not a request: ranks end the job at once.</summary>
+    public bool RankFailed { get { lock (gate) return rankFailed; } }
     public IReadOnlyList<CommittedCheckpoint> Checkpoints { get { lock (gate) return file.Checkpoints.Select(c => c.ToRecord()).ToList(); } }
 
     /// <summary>The run identity; refused until the world size is known.</summary>
     public RunIdentity Identity { get { lock (gate) return IdentityLocked(); } }
 
-    public (RunIdentity Run, PlanPosition Position) Register(int rank, int worldSize, string host)
+    /// <param name="start">where the rank's training starts (its checkpoint's position, or 0/0 when fresh): its cursor moves
+    /// there, back if need be, since batches after that checkpoint went into weights that were not kept. Null keeps the cursor.</param>
+    public (RunIdentity Run, PlanPosition Position) Register(int rank, int worldSize, string host, PlanPosition? start = null)
     {
         string? note = null;
         (RunIdentity, PlanPosition) result;
@@ -133,15 +175,29 @@ public sealed class CoordinatorState
             if (file.WorldSize is { } fixedSize && fixedSize != worldSize)
                 throw Precondition($"rank {rank} registers world size {worldSize}, but this run's world size is {fixedSize} (fixed by {worldSizeSource}); start every rank with the same world size");
             if (rank < 0 || rank >= worldSize) throw Invalid($"rank {rank} is outside 0..{worldSize - 1} (world size {worldSize})");
+            if (start is { } s && (s.Epoch < 0 || s.NextBatch < 0)) throw Invalid($"rank {rank} registers start position {s}; it cannot be negative");
             file.WorldSize = worldSize;
             lastSeen[rank] = time.GetTimestamp();
+            bool changed = false;
             if (!file.Registered.Contains(rank))
             {
                 file.Registered.Add(rank);
                 file.Registered.Sort();
-                Save();
+                changed = true;
                 note = $"rank {rank} registered from {host} ({file.Registered.Count}/{worldSize})";
             }
+            if (start is { } from)
+            {
+                var had = file.Ranks.TryGetValue(rank, out var c) ? c.ToPosition() : (PlanPosition?)null;
+                if (had != from)
+                {
+                    file.Ranks[rank] = new Cursor { Epoch = from.Epoch, NextBatch = from.NextBatch };
+                    changed = true;
+                    if (had is { } h && h.CompareTo(from) > 0)
+                        note = (note is null ? "" : note + "; ") + $"rank {rank} starts again at {from} (it had reached {h}): the batches in between are trained again, their updates were not checkpointed";
+                }
+            }
+            if (changed) Save();
             result = (IdentityLocked(), PositionLocked());
         }
         if (note is not null) Event?.Invoke(note);
@@ -172,6 +228,7 @@ public sealed class CoordinatorState
             {
                 var silent = time.GetElapsedTime(seen, now);
                 if (silent <= options.HeartbeatTimeout) continue;
+                rankFailed = true;
                 stopReason = declared = string.Create(CultureInfo.InvariantCulture,
                     $"rank {rank} missed heartbeats for {silent.TotalSeconds:F1} s (timeout {options.HeartbeatTimeout.TotalSeconds:0.###} s); every rank stops");
                 break;
@@ -222,7 +279,7 @@ public sealed class CoordinatorState
             leasesServed++;
             int take = (int)Math.Min(maxBatches == 0 ? options.DefaultLeaseBatches : maxBatches, plan.Count - from);
             var batches = Enumerable.Range(0, take)
-                .Select(i => new LeasedBatch(from + i, EpochPlan.Share(plan[(int)from + i], rank, file.WorldSize!.Value)))
+                .Select(i => new LeasedBatch(from + i, EpochPlan.Share(plan[(int)from + i], rank, file.WorldSize!.Value), plan[(int)from + i]))
                 .ToList();
             return new Lease(batches, from == plan.Count, plan.Count, null);
         }
@@ -298,7 +355,7 @@ public sealed class CoordinatorState
     {
         if (file.WorldSize is not { } world)
             throw Precondition("no rank has registered yet, so the world size (and with it the global batch) is unknown; register first or start the coordinator with --world_size");
-        return new RunIdentity(file.RunId, world, file.SampleCount, file.Seed, file.BatchSizePerRank * world);
+        return new RunIdentity(file.RunId, world, file.SampleCount, file.Seed, file.BatchSizePerRank * world, file.BucketWindow, file.DataFingerprint);
     }
 
     IReadOnlyList<int[]> PlanLocked(int epoch)
@@ -308,7 +365,7 @@ public sealed class CoordinatorState
         if (!plans.TryGetValue(epoch, out var plan))
         {
             if (plans.Count > 8) plans.Remove(plans.Keys.Min());
-            plans[epoch] = plan = EpochPlan.GlobalBatches(run.SampleCount, run.Seed, epoch, run.GlobalBatch);
+            plans[epoch] = plan = options.Plan.GlobalBatches(epoch, run.WorldSize);
         }
         return plan;
     }
@@ -365,6 +422,8 @@ public sealed class CoordinatorState
         Same("sample count", state.SampleCount, plan.SampleCount);
         Same("seed", state.Seed, plan.Seed);
         Same("batch size per rank", state.BatchSizePerRank, plan.BatchSizePerRank);
+        Same("bucket window", state.BucketWindow, plan.EffectiveWindow);
+        Same("data fingerprint (per-sample lengths)", state.DataFingerprint, plan.Fingerprint);
         if (options.WorldSize is { } w && state.WorldSize is { } saved) Same("world size", saved, w);
         state.WorldSize ??= options.WorldSize;
         return state;
@@ -379,6 +438,8 @@ public sealed class CoordinatorState
         public int SampleCount { get; set; }
         public long Seed { get; set; }
         public int BatchSizePerRank { get; set; }
+        public int BucketWindow { get; set; }
+        public string DataFingerprint { get; set; } = "";
         public int? WorldSize { get; set; }
         public List<int> Registered { get; set; } = [];
         /// <summary>For a reader: the plan position every rank has reached (derived from <see cref="Ranks"/>; not read back).</summary>

@@ -26,7 +26,11 @@ var backend = new Option<BackendChoice>("--backend")
 var masterAddr = new Option<string?>("--master_addr", "--master-addr") { Description = "rank 0's host for the TCP rendezvous when no MPI launcher started the ranks (default: $MASTER_ADDR)" };
 var masterPort = new Option<int?>("--master_port", "--master-port") { Description = "rank 0's TCP rendezvous port (default: $MASTER_PORT, else 29500)" };
 var rendezvousTimeout = new Option<int?>("--rendezvous_timeout", "--rendezvous-timeout") { Description = "seconds to wait for every rank at the TCP rendezvous (default: 300)" };
-foreach (var o in new Option[] { stopAfter, rank, worldSize, localRank, backend, masterAddr, masterPort, rendezvousTimeout }) root.Options.Add(o);
+var coordinatorToken = new Option<string?>("--coordinator_token", "--coordinator-token")
+{
+    Description = "bearer token of a standalone coordinator (default: $QWEN3TTS_COORDINATOR_TOKEN; prefer the variable: flags show in process lists)",
+};
+foreach (var o in new Option[] { stopAfter, coordinatorToken, rank, worldSize, localRank, backend, masterAddr, masterPort, rendezvousTimeout }) root.Options.Add(o);
 
 root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), parse.GetValue(backend),
     parse.GetValue(masterAddr), parse.GetValue(masterPort), parse.GetValue(rendezvousTimeout), comm =>
@@ -39,9 +43,12 @@ root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldS
     var result = new Trainer(options, Console.Out, comm)
     {
         StopAfterSteps = parse.GetValue(stopAfter),
+        CoordinatorToken = parse.GetValue(coordinatorToken) ?? NonEmpty(env.GetValueOrDefault(Qwen3Tts.Coordinator.CoordinatorEnvVars.Token)),
         Progress = ConsoleProgress.Suits(comm.Rank) ? new ConsoleProgress() : null,
     }.Run();
     if (comm.Rank == 0) Console.WriteLine($"done: {result.GlobalStep} steps, output in {result.OutputDir}");
     return 0;
 }));
 return root.Parse(args).Invoke();
+
+static string? NonEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;

@@ -31,6 +31,11 @@ public sealed record TrainingRecord(
 {
     /// <summary>"file:line" ("file: row N" for Parquet), the prefix of every message about this record.</summary>
     public string Where => DataLocation.Format(Source, Line);
+
+    /// <summary>The length the plan groups batches by: codec frames. A sample's sequence is its text tokens + frames + 8
+    /// rows and frames dominate (12.5 per second of speech against a few text tokens); frames need no tokenizer, so a
+    /// standalone coordinator plans from the data alone, exactly as the ranks do.</summary>
+    public int PlanLength => AudioCodes.Frames;
 }
 
 /// <summary>How messages name a record: <c>train.jsonl:17</c> for a JSONL line, <c>train-00000-of-00001.parquet: row 16</c>

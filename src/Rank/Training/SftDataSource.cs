@@ -24,6 +24,9 @@ public sealed class SftDataSource
 
     public int Count => records.Count;
 
+    /// <summary>Each record's length for the plan's length grouping (<see cref="TrainingRecord.PlanLength"/>).</summary>
+    public IReadOnlyList<int> PlanLengths => records.Select(r => r.PlanLength).ToArray();
+
     /// <summary>Decodes every distinct reference clip once, up front, so an unreadable or too-short clip stops the run
     /// before training starts (naming the first record that uses it), or, with <paramref name="skipBad"/>, drops the
     /// records that use it and lists them.</summary>

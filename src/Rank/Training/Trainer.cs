@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
+using Qwen3Tts.Coordinator;
 using Qwen3Tts.Coordinator.Data;
 using Qwen3Tts.Coordinator.Planning;
+using Qwen3Tts.Rank.Coordination;
 using Qwen3Tts.Model;
 using Qwen3Tts.Model.Checkpoint;
 using Qwen3Tts.Model.Config;
@@ -39,6 +41,10 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     /// <summary>Rank 0's live display on a terminal (<see cref="ConsoleProgress.Suits"/>); null keeps the plain lines on the log writer.
     /// The trainer disposes it before its last lines.</summary>
     public ConsoleProgress? Progress { get; init; }
+
+    /// <summary>The bearer token of a standalone coordinator (--coordinator ADDRESS); the embedded one generates its own.
+    /// Kept out of <see cref="TrainingOptions"/> so it can never reach a config dump or WandB.</summary>
+    public string? CoordinatorToken { get; init; }
 
     WandbRun? wandb;
 
@@ -109,6 +115,20 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         trainable.CopyMasterToCompute();
         sync.VerifyParametersInSync();
 
+        // ---- the plan: leased from the coordinator (embedded in rank 0 by default), grouped by length
+        var planSettings = PlanSettings.Bucketed(train.PlanLengths, o.Seed, o.BatchSize, o.BucketWindow);
+        using var plan = RunPlans.Open(o.Coordinator, planSettings, new Qwen3Tts.Coordinator.PlanPosition(startEpoch, startBatch),
+            fresh: o.ResumeFromCheckpoint is null, comm, o.OutputModelPath, CoordinatorToken, TimeSpan.FromSeconds(o.HeartbeatTimeout), log,
+            failure =>
+            {
+                // A collective with a dead rank never returns: end the job from here.
+                Console.Error.WriteLine($"error: rank {comm.Rank} of {comm.WorldSize}: the coordinator stopped the run: {failure.Message}");
+                Console.Error.Flush();
+                comm.Abort(1);
+            });
+        if (startBatch > batchesPerEpoch)
+            throw new ArgumentException($"the checkpoint resumes at batch {startBatch} of epoch {startEpoch}, but an epoch has {batchesPerEpoch} global batches now: train with the run's --batch_size and world size");
+
         // Only rank 0 talks to WandB. Sending happens off this thread; an unreachable server never stops training.
         using var run = Main ? WandbRun.Start(Wandb ?? WandbSettings.Resolve(EnvVars.Snapshot(), new WandbFlags(o.UseWandb, o.WandbProject, o.WandbRunName)),
             o.OutputModelPath, WandbConfig(comm.WorldSize), log) : null;
@@ -116,7 +136,16 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
         Log($"training {train.Count} samples, {o.NumEpochs} epochs × {stepsPerEpoch} steps = {totalSteps} optimizer steps; " +
             $"global batch {o.BatchSize} per rank × {comm.WorldSize} ranks × {o.GradientAccumulationSteps} accumulation = {globalBatch * o.GradientAccumulationSteps} samples per step; " +
-            $"{o.MixedPrecision}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {comm.Backend}");
+            $"{o.MixedPrecision}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {comm.Backend}; {plan.Description}");
+        if (Main)
+        {
+            var lengths = planSettings.Lengths!;
+            double grouped = EpochPlan.PaddingFraction(planSettings.GlobalBatches(0, comm.WorldSize), lengths, comm.WorldSize);
+            double random = EpochPlan.PaddingFraction(EpochPlan.GlobalBatches(train.Count, o.Seed, 0, globalBatch), lengths, comm.WorldSize);
+            Log(o.BucketWindow > 1
+                ? string.Create(CultureInfo.InvariantCulture, $"length grouping (windows of {o.BucketWindow} global batches): {grouped:P1} of the codec frames each rank computes are padding; random batching would pad {random:P1}")
+                : string.Create(CultureInfo.InvariantCulture, $"random batching (--bucket_window {o.BucketWindow}): {random:P1} of the codec frames each rank computes are padding"));
+        }
 
         TrainerState State(int epoch, long batchInEpoch) => new()
         {
@@ -141,6 +170,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             {
                 using var scope = NewDisposeScope();
                 TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizer.StateTensors(), State(epoch, batchInEpoch));
+                plan.CheckpointSaved(step, dir, new Qwen3Tts.Coordinator.PlanPosition(epoch, batchInEpoch));
             }
             Telemetry.CheckpointDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
@@ -154,12 +184,11 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         Progress?.Begin(step, totalSteps);
         for (int epoch = startEpoch; epoch < o.NumEpochs; epoch++)
         {
-            var batches = EpochPlan.GlobalBatches(train.Count, o.Seed, epoch, globalBatch);
-            for (long b = epoch == startEpoch ? startBatch : 0; b < batches.Count; b += o.GradientAccumulationSteps)
+            for (long b = epoch == startEpoch ? startBatch : 0; b < batchesPerEpoch; b += o.GradientAccumulationSteps)
             {
-                var micro = batches.Skip((int)b).Take(o.GradientAccumulationSteps).ToList();
                 long started = Stopwatch.GetTimestamp();
-                var stats = TrainStep(trainable, optimizer, sync, schedule.At(step), train, micro, step);
+                var micro = Enumerable.Range(0, (int)Math.Min(o.GradientAccumulationSteps, batchesPerEpoch - b)).Select(i => plan.Batch(epoch, b + i)).ToList();
+                var stats = TrainStep(trainable, optimizer, sync, schedule.At(step), train, micro, step, stopRequested: plan.StopRequested is not null);
                 trainSeconds += Stopwatch.GetElapsedTime(started).TotalSeconds;
                 step++;
                 lastLoss = stats.Loss;
@@ -175,7 +204,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                         $"avg {window.MeanLoss:F4} lr {stats.Lr:E3} grad_norm {stats.GradNorm:F3} {samplesPerSecond:F1} samples/s"));
                     Metrics(step, ("train/loss", stats.Loss), ("train/talker_loss", stats.TalkerLoss), ("train/sub_talker_loss", stats.SubTalkerLoss),
                         ("train/avg_loss", window.MeanLoss), ("train/learning_rate", stats.Lr), ("train/grad_norm", stats.GradNorm),
-                        ("train/epoch", epoch + (double)(b + micro.Count) / batches.Count), ("train/samples_per_second", samplesPerSecond),
+                        ("train/epoch", epoch + (double)(b + micro.Count) / batchesPerEpoch), ("train/samples_per_second", samplesPerSecond),
                         ("train/tokens_per_second", tokensPerSecond), ("train/time_share_data", window.TimeShare(TrainPhase.Data)),
                         ("train/time_share_forward", window.TimeShare(TrainPhase.Forward)), ("train/time_share_backward", window.TimeShare(TrainPhase.Backward)),
                         ("train/time_share_communication", window.TimeShare(TrainPhase.Communication)),
@@ -183,6 +212,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                     window.Reset(clock);
                 }
                 long nextBatch = b + micro.Count;
+                plan.StepFinished(step, new Dictionary<string, double> { ["train/loss"] = stats.Loss, ["train/learning_rate"] = stats.Lr, ["train/grad_norm"] = stats.GradNorm },
+                    new Qwen3Tts.Coordinator.PlanPosition(epoch, nextBatch));
                 if (validation is not null && o.EvalSteps > 0 && step % o.EvalSteps == 0)
                     Evaluate(epoch, nextBatch);
                 if (o.SaveSteps > 0 && step % o.SaveSteps == 0)
@@ -190,10 +221,15 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                     Save(CheckpointRotation.StepDir(o.OutputModelPath, step), epoch, nextBatch);
                     if (Main && o.SaveTotalLimit is { } limit) CheckpointRotation.Prune(o.OutputModelPath, limit);
                 }
-                if (StopAfterSteps is { } stop && step >= stop)
+                // Every rank saw the same all-reduced stop flag in this step, so every rank takes this branch together.
+                bool stopByCoordinator = stats.StopRequested;
+                if (stopByCoordinator || StopAfterSteps is { } stop && step >= stop)
                 {
                     Save(CheckpointRotation.LastDir(o.OutputModelPath), epoch, nextBatch);
-                    Log($"stopped after {step} steps; resume with --resume_from_checkpoint latest");
+                    Log(stopByCoordinator
+                        ? $"stopped by the coordinator after {step} steps ({plan.StopRequested ?? "another rank saw the request"}); resume with --resume_from_checkpoint latest"
+                        : $"stopped after {step} steps; resume with --resume_from_checkpoint latest");
+                    plan.Finish();
                     Progress?.Dispose();
                     return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath, trainSeconds);
                 }
@@ -203,6 +239,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch), epoch + 1, 0);
         }
         Save(CheckpointRotation.LastDir(o.OutputModelPath), o.NumEpochs, 0);
+        plan.Finish();
         Progress?.Dispose(); // the live display stops before the export's line
         if (Main) ExportVoice(model, train);
         wandb?.Finish(0);
@@ -238,20 +275,24 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     /// micro-batches equal one k-times batch, and a short window at the end of an epoch averages what it has.
     /// Each phase is timed and traced from outside (<see cref="StepTimer"/>): data, forward, backward, communication
     /// (the wait that is left exposed, and the loss all-reduce), optimizer (clip, step, copy to the compute weights).</summary>
-    StepStats TrainStep(TrainableModel trainable, AdamW optimizer, GradientSynchronizer sync, double lr, SftDataSource data, IReadOnlyList<int[]> micro, long step)
+    /// <param name="stopRequested">this rank saw the coordinator's stop request; the flag rides on the loss all-reduce, so
+    /// the step's result says whether any rank saw it and every rank decides alike.</param>
+    StepStats TrainStep(TrainableModel trainable, AdamW optimizer, GradientSynchronizer sync, double lr, SftDataSource data, IReadOnlyList<PlannedBatch> micro, long step,
+        bool stopRequested)
     {
         using var timer = new StepTimer(step + 1);
         using var scope = NewDisposeScope();
-        var all = micro.SelectMany(m => m).ToList();
+        var all = micro.SelectMany(m => m.Global).ToList();
         double talkerTokens = data.TalkerTokens(all);
         double subTokens = data.SubTalkerTokens(all, o.LossAlignment);
         // The synchronizer averages over ranks; scaling by the world size turns that average into the sum we want.
         double world = comm.WorldSize;
-        var sums = zeros(2, dtype: ScalarType.Float64);
+        var sums = zeros(3, dtype: ScalarType.Float64); // talker loss sum, sub-talker loss sum, ranks asked to stop
+        if (stopRequested) sums[2] = 1.0;
         bool overlap = o.GradSync == "overlap";
         for (int m = 0; m < micro.Count; m++)
         {
-            var indices = EpochPlan.Share(micro[m], comm.Rank, comm.WorldSize);
+            var indices = micro[m].Share;
             // Accumulation micro-steps never communicate. On the window's last one, in overlap mode, the synchronizer
             // watches forward read the parameters and reduces each bucket as soon as backward has completed it.
             bool overlapped = overlap && m == micro.Count - 1;
@@ -299,9 +340,10 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             optimizer.ZeroGrad();
             trainable.CopyMasterToCompute();
         }
-        double talker = sums[0].item<double>() / talkerTokens, sub = sums[1].item<double>() / subTokens;
+        var reduced = sums.data<double>().ToArray();
+        double talker = reduced[0] / talkerTokens, sub = reduced[1] / subTokens;
         return new StepStats(talker + o.SubTalkerWeight * sub, talker, sub, lr, norm, all.Count, (long)talkerTokens,
-            timer.ElapsedSeconds, [.. timer.PhaseSeconds]);
+            timer.ElapsedSeconds, [.. timer.PhaseSeconds], StopRequested: reduced[2] > 0);
     }
 
     /// <summary>Mean validation losses over every label token (fixed order, no gradients), each rank scoring its
@@ -381,7 +423,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
     /// <param name="PhaseSeconds">seconds per <see cref="TrainPhase"/> (indexed by it).</param>
     sealed record StepStats(double Loss, double TalkerLoss, double SubTalkerLoss, double Lr, double GradNorm, int Samples, long Tokens,
-        double Seconds, double[] PhaseSeconds);
+        double Seconds, double[] PhaseSeconds, bool StopRequested);
 
     /// <summary>Running numbers between two log lines.</summary>
     sealed class LossWindow

@@ -46,6 +46,15 @@ public sealed record TrainingOptions
     /// reduce of every bucket after it).</summary>
     public string GradSync { get; init; } = "overlap";
 
+    /// <summary>--coordinator: embedded (rank 0 hosts it), off (local plan), or a standalone coordinator's address.</summary>
+    public string Coordinator { get; init; } = "embedded";
+
+    /// <summary>--bucket_window: global batches per length-sorting window of the plan (0: random batching).</summary>
+    public int BucketWindow { get; init; } = 32;
+
+    /// <summary>--heartbeat_timeout: seconds a rank (or the coordinator) may stay silent before the job is stopped.</summary>
+    public double HeartbeatTimeout { get; init; } = 60;
+
     /// <summary>Checks values that would otherwise fail mid-run; the message names the flag and the fix.</summary>
     public void Validate()
     {
@@ -69,6 +78,10 @@ public sealed record TrainingOptions
         Require(!string.IsNullOrWhiteSpace(SpeakerName), "speaker_name", "must not be empty");
         Require(GradSync is "overlap" or "after_backward", "grad_sync", $"must be overlap or after_backward, got '{GradSync}'");
         Require(BucketSizeMb >= 1, "bucket_size_mb", $"must be at least 1, got {BucketSizeMb}");
+        Require(BucketWindow >= 0, "bucket_window", $"must be 0 (random batching) or more, got {BucketWindow}");
+        Require(HeartbeatTimeout > 0 && double.IsFinite(HeartbeatTimeout), "heartbeat_timeout", $"must be a positive number of seconds, got {HeartbeatTimeout}");
+        Require(Coordinator is "embedded" or "off" || Coordinator.StartsWith("http://", StringComparison.Ordinal) || Coordinator.StartsWith("https://", StringComparison.Ordinal),
+            "coordinator", $"must be embedded, off, or an address such as http://coordinator:50051, got '{Coordinator}'");
         Require(File.Exists(TrainData) || Directory.Exists(TrainData), "train_jsonl", $"no such file or folder: {TrainData}");
         Require(ValidationData is null || File.Exists(ValidationData) || Directory.Exists(ValidationData), "validation_jsonl", $"no such file or folder: {ValidationData}");
         Require(Directory.Exists(InitModelPath), "init_model_path", $"no such model directory: {InitModelPath}");
@@ -123,10 +136,13 @@ public static class TrainingFlags
         var wandbProject = Flag<string?>("wandb_project", "WandB project (default: $WANDB_PROJECT)");
         var wandbRunName = Flag<string?>("wandb_run_name", "WandB run display name (default: $WANDB_NAME)");
         var bucket = Flag<int?>("bucket_size_mb", "gradient all-reduce bucket size in MB (default 25; the first bucket is 1 MB)");
+        var coordinator = Flag<string?>("coordinator", "where the data plan comes from: embedded (default: rank 0 hosts the coordinator), off (each rank computes it), or a qwen3tts-coordinator address (http://host:port; token from $QWEN3TTS_COORDINATOR_TOKEN)");
+        var bucketWindow = Flag<int?>("bucket_window", "group batches by length within windows of N global batches (default 32; 0: random batching)");
+        var heartbeatTimeout = Flag<double?>("heartbeat_timeout", "seconds a silent rank or coordinator is tolerated before the job stops (default 60)");
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, gradSync, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, gradSync, coordinator, bucketWindow, heartbeatTimeout, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -171,6 +187,9 @@ public static class TrainingFlags
                 SkipBadSamples = parse.GetValue(skipBad) || (ValueFromFile<bool>(file, "skip_bad_samples") ?? false),
                 BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
                 GradSync = PickString(gradSync, "grad_sync") ?? d.GradSync,
+                Coordinator = PickString(coordinator, "coordinator") ?? d.Coordinator,
+                BucketWindow = Pick(bucketWindow, "bucket_window") ?? d.BucketWindow,
+                HeartbeatTimeout = Pick(heartbeatTimeout, "heartbeat_timeout") ?? d.HeartbeatTimeout,
                 UseWandb = parse.GetValue(useWandb) || (ValueFromFile<bool>(file, "use_wandb") ?? false),
                 WandbProject = PickString(wandbProject, "wandb_project"),
                 WandbRunName = PickString(wandbRunName, "wandb_run_name"),

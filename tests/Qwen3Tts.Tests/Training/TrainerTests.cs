@@ -59,10 +59,12 @@ public class TrainerTests : CleansTempDirs
         var wa = Weights(Path.Combine(a, "last"));
         var wb = Weights(Path.Combine(b, "last"));
         var w0 = Weights(model);
-        // fp32 sums in a different order differ in the last bits; AdamW's first step moves each weight by
-        // about lr·sign(g), so 1e-6 absolute is far below any real difference (lr = 1e-3).
+        // fp32 sums in a different order (and over differently padded micro-batches) differ in the last bits. AdamW's first
+        // step moves each weight by lr·g/(|g| + eps): about lr = 1e-3 where |g| ≫ eps, so a real difference in the gradient
+        // shows as ~1e-3. Where |g| is near eps = 1e-8 (cancelling sums) a last-bits change of g moves the update by a few
+        // 1e-6 (seen: 5e-6). 2e-5 (2 % of lr) admits that and nothing real.
         foreach (var (name, t) in wa)
-            Assert.True(t.allclose(wb[name], rtol: 0, atol: 1e-6), name);
+            Assert.True(t.allclose(wb[name], rtol: 0, atol: 2e-5), $"{name}: max |Δ| {(t - wb[name]).abs().max().item<float>():E2}");
         Assert.False(wa["talker.codec_head.weight"].equal(w0["talker.codec_head.weight"]).all().item<bool>()); // it did train
     }
 
@@ -117,7 +119,9 @@ public class TrainerTests : CleansTempDirs
     public void Bf16_mixed_precision_trains_and_keeps_fp32_checkpoints()
     {
         string output = TestPaths.NewTempDir("bf16");
-        var o = Options(TinyModel(4), DemoSubset(2, 20), output) with { BatchSize = 2, GradientAccumulationSteps = 1, Lr = 3e-3, MixedPrecision = "bf16" };
+        // Random pairs (--bucket_window 0): with two distinct samples, length grouping makes every batch two copies of one
+        // sample, and the last step's loss would then score a single sample.
+        var o = Options(TinyModel(4), DemoSubset(2, 20), output) with { BatchSize = 2, GradientAccumulationSteps = 1, Lr = 3e-3, MixedPrecision = "bf16", BucketWindow = 0 };
         var result = new Trainer(o, TextWriter.Null).Run();
         Assert.True(result.LastLoss < 4, $"final loss {result.LastLoss}");
         using var files = CheckpointFiles.Open(Path.Combine(output, "last"));
