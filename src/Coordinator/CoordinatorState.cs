@@ -267,7 +267,9 @@ public sealed class CoordinatorState
             CheckRegistered(rank);
             if (maxBatches < 0) throw Invalid($"max_batches {maxBatches} is negative");
             var plan = PlanLocked(epoch);
-            if (reason is not null) return new Lease([], false, plan.Count, reason);
+            // After a failure nothing more is handed out. A requested stop still serves the batches: the ranks need the
+            // current step's to reach the collective where they agree to stop.
+            if (reason is not null && rankFailed) return new Lease([], false, plan.Count, reason);
             long done = Progress(rank, epoch);
             long from = fromBatch ?? done;
             if (from < done)
@@ -281,7 +283,7 @@ public sealed class CoordinatorState
             var batches = Enumerable.Range(0, take)
                 .Select(i => new LeasedBatch(from + i, EpochPlan.Share(plan[(int)from + i], rank, file.WorldSize!.Value), plan[(int)from + i]))
                 .ToList();
-            return new Lease(batches, from == plan.Count, plan.Count, null);
+            return new Lease(batches, from == plan.Count, plan.Count, reason);
         }
     }
 

@@ -17,6 +17,7 @@ public static class CoordinatorCommand
         var skipBad = new Option<bool>("--skip_bad_samples") { Description = "skip malformed records instead of failing, as the trainer does" };
         var seed = new Option<long>("--seed") { Description = "seed of the data order (default 42, the trainer's)", DefaultValueFactory = _ => 42 };
         var batch = new Option<int>("--batch_size") { Description = "samples per rank per micro-step; global batch = batch_size × world_size (default 2)", DefaultValueFactory = _ => 2 };
+        var window = new Option<int>("--bucket_window") { Description = "group batches by length within windows of N global batches, as the trainer does (default 32; 0: random batching)", DefaultValueFactory = _ => 32 };
         var world = new Option<int?>("--world_size") { Description = "number of ranks (default: fixed by the first rank that registers)" };
         var output = new Option<string>("--output_model_path", "--output_dir") { Description = "the run's output folder; the coordinator keeps its state there and resumes from it (default: output)", DefaultValueFactory = _ => "output" };
         var timeout = new Option<double>("--heartbeat_timeout") { Description = "seconds a rank may stay silent before the run is stopped (default 60)", DefaultValueFactory = _ => 60 };
@@ -28,7 +29,7 @@ public static class CoordinatorCommand
 
         var command = new RootCommand("qwen3tts-coordinator: owns a training run's data plan; ranks lease batches, report steps and heartbeat over gRPC.")
         {
-            train, maxTrain, skipBad, seed, batch, world, output, timeout, address, port, metricsPort, token, cert,
+            train, maxTrain, skipBad, seed, batch, window, world, output, timeout, address, port, metricsPort, token, cert,
         };
         command.SetAction(async (parse, cancel) =>
         {
@@ -36,8 +37,11 @@ public static class CoordinatorCommand
             {
                 string outputDir = parse.GetValue(output)!;
                 var records = TrainingData.Read(parse.GetValue(train)!, parse.GetValue(skipBad), out _);
-                int count = parse.GetValue(maxTrain) is { } max ? Math.Min(max, records.Count) : records.Count;
-                var options = new CoordinatorOptions(outputDir, new PlanSettings(count, parse.GetValue(seed), parse.GetValue(batch)))
+                if (parse.GetValue(maxTrain) is { } max) records = records.Take(max).ToList();
+                int count = records.Count;
+                // The same lengths the ranks compute from the same records: the plans are identical, and Register checks it.
+                var plan = PlanSettings.Bucketed(records.Select(r => r.PlanLength).ToArray(), parse.GetValue(seed), parse.GetValue(batch), parse.GetValue(window));
+                var options = new CoordinatorOptions(outputDir, plan)
                 {
                     WorldSize = parse.GetValue(world),
                     HeartbeatTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
@@ -55,7 +59,7 @@ public static class CoordinatorCommand
                     Log = Console.Out,
                 }, cancel);
                 if (generated) Console.WriteLine($"coordinator: generated a token in {WriteToken(outputDir, host.Token)}; give it to every rank as ${CoordinatorEnvVars.Token}");
-                Console.WriteLine($"coordinator: {count} samples, seed {parse.GetValue(seed)}, batch {parse.GetValue(batch)} per rank; Ctrl+C stops");
+                Console.WriteLine($"coordinator: {count} samples, seed {parse.GetValue(seed)}, batch {parse.GetValue(batch)} per rank, bucket window {parse.GetValue(window)}; Ctrl+C stops");
                 await host.WaitForShutdownAsync(cancel);
                 return 0;
             }

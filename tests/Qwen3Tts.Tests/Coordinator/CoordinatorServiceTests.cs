@@ -167,6 +167,7 @@ public sealed class CoordinatorServiceTests
         var lease = clients[2].Api.LeaseBatches(new LeaseBatchesRequest { ProtocolVersion = Version, Rank = 2, Epoch = 0 });
         Assert.True(lease.Stop);
         Assert.Equal(stopped.StopReason, lease.StopReason);
+        Assert.True(stopped.RankFailed && lease.RankFailed); // a failure: ranks end the job instead of checkpointing
         Assert.Empty(lease.Batches);
         var late = clients[1].Api.Heartbeat(new HeartbeatRequest { Rank = 1, Step = 1, ProtocolVersion = Version });
         Assert.True(late.Stop);
@@ -182,7 +183,10 @@ public sealed class CoordinatorServiceTests
         Register(c, 0);
         c.Api.Stop(new StopRequest { ProtocolVersion = Version, Reason = "operator: out of budget" });
         var beat = c.Api.Heartbeat(new HeartbeatRequest { Rank = 0, ProtocolVersion = Version });
-        Assert.Equal((true, "operator: out of budget"), (beat.Stop, beat.StopReason));
+        Assert.Equal((true, "operator: out of budget", false), (beat.Stop, beat.StopReason, beat.RankFailed));
+        // A requested stop still hands out batches: the ranks agree to stop in the collective of the step they are in.
+        var lease = c.Api.LeaseBatches(new LeaseBatchesRequest { ProtocolVersion = Version, Rank = 0, Epoch = 0, MaxBatches = 1 });
+        Assert.Equal((true, false, 1), (lease.Stop, lease.RankFailed, lease.Batches.Count));
     }
 
     [Fact]
