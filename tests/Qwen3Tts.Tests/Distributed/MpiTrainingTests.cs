@@ -65,6 +65,24 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
         Assert.Matches(flavor == "openmpi" ? "process rank 1 .*exited on signal 9" : $"(?s)rank 1 of 2: pid {lastVictim} .*PID {lastVictim} ", log);
     }
 
+    [Theory]
+    [InlineData("openmpi")]
+    [InlineData("mpich")]
+    public void A_hung_rank_is_declared_dead_by_the_coordinator_and_the_job_ends(string flavor)
+    {
+        if (Launcher(flavor) is not { } launcher) return;
+        var (model, data) = Fixture();
+        // SIGSTOP: rank 1 is alive to the launcher but silent. The other rank waits in a collective that never returns;
+        // the embedded coordinator (in rank 0) declares rank 1 dead after the heartbeat timeout and rank 0 ends the job.
+        const int timeout = 2;
+        var (exit, log) = Launch(launcher, flavor, [
+            "--train_jsonl", data, "--init_model_path", model, "--output_model_path", TestPaths.NewTempDir("mpi-hang"), "--mixed_precision", "fp32",
+            "--num_epochs", "1000", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--logging_steps", "1",
+            "--heartbeat_timeout", timeout.ToString()], killRankAfter: "step 2/", signal: "STOP", within: TimeSpan.FromSeconds(timeout + 8));
+        Assert.NotEqual(0, exit);
+        Assert.Matches($"rank 0 of 2: the coordinator stopped the run: rank 1 missed heartbeats for [0-9.]+ s \\(timeout {timeout} s\\)", log);
+    }
+
     int lastVictim;
 
     string? Launcher(string flavor)
@@ -77,8 +95,9 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
 
     /// <summary>Runs two ranks; with <paramref name="killRankAfter"/>, SIGKILLs rank 1 once that text appears and
     /// requires the launcher to end within 5 s of the kill.</summary>
-    (int Exit, string Log) Launch(string launcher, string flavor, string[] args, string? killRankAfter)
+    (int Exit, string Log) Launch(string launcher, string flavor, string[] args, string? killRankAfter, string signal = "KILL", TimeSpan? within = null)
     {
+        var limit = within ?? TimeSpan.FromSeconds(5);
         Assert.True(File.Exists(RankDll), $"qwen3tts-rank is not built: {RankDll}");
         var start = new ProcessStartInfo(launcher) { RedirectStandardOutput = true, RedirectStandardError = true };
         if (flavor == "openmpi")
@@ -108,11 +127,13 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
             Assert.True(killed.Task.Wait(TimeSpan.FromSeconds(120)), $"training never reached '{killRankAfter}':\n{Text()}");
             int victim = lastVictim = RankPids(process.Id).Skip(1).First();
             var clock = Stopwatch.StartNew();
-            Process.GetProcessById(victim).Kill();
-            bool ended = process.WaitForExit(TimeSpan.FromSeconds(5));
+            if (signal == "KILL") Process.GetProcessById(victim).Kill();
+            else Process.Start("kill", ["-" + signal, victim.ToString()])!.WaitForExit();
+            bool ended = process.WaitForExit(limit);
             if (!ended) process.Kill(entireProcessTree: true);
-            Assert.True(ended, $"the job was still running 5 s after rank 1 was killed:\n{Text()}");
-            output.WriteLine($"job ended {clock.Elapsed.TotalSeconds:F2} s after the kill");
+            if (signal != "KILL") Process.Start("kill", ["-KILL", victim.ToString()])?.WaitForExit(); // a stopped rank may outlive the launcher
+            Assert.True(ended, $"the job was still running {limit.TotalSeconds} s after rank 1 got SIG{signal}:\n{Text()}");
+            output.WriteLine($"job ended {clock.Elapsed.TotalSeconds:F2} s after SIG{signal}");
         }
         else if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
         {
