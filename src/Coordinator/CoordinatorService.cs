@@ -9,17 +9,17 @@ namespace Qwen3Tts.Coordinator;
 /// (<see cref="ProtocolVersionInterceptor"/>, <see cref="BearerTokenInterceptor"/>, <see cref="ErrorMappingInterceptor"/>).</summary>
 public sealed class CoordinatorService(CoordinatorState state) : V1.Coordinator.CoordinatorBase
 {
-    public override Task<RegisterReply> Register(RegisterRequest request, ServerCallContext context)
+    public override async Task<RegisterReply> Register(RegisterRequest request, ServerCallContext context)
     {
-        var (run, position) = state.Register(request.Rank, request.WorldSize, string.IsNullOrEmpty(request.Host) ? context.Peer : request.Host,
+        var (run, position) = await state.RegisterAsync(request.Rank, request.WorldSize, string.IsNullOrEmpty(request.Host) ? context.Peer : request.Host,
             request.Start is { } start ? FromProto(start) : null);
-        return Task.FromResult(new RegisterReply
+        return new RegisterReply
         {
             RunId = run.RunId,
             ProtocolVersion = ProtocolVersion.Current,
             Run = ToProto(run),
             Position = ToProto(position),
-        });
+        };
     }
 
     public override Task<HeartbeatReply> Heartbeat(HeartbeatRequest request, ServerCallContext context)
@@ -51,17 +51,17 @@ public sealed class CoordinatorService(CoordinatorState state) : V1.Coordinator.
         return Task.FromResult(reply);
     }
 
-    public override Task<ReportStepReply> ReportStep(ReportStepRequest request, ServerCallContext context)
+    public override async Task<ReportStepReply> ReportStep(ReportStepRequest request, ServerCallContext context)
     {
-        string? reason = state.ReportStep(request.Rank, request.Step, request.Metrics, request.Position is { } p ? FromProto(p) : null);
-        return Task.FromResult(new ReportStepReply { Stop = reason is not null, StopReason = reason ?? "", RankFailed = reason is not null && state.RankFailed });
+        string? reason = await state.ReportStepAsync(request.Rank, request.Step, request.Metrics, request.Position is { } p ? FromProto(p) : null);
+        return new ReportStepReply { Stop = reason is not null, StopReason = reason ?? "", RankFailed = reason is not null && state.RankFailed };
     }
 
-    public override Task<CommitCheckpointReply> CommitCheckpoint(CommitCheckpointRequest request, ServerCallContext context)
+    public override async Task<CommitCheckpointReply> CommitCheckpoint(CommitCheckpointRequest request, ServerCallContext context)
     {
         if (request.Position is null) throw new RpcException(new Status(StatusCode.InvalidArgument, "CommitCheckpoint needs the plan position the checkpoint resumes from"));
-        state.CommitCheckpoint(request.Step, request.Dir, FromProto(request.Position));
-        return Task.FromResult(new CommitCheckpointReply());
+        await state.CommitCheckpointAsync(request.Step, request.Dir, FromProto(request.Position));
+        return new CommitCheckpointReply();
     }
 
     public override Task<StopReply> Stop(StopRequest request, ServerCallContext context)

@@ -121,6 +121,11 @@ public sealed class CoordinatorState
     long leasesServed, heartbeatsReceived;                       // since start (not persisted)
     string? stopReason;
     bool rankFailed;
+    // Group commit: a change bumps `changes`; a call that must be durable waits until a flush has written a state at least
+    // that new. One flush covers every change made before it started, so concurrent ranks share one fsync.
+    readonly SemaphoreSlim flushLock = new(1, 1);
+    readonly List<string> pendingMetricLines = [];
+    long changes, durable;
 
     /// <summary>Raised outside the lock for events worth a log line: registrations, a dead rank, a stop, a checkpoint.</summary>
     public event Action<string>? Event;
@@ -150,7 +155,7 @@ public sealed class CoordinatorState
         // Ranks known before a restart get a full timeout from now to call again.
         long now = time.GetTimestamp();
         foreach (int rank in file.Registered) lastSeen[rank] = now;
-        if (!File.Exists(statePath)) Save();
+        if (!File.Exists(statePath)) Durable(Changed());
     }
 
     public string RunId => file.RunId;
@@ -167,6 +172,22 @@ public sealed class CoordinatorState
     /// there, back if need be, since batches after that checkpoint went into weights that were not kept. Null keeps the cursor.</param>
     public (RunIdentity Run, PlanPosition Position) Register(int rank, int worldSize, string host, PlanPosition? start = null)
     {
+        var (result, version) = RegisterCore(rank, worldSize, host, start);
+        Durable(version);
+        return result;
+    }
+
+    /// <summary><see cref="Register"/> for the service: the reply waits for the shared flush without blocking a thread.</summary>
+    public async Task<(RunIdentity Run, PlanPosition Position)> RegisterAsync(int rank, int worldSize, string host, PlanPosition? start)
+    {
+        var (result, version) = RegisterCore(rank, worldSize, host, start);
+        await DurableAsync(version).ConfigureAwait(false);
+        return result;
+    }
+
+    ((RunIdentity, PlanPosition), long) RegisterCore(int rank, int worldSize, string host, PlanPosition? start)
+    {
+        long version = 0;
         string? note = null;
         (RunIdentity, PlanPosition) result;
         lock (gate)
@@ -197,11 +218,11 @@ public sealed class CoordinatorState
                         note = (note is null ? "" : note + "; ") + $"rank {rank} starts again at {from} (it had reached {h}): the batches in between are trained again, their updates were not checkpointed";
                 }
             }
-            if (changed) Save();
+            if (changed) version = Changed();
             result = (IdentityLocked(), PositionLocked());
         }
         if (note is not null) Event?.Invoke(note);
-        return result;
+        return (result, version);
     }
 
     /// <summary>Records the rank's sign of life; the reason to stop when the run is stopping, else null.</summary>
@@ -291,6 +312,22 @@ public sealed class CoordinatorState
     /// and the position after it acknowledged. Returns the stop reason, or null.</summary>
     public string? ReportStep(int rank, long step, IReadOnlyDictionary<string, double> metrics, PlanPosition? position)
     {
+        var (reason, version) = ReportStepCore(rank, step, metrics, position);
+        Durable(version);
+        return reason;
+    }
+
+    /// <summary><see cref="ReportStep"/> for the service (see <see cref="RegisterAsync"/>).</summary>
+    public async Task<string?> ReportStepAsync(int rank, long step, IReadOnlyDictionary<string, double> metrics, PlanPosition? position)
+    {
+        var (reason, version) = ReportStepCore(rank, step, metrics, position);
+        await DurableAsync(version).ConfigureAwait(false);
+        return reason;
+    }
+
+    (string?, long) ReportStepCore(int rank, long step, IReadOnlyDictionary<string, double> metrics, PlanPosition? position)
+    {
+        long version = 0;
         string? reason = CheckLiveness();
         lock (gate)
         {
@@ -302,22 +339,34 @@ public sealed class CoordinatorState
             {
                 var plan = PlanLocked(p.Epoch);
                 if (p.NextBatch < 0 || p.NextBatch > plan.Count) throw Invalid($"rank {rank} reports position {p}, but epoch {p.Epoch} has {plan.Count} global batches");
-                changed |= Acknowledge(rank, p, save: false);
+                changed |= Acknowledge(rank, p);
             }
             if (!file.MetricsCursor.TryGetValue(rank, out long cursor) || step > cursor)
             {
-                // The metrics line first, then the cursor: after a crash between the two a line may repeat, never go missing.
-                var line = JsonSerializer.Serialize(new { rank, step, metrics });
-                File.AppendAllText(metricsPath, line + "\n");
+                // Written by the next flush, before the state holding the cursor (see Flush).
+                pendingMetricLines.Add(JsonSerializer.Serialize(new { rank, step, metrics }));
                 file.MetricsCursor[rank] = step;
                 changed = true;
             }
-            if (changed) Save();
+            if (changed) version = Changed();
         }
-        return reason;
+        return (reason, version);
     }
 
     public void CommitCheckpoint(long step, string dir, PlanPosition position)
+    {
+        Durable(CommitCheckpointCore(step, dir, position));
+        Event?.Invoke($"checkpoint committed: step {step} at {position} in {dir}");
+    }
+
+    /// <summary><see cref="CommitCheckpoint"/> for the service (see <see cref="RegisterAsync"/>).</summary>
+    public async Task CommitCheckpointAsync(long step, string dir, PlanPosition position)
+    {
+        await DurableAsync(CommitCheckpointCore(step, dir, position)).ConfigureAwait(false);
+        Event?.Invoke($"checkpoint committed: step {step} at {position} in {dir}");
+    }
+
+    long CommitCheckpointCore(long step, string dir, PlanPosition position)
     {
         lock (gate)
         {
@@ -327,9 +376,8 @@ public sealed class CoordinatorState
             if (position.NextBatch < 0 || position.NextBatch > plan.Count)
                 throw Invalid($"checkpoint position {position} is outside epoch {position.Epoch} ({plan.Count} global batches)");
             file.Checkpoints.Add(new CheckpointEntry { Step = step, Dir = dir, Epoch = position.Epoch, NextBatch = position.NextBatch, CommittedAt = time.GetUtcNow() });
-            Save();
+            return Changed();
         }
-        Event?.Invoke($"checkpoint committed: step {step} at {position} in {dir}");
     }
 
     /// <summary>The plan position every rank has reached: the first batch some rank has not finished.</summary>
@@ -386,11 +434,13 @@ public sealed class CoordinatorState
         return min;
     }
 
-    bool Acknowledge(int rank, PlanPosition position, bool save = true)
+    /// <summary>Moves the rank's cursor forward; the next flush writes it (a lease does not wait for that: after a crash
+    /// an older cursor only means the rank may ask from there again, never that a batch is handed out twice in a run).</summary>
+    bool Acknowledge(int rank, PlanPosition position)
     {
         if (file.Ranks.TryGetValue(rank, out var cursor) && cursor.ToPosition().CompareTo(position) >= 0) return false;
         file.Ranks[rank] = new Cursor { Epoch = position.Epoch, NextBatch = position.NextBatch };
-        if (save) Save();
+        Changed();
         return true;
     }
 
@@ -400,12 +450,50 @@ public sealed class CoordinatorState
             throw Precondition($"rank {rank} has not registered with this run ({file.Registered.Count} of {file.WorldSize?.ToString(CultureInfo.InvariantCulture) ?? "?"} ranks have); call Register first");
     }
 
-    /// <summary>Temp file, flushed to disk, renamed over the old one: a crash leaves the old state or the new, never half of one.</summary>
-    void Save()
+    /// <summary>Under the lock: the state changed; returns the version a durable call waits for.</summary>
+    long Changed() => ++changes;
+
+    void Durable(long version) => DurableAsync(version).GetAwaiter().GetResult();
+
+    /// <summary>Completes once a state at least as new as <paramref name="version"/> is on disk (0: at once).</summary>
+    async Task DurableAsync(long version)
     {
-        var position = PositionLocked();
-        file.Position = new Cursor { Epoch = position.Epoch, NextBatch = position.NextBatch };
-        AtomicFile.Write(statePath, stream => JsonSerializer.Serialize(stream, file, Json));
+        while (Volatile.Read(ref durable) < version)
+        {
+            await flushLock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                if (Volatile.Read(ref durable) < version) Flush();
+            }
+            finally { flushLock.Release(); }
+        }
+    }
+
+    /// <summary>Writes every change so far: first the pending metrics lines (appended, flushed to disk), then the state
+    /// (temp file, flushed, renamed over the old one). A crash leaves the old state or the new, never half of one, and a
+    /// metrics line may repeat after a crash between the two, never go missing. Called by one flusher at a time.</summary>
+    void Flush()
+    {
+        byte[] state;
+        string[] lines;
+        long upTo;
+        lock (gate)
+        {
+            var position = PositionLocked();
+            file.Position = new Cursor { Epoch = position.Epoch, NextBatch = position.NextBatch };
+            state = JsonSerializer.SerializeToUtf8Bytes(file, Json);
+            lines = [.. pendingMetricLines];
+            pendingMetricLines.Clear();
+            upTo = changes;
+        }
+        if (lines.Length > 0)
+        {
+            using var metrics = new FileStream(metricsPath, FileMode.Append, FileAccess.Write, FileShare.Read);
+            metrics.Write(System.Text.Encoding.UTF8.GetBytes(string.Concat(lines.Select(l => l + "\n"))));
+            metrics.Flush(flushToDisk: true);
+        }
+        AtomicFile.Write(statePath, stream => stream.Write(state));
+        Volatile.Write(ref durable, upTo);
     }
 
     static StateFile Load(string path, CoordinatorOptions options)
