@@ -50,6 +50,21 @@ public sealed class SpeechTokenizer : IDisposable
     /// <summary>An encoder with the module's own initial values (tests fill it themselves).</summary>
     public static SpeechTokenizer Create(SpeechTokenizerConfig config) => new(config, new EncoderRoot(config.Encoder, null), null);
 
+    /// <summary>An encoder with seeded random weights, drawn as <see cref="SpeechTokenizerLayout.WriteRandom"/> draws the
+    /// encoder.* tensors (same values for the same seed), without writing a file.</summary>
+    public static SpeechTokenizer CreateRandom(SpeechTokenizerConfig config, ulong seed)
+    {
+        var tokenizer = Create(config);
+        using var generator = new Generator(seed);
+        using var noGrad = no_grad();
+        foreach (var (name, value) in tokenizer.root.state_dict())
+        {
+            using var scope = NewDisposeScope();
+            value.copy_(SpeechTokenizerLayout.RandomTensor(name, value.shape, config, generator));
+        }
+        return tokenizer;
+    }
+
     /// <summary>The speech tokenizer folder for <paramref name="dir"/>: the folder itself when its config.json is a speech
     /// tokenizer's, else its speech_tokenizer/ subfolder (a model folder).</summary>
     public static string ResolveFolder(string dir)
