@@ -7,5 +7,6 @@ root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(DebugStepCommand.Create());
 root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(PreflightCommand.Create());
 root.Subcommands.Add(WandbSyncCommand.Create());
 return root.Parse(args).Invoke();
