@@ -43,7 +43,7 @@ public static class PreflightCommand
             if (parse.GetValue(model) is { } spec) thresholds = Preflight.ForModel(thresholds, spec, max);
             else if (max is double m) thresholds = thresholds with { MaxSeconds = m, MaxSecondsSource = "--max_seconds" };
             var report = Preflight.Run(parse.GetValue(data)!, thresholds, parse.GetValue(refAudio), parse.GetValue(split));
-            Console.WriteLine(parse.GetValue(json) ? report.ToJson() : report.ToText(parse.GetValue(all)));
+            parse.InvocationConfiguration.Output.WriteLine(parse.GetValue(json) ? report.ToJson() : report.ToText(parse.GetValue(all)));
             return report.ExitCode;
         }));
         return command;
