@@ -108,7 +108,7 @@ public static class ParquetTrainingData
         foreach (string file in files)
             if (Layout(file) == ParquetLayout.RawAudio)
                 throw new InvalidDataException($"{file}: a raw audio dataset (audio and text, no audio_codes column); " +
-                    "encode its audio to codec ids first (the prepare step reads it with ParquetTrainingData.ReadRaw)");
+                    "encode its audio to codec ids first (the prepare step reads it with RawSpeechData.Read; check it with qwen3tts preflight)");
         return ReadAll(files, skipBad, out skipped, (g, row) => PreparedRow(g, row, codebooks, codebookSize));
     }
 
