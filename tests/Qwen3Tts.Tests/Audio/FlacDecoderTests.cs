@@ -30,6 +30,8 @@ public class FlacDecoderTests(ITestOutputHelper output) : CleansTempDirs
         { "s16-6ch", "-r 22050 -c 6 -b 16|synth 0.5 sine 200 sine 300 sine 400 sine 500 sine 600 sine 700 vol 0.3", "flac", "-5" },
         { "s16-mono-11025", "-r 11025 -c 1 -b 16|synth 0.5 sine 440 vol 0.5", "flac", "-5" },   // rate coded in the frame header in Hz
         { "s16-37800", "-r 37800 -c 2 -b 16|synth 0.5 sine 440 sine 550 vol 0.5", "flac", "-5" }, // rate coded in tens of Hz
+        { "s16-block192", $"-r 44100 -c 2 -b 16|{Tones}", "flac", "-5 -b 192" },  // block size code 1; frame numbers past 127 take 2 bytes
+        { "s16-block200", $"-r 44100 -c 2 -b 16|{Tones}", "flac", "--lax -5 -b 200" }, // block size in 8 bits after the header
         { "s16-block1000-lpc32", $"-r 44100 -c 2 -b 16|{Tones}", "flac", "--lax -b 1000 -l 32 -r 8" }, // 16-bit block size, order 32
         { "ffmpeg-independent", $"-r 44100 -c 2 -b 16|{Tones}", "ffmpeg", "-ch_mode 0" },
         { "ffmpeg-left-side", $"-r 44100 -c 2 -b 16|{Tones}", "ffmpeg", "-ch_mode 1" },
