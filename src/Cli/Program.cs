@@ -10,4 +10,5 @@ root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(PreflightCommand.Create());
 root.Subcommands.Add(WandbSyncCommand.Create());
 root.Subcommands.Add(CodecCommand.Create());
+root.Subcommands.Add(PrepareCommand.Create());
 return root.Parse(args).Invoke();

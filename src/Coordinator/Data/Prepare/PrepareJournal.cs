@@ -35,7 +35,7 @@ public static class PrepareJournal
             var differences = identity.Where(kv => !JsonNode.DeepEquals(kv.Value, existing?[kv.Key]))
                 .Select(kv => $"{kv.Key}: {existing?[kv.Key]?.ToJsonString() ?? "null"} then, {kv.Value?.ToJsonString() ?? "null"} now").ToList();
             if (differences.Count > 0)
-                throw new InvalidOperationException($"{partialDir}: holds an unfinished prepare of another job ({string.Join("; ", differences)}); " +
+                throw new ArgumentException($"--output: {partialDir} holds an unfinished prepare of another job ({string.Join("; ", differences)}); " +
                     "rerun with the same input and model to finish it, or delete the folder to start over");
             return;
         }
