@@ -275,3 +275,39 @@ public sealed class PrepareTests : CleansTempDirs
         Assert.Equal(options, PrepareBeforeTraining.Apply(options, new SingleProcessCommunicator(), skip: true, refAudio: null, log));
     }
 }
+
+/// <summary><c>mpiexec.openmpi -n 2 qwen3tts-rank prepare</c>: the same bytes as one process. Skipped (noted in the
+/// output) without the launcher.</summary>
+[Trait("Category", "Mpi")]
+public sealed class MpiPrepareTests(Xunit.Abstractions.ITestOutputHelper output) : CleansTempDirs
+{
+    [Fact]
+    public async Task Two_mpi_ranks_write_the_same_bytes_as_one_process()
+    {
+        const string launcher = "/usr/bin/mpiexec.openmpi";
+        if (!File.Exists(launcher))
+        {
+            output.WriteLine($"SKIPPED: {launcher} is not installed (.ci/run installs openmpi-bin)");
+            return;
+        }
+        Assert.True(File.Exists(TestPaths.RankDll), $"qwen3tts-rank is not built: {TestPaths.RankDll}");
+        var f = new PrepareFixture("prepare-mpi");
+        DistributedPrepare.Run(new PrepareOptions(f.HfFolder, f.Out("one/a.parquet")), f.Model, new SingleProcessCommunicator(), TextWriter.Null);
+
+        var start = new System.Diagnostics.ProcessStartInfo(launcher) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])["--allow-run-as-root", "--oversubscribe", "-n", "2", "dotnet", TestPaths.RankDll, "prepare",
+                     "--input", f.HfFolder, "--output", f.Out("two/a.parquet"), "--model", f.Model])
+            start.ArgumentList.Add(a);
+        start.Environment[EnvVars.OmpiAllowRunAsRoot] = "1";
+        start.Environment[EnvVars.OmpiAllowRunAsRootConfirm] = "1";
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        await process.WaitForExitAsync(timeout.Token);
+        string log = await stdout + await stderr;
+        Assert.True(process.ExitCode == 0, $"mpiexec exited {process.ExitCode}:\n{log}");
+        Assert.Contains("2 rank(s)", log);
+        Assert.Equal(File.ReadAllBytes(f.Out("one/a.parquet")), File.ReadAllBytes(f.Out("two/a.parquet")));
+    }
+}
