@@ -109,6 +109,28 @@ public sealed class PrepareTests : CleansTempDirs
     }
 
     [Fact]
+    public void A_folder_of_clips_with_transcripts_prepares_to_both_formats()
+    {
+        var f = new PrepareFixture("prepare-folder");
+        var expected = ExpectedCodes(f);
+        foreach (var u in PrepareFixture.Utterances) File.WriteAllText(Path.ChangeExtension(f.Clip(u.Id), ".txt"), u.Text + "\n");
+        string folder = Path.Combine(f.Dir, "clips");
+        var order = PrepareFixture.Utterances.OrderBy(u => u.Id, StringComparer.Ordinal).ToList(); // by relative path
+        var log = new StringWriter();
+        foreach (string name in new[] { "a.jsonl", "a.parquet" })
+        {
+            Prepare(new PrepareOptions(folder, f.Out(name)), f.Model, log: log);
+            var records = TrainingData.Read(f.Out(name), false, out _);
+            Assert.Equal(order.Select(u => u.Text), records.Select(r => r.Text));
+            Assert.Equal(order.Select(u => $"../clips/{u.Id}.wav"), records.Select(r => r.Audio));
+            for (int i = 0; i < records.Count; i++) Assert.Equal(expected[order[i].Id], records[i].AudioCodes.ToArray());
+            // No speaker ids: one speaker, whose first clip is every record's reference.
+            Assert.All(records, r => Assert.Equal(f.Clip("spk1/utt0"), r.RefAudio));
+        }
+        Assert.Contains("(1 speaker(s)): (no speaker_id) -> ", log.ToString());
+    }
+
+    [Fact]
     public void Split_picks_the_validation_shard_and_max_samples_the_first_records()
     {
         var f = new PrepareFixture("prepare-split");
