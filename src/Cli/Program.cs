@@ -7,6 +7,7 @@ root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(DebugStepCommand.Create());
 root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(PreflightCommand.Create());
 root.Subcommands.Add(WandbSyncCommand.Create());
 root.Subcommands.Add(CodecCommand.Create());
 return root.Parse(args).Invoke();

@@ -108,13 +108,20 @@ public static class ParquetTrainingData
         foreach (string file in files)
             if (Layout(file) == ParquetLayout.RawAudio)
                 throw new InvalidDataException($"{file}: a raw audio dataset (audio and text, no audio_codes column); " +
-                    "encode its audio to codec ids first (the prepare step reads it with ParquetTrainingData.ReadRaw)");
+                    "encode its audio to codec ids first (the prepare step reads it with RawSpeechData.Read; check it with qwen3tts preflight)");
         return ReadAll(files, skipBad, out skipped, (g, row) => PreparedRow(g, row, codebooks, codebookSize));
     }
 
     /// <summary>Reads the rows of a raw audio dataset (audio and text), validated like <see cref="Read"/>.</summary>
     public static IReadOnlyList<RawAudioRecord> ReadRaw(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null) =>
         ReadAll(Files(path, split), skipBad, out skipped, RawRow);
+
+    /// <summary>Reads the rows of any speech dataset in Parquet, raw or prepared, as <see cref="RawSpeechRecord"/>s (what
+    /// <see cref="RawSpeechData"/> returns for Parquet): <c>audio</c> (audio struct or path) and <c>text</c> required,
+    /// <c>ref_audio</c>, <c>speaker_id</c>, <c>language</c>, <c>id</c> and <c>audio_codes</c> (kept unvalidated) optional,
+    /// every other string column in <see cref="RawSpeechRecord.Extra"/>. Relative paths are taken from the file's folder.</summary>
+    public static IReadOnlyList<RawSpeechRecord> ReadSpeech(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null) =>
+        ReadAll(Files(path, split), skipBad, out skipped, SpeechRow);
 
     static readonly string[] KnownStrings = ["text", "ref_text", "language", "speaker_id", "gender", "age_range"];
 
@@ -233,6 +240,29 @@ public static class ParquetTrainingData
             Extra: extra);
     }
 
+    static RawSpeechRecord SpeechRow(RowGroup g, int row)
+    {
+        string file = Path.GetFileName(g.File);
+        AudioSource? Source(string column)
+        {
+            var cell = g.Audio(column, row);
+            if (cell is null) return null;
+            if (cell.Bytes is { Length: > 0 } bytes)
+                return AudioSource.Inline(bytes, string.IsNullOrEmpty(cell.Path) ? $"{file}: row {g.First + row}: {column}" : $"{file}: row {g.First + row}: {cell.Path}");
+            if (string.IsNullOrEmpty(cell.Path)) throw g.Bad(row, column, "has neither bytes nor a path");
+            return AudioSource.FromFile(Path.GetFullPath(Path.IsPathRooted(cell.Path) ? cell.Path : Path.Combine(g.Folder, cell.Path)));
+        }
+        var audio = Source("audio") ?? throw g.Bad(row, "audio", "missing required field");
+        string text = g.RequiredString("text", row);
+        var extra = g.StringColumns.Where(c => !RawSpeechData.KnownFields.Contains(c)).ToDictionary(c => c, c => g.OptionalString(c, row));
+        return new RawSpeechRecord(g.File, g.First + row + 1, g.OptionalString("id", row) ?? $"{file}:row{g.First + row}", audio, text,
+            RefAudio: Source("ref_audio"),
+            SpeakerId: g.OptionalString("speaker_id", row),
+            Language: g.OptionalString("language", row),
+            Extra: extra,
+            AudioCodes: g.CodesIfAny(row));
+    }
+
     static Field? Top(ParquetSchema schema, string name) => schema.Fields.FirstOrDefault(f => f.Name == name);
 
     /// <summary>Runs the async Parquet.Net calls off any synchronization context, so blocking on them cannot deadlock.
@@ -339,6 +369,13 @@ public static class ParquetTrainingData
             Check("audio_codes", row);
             if (codes is null) throw Bad(row, "audio_codes", "missing required field (the file has no such column)");
             return codes[row];
+        }
+
+        /// <summary>The row's codes, or null when the file has no audio_codes column or the row's cell is null.</summary>
+        public long?[]?[]? CodesIfAny(int row)
+        {
+            Check("audio_codes", row);
+            return codes?[row];
         }
 
         public long?[]? TextIds(int row)

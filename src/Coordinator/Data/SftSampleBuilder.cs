@@ -32,13 +32,13 @@ public sealed class SftSampleBuilder
     public static SftSampleBuilder ForRecords(Qwen3TextTokenizer tokenizer, Func<TrainingRecord, float[]> loadMono24k, MelSpectrogram? mel = null) =>
         new(tokenizer, mel, loadMono24k);
 
-    /// <summary>The clip of a record as mono 24 kHz samples: its inline WAV bytes, else the file at RefAudio.</summary>
+    /// <summary>The clip of a record as mono 24 kHz samples: its inline WAV/FLAC/MP3 bytes, else the file at RefAudio.</summary>
     public static float[] LoadMono24k(TrainingRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
-        if (record.RefAudioBytes is null) return Resampler.LoadMono24k(record.RefAudio).Samples;
-        var clip = WavReader.Decode(record.RefAudioBytes, record.RefAudio);
-        return Resampler.Resample(clip.Samples, clip.SampleRate, Resampler.TargetRate);
+        return record.RefAudioBytes is null
+            ? AudioFile.LoadMono24k(record.RefAudio).Samples
+            : AudioFile.DecodeMono24k(record.RefAudioBytes, record.RefAudio).Samples;
     }
 
     /// <summary>Names a record's clip for caching: its path, or for inline bytes a hash of them (rows of one speaker

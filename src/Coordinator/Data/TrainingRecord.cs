@@ -12,7 +12,7 @@ namespace Qwen3Tts.Coordinator.Data;
 /// <param name="RefAudio">reference clip for the speaker embedding, resolved to a full path
 /// (relative paths are taken from the JSONL file's folder).</param>
 /// <param name="TextIds">pre-tokenized full chat ids; when present they replace tokenizing <paramref name="Text"/>.</param>
-/// <param name="RefAudioBytes">the reference clip's WAV file bytes, when the data carries them inline (a Parquet
+/// <param name="RefAudioBytes">the reference clip's encoded file bytes (WAV, FLAC or MP3), when the data carries them inline (a Parquet
 /// <c>ref_audio</c> given as the Hugging Face audio struct); <paramref name="RefAudio"/> then only names the clip.</param>
 public sealed record TrainingRecord(
     string Source,

@@ -22,13 +22,9 @@ public static class Resampler
 
     static readonly ConcurrentDictionary<(int From, int To), Bank> Banks = new();
 
-    /// <summary>Reads a WAV file, mixes it to mono and resamples it to 24 kHz. <see cref="AudioClip.Channels"/>
-    /// keeps the source file's channel count.</summary>
-    public static AudioClip LoadMono24k(string path)
-    {
-        var clip = WavReader.Read(path);
-        return clip with { Samples = Resample(clip.Samples, clip.SampleRate, TargetRate), SampleRate = TargetRate };
-    }
+    /// <summary>Reads a WAV, FLAC or MP3 file, mixes it to mono and resamples it to 24 kHz (<see cref="AudioFile.LoadMono24k"/>).
+    /// <see cref="AudioClip.Channels"/> keeps the source file's channel count.</summary>
+    public static AudioClip LoadMono24k(string path) => AudioFile.LoadMono24k(path);
 
     /// <summary>Resamples <paramref name="x"/> from <paramref name="from"/> Hz to <paramref name="to"/> Hz; the output
     /// has ceil(n * to / from) samples. The same rate returns a copy.</summary>

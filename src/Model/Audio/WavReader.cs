@@ -10,6 +10,39 @@ public sealed record AudioClip(float[] Samples, int SampleRate, int Channels, st
     public double DurationSeconds => SampleRate > 0 ? (double)Samples.Length / SampleRate : 0;
 }
 
+/// <summary>The container or codec an audio file was decoded from.</summary>
+public enum AudioFormat
+{
+    Wav,
+    Flac,
+    Mp3,
+}
+
+/// <summary>A decoded file before mixdown: one float array per channel (integer PCM scaled into [-1, 1) by 2^(bits - 1)),
+/// at the file's own sample rate. <see cref="BitsPerSample"/> is the stored depth (0 for MP3, which has none).</summary>
+public sealed record AudioChannels(float[][] Channels, int SampleRate, AudioFormat Format, int BitsPerSample, string Path)
+{
+    public int Length => Channels.Length == 0 ? 0 : Channels[0].Length;
+
+    public double DurationSeconds => SampleRate > 0 ? (double)Length / SampleRate : 0;
+
+    /// <summary>Mixes down by averaging the channels, as librosa's <c>load(mono=True)</c> does (sums in double).</summary>
+    public AudioClip ToMono()
+    {
+        int channels = Channels.Length, n = Length;
+        if (channels == 1) return new AudioClip(Channels[0], SampleRate, 1, Path);
+        var mono = new float[n];
+        double inv = 1.0 / channels;
+        for (int i = 0; i < n; i++)
+        {
+            double sum = 0;
+            for (int c = 0; c < channels; c++) sum += Channels[c][i];
+            mono[i] = (float)(sum * inv);
+        }
+        return new AudioClip(mono, SampleRate, channels, Path);
+    }
+}
+
 /// <summary>An audio file that cannot be decoded. The message names the file and what is wrong with it.</summary>
 public sealed class AudioException(string path, string problem, Exception? inner = null)
     : IOException($"{path}: {problem}", inner) // an unreadable file, as the reader's callers already treat it
@@ -43,7 +76,10 @@ public static class WavReader
     }
 
     /// <summary>Decodes a whole WAV file held in memory; <paramref name="path"/> only names it in errors and in the clip.</summary>
-    public static AudioClip Decode(ReadOnlySpan<byte> file, string path)
+    public static AudioClip Decode(ReadOnlySpan<byte> file, string path) => DecodeChannels(file, path).ToMono();
+
+    /// <summary>Decodes a whole WAV file held in memory into its channels, before mixdown.</summary>
+    public static AudioChannels DecodeChannels(ReadOnlySpan<byte> file, string path)
     {
         if (file.Length < 12)
             throw new AudioException(path, $"truncated header: {file.Length} bytes, a RIFF/WAVE header needs 12");
@@ -81,7 +117,7 @@ public static class WavReader
         if (dataOffset < 0)
             throw new AudioException(path, "no 'data' chunk");
         var f = format.Value;
-        return new AudioClip(MixToMono(file.Slice(dataOffset, dataLength), f), f.SampleRate, f.Channels, path);
+        return new AudioChannels(Deinterleave(file.Slice(dataOffset, dataLength), f), f.SampleRate, AudioFormat.Wav, f.BitsPerSample, path);
     }
 
     readonly record struct Format(bool IsFloat, int Channels, int SampleRate, int BitsPerSample)
@@ -123,20 +159,16 @@ public static class WavReader
         return new Format(isFloat, channels, (int)rate, bits);
     }
 
-    static float[] MixToMono(ReadOnlySpan<byte> data, Format f)
+    static float[][] Deinterleave(ReadOnlySpan<byte> data, Format f)
     {
         int frames = data.Length / f.FrameBytes; // a partial trailing frame is dropped
-        var mono = new float[frames];
         int bps = f.BytesPerSample, channels = f.Channels;
-        double inv = 1.0 / channels;
+        var result = new float[channels][];
+        for (int c = 0; c < channels; c++) result[c] = new float[frames];
         for (int i = 0, pos = 0; i < frames; i++)
-        {
-            double sum = 0;
             for (int c = 0; c < channels; c++, pos += bps)
-                sum += Sample(data.Slice(pos, bps), f);
-            mono[i] = (float)(channels == 1 ? sum : sum * inv);
-        }
-        return mono;
+                result[c][i] = (float)Sample(data.Slice(pos, bps), f);
+        return result;
     }
 
     static double Sample(ReadOnlySpan<byte> s, Format f) => (f.IsFloat, f.BitsPerSample) switch

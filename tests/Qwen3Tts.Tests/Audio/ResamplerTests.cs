@@ -70,6 +70,7 @@ public class ResamplerTests
 
     [Theory]
     [InlineData(48000, 15000)] // would alias to 9 kHz
+    [InlineData(48000, 20000)] // would alias to 4 kHz
     [InlineData(44100, 14000)] // would alias to 10 kHz
     [InlineData(32000, 12500)] // just above the target Nyquist: would alias to 11.5 kHz
     public void A_tone_above_the_target_nyquist_is_removed_not_aliased(int from, double hz)
