@@ -82,7 +82,7 @@ public sealed class DecoderTransformerLayer : nn.Module<Tensor, Tensor, Tensor, 
     readonly RmsNorm input_layernorm, post_attention_layernorm;
     readonly LayerScale self_attn_layer_scale, mlp_layer_scale;
 
-    public DecoderTransformerLayer(SpeechTokenizerDecoderConfig c, Device? device = null, ScalarType? dtype = null) : base(nameof(DecoderTransformerLayer))
+    public DecoderTransformerLayer(DecoderConfig c, Device? device = null, ScalarType? dtype = null) : base(nameof(DecoderTransformerLayer))
     {
         self_attn = new DecoderAttention(c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.AttentionBias, device, dtype);
         mlp = new Mlp(c.HiddenSize, c.IntermediateSize, device, dtype);
@@ -112,7 +112,7 @@ public sealed class DecoderTransformerModel : nn.Module<Tensor, Tensor>
     readonly float[] invFreq;
     readonly int slidingWindow;
 
-    public DecoderTransformerModel(SpeechTokenizerDecoderConfig c, Device? device = null, ScalarType? dtype = null) : base(nameof(DecoderTransformerModel))
+    public DecoderTransformerModel(DecoderConfig c, Device? device = null, ScalarType? dtype = null) : base(nameof(DecoderTransformerModel))
     {
         layers = new ModuleList<DecoderTransformerLayer>(Enumerable.Range(0, c.NumHiddenLayers)
             .Select(_ => new DecoderTransformerLayer(c, device, dtype)).ToArray());

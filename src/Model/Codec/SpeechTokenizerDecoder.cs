@@ -29,17 +29,13 @@ public sealed class SpeechTokenizerDecoder : nn.Module<Tensor, Tensor>
     readonly ModuleList<nn.Module<Tensor, Tensor>> decoder;
 
     /// <param name="device">Use <c>new Device("meta")</c> for the exact layout without allocating weights.</param>
-    public SpeechTokenizerDecoder(SpeechTokenizerDecoderConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(SpeechTokenizerDecoder))
+    public SpeechTokenizerDecoder(DecoderConfig config, Device? device = null, ScalarType? dtype = null) : base(nameof(SpeechTokenizerDecoder))
     {
         Config = config;
         var c = config;
-        if (c.CodebookDim % 2 != 0) throw new ArgumentException($"decoder_config.codebook_dim is {c.CodebookDim}; the codebooks are codebook_dim / 2 wide, so it must be even");
-        if (c.DecoderDim % (1 << c.UpsampleRates.Count) != 0)
-            throw new ArgumentException($"decoder_config.decoder_dim is {c.DecoderDim}; each of the {c.UpsampleRates.Count} decoder blocks halves it, so it must be divisible by {1 << c.UpsampleRates.Count}");
-        TotalUpsample = c.UpsampleRates.Concat(c.UpsamplingRatios).Aggregate(1, (a, r) => a * r);
 
         pre_transformer = new DecoderTransformerModel(c, device, dtype);
-        quantizer = new SplitResidualVectorQuantizer(c.CodebookDim / 2, c.CodebookDim, c.CodebookDim, c.NumQuantizers, c.CodebookSize, device, dtype);
+        quantizer = new SplitResidualVectorQuantizer(c.QuantizerDimension, c.CodebookDim, c.CodebookDim, c.NumQuantizers, c.CodebookSize, device, dtype);
         pre_conv = new CausalConvNet(c.CodebookDim, c.LatentDim, kernelSize: 3, device: device, dtype: dtype);
 
         upsample = new ModuleList<ModuleList<nn.Module<Tensor, Tensor>>>();
@@ -50,17 +46,16 @@ public sealed class SpeechTokenizerDecoder : nn.Module<Tensor, Tensor>
 
         decoder = new ModuleList<nn.Module<Tensor, Tensor>>(new CausalConvNet(c.LatentDim, c.DecoderDim, kernelSize: 7, device: device, dtype: dtype));
         for (int i = 0; i < c.UpsampleRates.Count; i++)
-            decoder.Add(new DecoderBlock(c.DecoderDim >> i, c.DecoderDim >> (i + 1), c.UpsampleRates[i], device, dtype));
-        long outputDim = c.DecoderDim >> c.UpsampleRates.Count;
-        decoder.Add(new SnakeBeta(outputDim, device, dtype));
-        decoder.Add(new CausalConvNet(outputDim, 1, kernelSize: 7, device: device, dtype: dtype));
+            decoder.Add(new DecoderBlock(c.BlockDim(i), c.BlockDim(i + 1), c.UpsampleRates[i], device, dtype));
+        decoder.Add(new SnakeBeta(c.OutputDim, device, dtype));
+        decoder.Add(new CausalConvNet(c.OutputDim, 1, kernelSize: 7, device: device, dtype: dtype));
         RegisterComponents();
     }
 
-    public SpeechTokenizerDecoderConfig Config { get; }
+    public DecoderConfig Config { get; }
 
     /// <summary>Output samples per code frame: the product of upsample_rates and upsampling_ratios.</summary>
-    public int TotalUpsample { get; }
+    public int TotalUpsample => Config.TotalUpsample;
 
     public SplitResidualVectorQuantizer Quantizer => quantizer;
     public DecoderTransformerModel PreTransformer => pre_transformer;
@@ -123,7 +118,7 @@ public sealed class SpeechTokenizerDecoder : nn.Module<Tensor, Tensor>
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first frame and codebook whose code the decoder
     /// cannot take.</summary>
-    public static void CheckCodes(long[,] codes, SpeechTokenizerDecoderConfig config)
+    public static void CheckCodes(long[,] codes, DecoderConfig config)
     {
         int frames = codes.GetLength(0), width = codes.GetLength(1);
         if (frames == 0) throw new ArgumentException("codes have no frames; a clip needs at least one frame");

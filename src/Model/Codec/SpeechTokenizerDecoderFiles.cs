@@ -15,28 +15,15 @@ public sealed record LoadedSpeechTokenizerDecoder(SpeechTokenizerDecoder Decoder
 public static class SpeechTokenizerDecoderFiles
 {
     public const string Prefix = "decoder.";
-    public const string SpeechTokenizerFolder = "speech_tokenizer";
 
     /// <summary>The speech tokenizer folder: <paramref name="dir"/>/speech_tokenizer when it has a config.json
     /// (a model folder), else <paramref name="dir"/> itself.</summary>
     public static string ResolveDirectory(string dir)
     {
-        string nested = Path.Combine(dir, SpeechTokenizerFolder);
+        string nested = Path.Combine(dir, SpeechTokenizerConfig.FolderName);
         if (File.Exists(Path.Combine(nested, ModelDirectory.ConfigFile))) return nested;
         if (File.Exists(Path.Combine(dir, ModelDirectory.ConfigFile))) return dir;
-        throw new ConfigException($"{dir}: neither a speech tokenizer folder (config.json) nor a model folder holding {SpeechTokenizerFolder}/config.json");
-    }
-
-    /// <summary>Reads decoder_config and output_sample_rate from a speech tokenizer config.json.</summary>
-    public static (SpeechTokenizerDecoderConfig Config, int OutputSampleRate) ReadConfig(string configPath)
-    {
-        var json = Qwen3TtsConfig.ReadJson(configPath);
-        var f = new JsonFields(json, "", configPath);
-        if (!f.Has("decoder_config"))
-            throw new ConfigException($"{configPath}: no 'decoder_config'; this is not a speech tokenizer config (speech_tokenizer/config.json)");
-        int rate = f.IntOr("output_sample_rate", 24000);
-        if (rate <= 0) throw f.Invalid("output_sample_rate", $"is {rate}; it must be positive");
-        return (SpeechTokenizerDecoderConfig.Parse(f.Child("decoder_config")), rate);
+        throw new ConfigException($"{dir}: neither a speech tokenizer folder (config.json) nor a model folder holding {SpeechTokenizerConfig.FolderName}/config.json");
     }
 
     /// <summary>Builds the decoder from <paramref name="dir"/>'s config.json and copies in its <c>decoder.*</c> weights.
@@ -44,9 +31,13 @@ public static class SpeechTokenizerDecoderFiles
     public static LoadedSpeechTokenizerDecoder Load(string dir, Device? device = null, ScalarType? dtype = null)
     {
         string folder = ResolveDirectory(dir);
-        var (config, rate) = ReadConfig(Path.Combine(folder, ModelDirectory.ConfigFile));
+        string configPath = Path.Combine(folder, ModelDirectory.ConfigFile);
+        var json = Qwen3TtsConfig.ReadJson(configPath);
+        if (!json.ContainsKey("decoder_config"))
+            throw new ConfigException($"{configPath}: no 'decoder_config'; not a speech tokenizer config (speech_tokenizer/config.json)");
+        var config = SpeechTokenizerConfig.Parse(json, configPath);
         if (!ModelDirectory.HasWeights(folder)) throw new CheckpointException($"{folder}: no model.safetensors or model.safetensors.index.json");
-        var decoder = new SpeechTokenizerDecoder(config, device, dtype);
+        var decoder = new SpeechTokenizerDecoder(config.Decoder, device, dtype);
         var holder = new DecoderHolder(decoder);
         var report = CheckpointLoader.Load(holder, folder, strict: false);
         var foreign = report.Unexpected.Where(k => !k.StartsWith("encoder.", StringComparison.Ordinal)).ToList();
@@ -54,7 +45,7 @@ public static class SpeechTokenizerDecoderFiles
             throw new CheckpointException($"{folder}: the decoder's tensors do not match config.json's decoder_config"
                 + new LoadReport(report.Loaded, report.Missing, foreign, report.Mismatched).Describe());
         decoder.eval();
-        return new LoadedSpeechTokenizerDecoder(decoder, rate, folder);
+        return new LoadedSpeechTokenizerDecoder(decoder, config.OutputSampleRate, folder);
     }
 
     /// <summary>The decoder's tensors under their checkpoint names (<c>decoder.</c> + state-dict name).</summary>

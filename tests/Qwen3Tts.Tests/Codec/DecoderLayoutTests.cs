@@ -12,8 +12,8 @@ public class DecoderLayoutTests
     public static IEnumerable<object[]> Checkpoints() =>
         Directory.GetDirectories(ConfigTests.ReferenceDir, "Qwen3-TTS-*").Select(d => new object[] { Path.GetFileName(d) });
 
-    static SpeechTokenizerDecoderConfig Released(string checkpoint) =>
-        SpeechTokenizerDecoderConfig.Load(Path.Combine(ConfigTests.ReferenceDir, checkpoint, "speech_tokenizer", "config.json"));
+    static DecoderConfig Released(string checkpoint) =>
+        SpeechTokenizerConfig.Load(Path.Combine(ConfigTests.ReferenceDir, checkpoint, "speech_tokenizer", "config.json")).Decoder;
 
     [Theory]
     [MemberData(nameof(Checkpoints))]
@@ -81,7 +81,7 @@ public class DecoderLayoutTests
     }
 
     /// <summary>Parameter count from the architecture description alone.</summary>
-    public static long ExpectedCount(SpeechTokenizerDecoderConfig c)
+    public static long ExpectedCount(DecoderConfig c)
     {
         long cd = c.CodebookDim, d = cd / 2, bins = c.CodebookSize, lat = c.LatentDim, h = c.HiddenSize;
         long quantizer = 2 * (cd * d + d * cd) + c.NumQuantizers * (bins + bins * d);

@@ -33,12 +33,25 @@ static class DecoderTestModels
         return tiny;
     }
 
-    public static SpeechTokenizerDecoderConfig Tiny(int window = 4, int layers = 2, int codebookSize = 64) =>
-        SpeechTokenizerDecoderConfig.Parse(TinyDecoderJson(window, layers, codebookSize), "tiny decoder_config");
+    public static DecoderConfig Tiny(int window = 4, int layers = 2, int codebookSize = 64) =>
+        Parse(TinyDecoderJson(window, layers, codebookSize));
+
+    /// <summary>A decoder_config, read as part of the released speech tokenizer config (whose encoder is given the
+    /// same codebook size, as the config's validation asks).</summary>
+    public static DecoderConfig Parse(JsonObject decoderConfig) => SpeechTokenizerConfig.Parse(WithDecoder(decoderConfig), "test speech tokenizer config").Decoder;
+
+    /// <summary>The released speech_tokenizer/config.json with <paramref name="decoderConfig"/> in place of its decoder_config.</summary>
+    public static JsonObject WithDecoder(JsonObject decoderConfig)
+    {
+        var json = ReleasedSpeechTokenizerJson();
+        json["decoder_config"] = decoderConfig.DeepClone();
+        json["encoder_config"]!["codebook_size"] = decoderConfig["codebook_size"]!.DeepClone();
+        return json;
+    }
 
     /// <summary>A tiny decoder with weights large enough that every stage shapes the output (the init-model init
     /// keeps layer scales at 0.01 and ConvNeXt gammas at 1e-6, which would hide the transformer and upsampler).</summary>
-    public static SpeechTokenizerDecoder Build(SpeechTokenizerDecoderConfig config, ulong seed = 1)
+    public static SpeechTokenizerDecoder Build(DecoderConfig config, ulong seed = 1)
     {
         var decoder = new SpeechTokenizerDecoder(config);
         Randomize(decoder, seed);

@@ -25,7 +25,7 @@ public class DecoderTransformerTests
             for (int j = 0; j < 5; j++) Assert.Equal(expected[i, j], mask[i, j].item<bool>());
     }
 
-    static SpeechTokenizerDecoderConfig Config(int window)
+    static DecoderConfig Config(int window)
     {
         JsonObject d = DecoderTestModels.TinyDecoderJson(window: window, layers: 2);
         d["hidden_size"] = 6;
@@ -34,7 +34,7 @@ public class DecoderTransformerTests
         d["num_attention_heads"] = 2;
         d["num_key_value_heads"] = 1;
         d["head_dim"] = 4;
-        return SpeechTokenizerDecoderConfig.Parse(d, "test");
+        return DecoderTestModels.Parse(d);
     }
 
     [Theory]
@@ -77,7 +77,7 @@ public class DecoderTransformerTests
         Assert.False(a[.., 3..].allclose(b[.., 3..], rtol: 1e-3, atol: 1e-4));
     }
 
-    static double[][] Layer(SpeechTokenizerDecoderConfig c, Dictionary<string, double[]> p, string pre, double[][] x)
+    static double[][] Layer(DecoderConfig c, Dictionary<string, double[]> p, string pre, double[][] x)
     {
         int T = x.Length, H = c.NumAttentionHeads, KV = c.NumKeyValueHeads, D = c.HeadDim, W = c.SlidingWindow;
         var normed = x.Select(v => RmsNorm(v, p[pre + "input_layernorm.weight"], c.RmsNormEps)).ToArray();
