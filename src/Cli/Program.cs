@@ -8,5 +8,5 @@ root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(DebugStepCommand.Create());
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(WandbSyncCommand.Create());
-root.Subcommands.Add(new Command("codec", "The 12 Hz speech tokenizer") { CodecDecodeCommand.Create() });
+root.Subcommands.Add(CodecCommand.Create());
 return root.Parse(args).Invoke();

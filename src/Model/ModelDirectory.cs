@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Qwen3Tts.Model.Checkpoint;
+using Qwen3Tts.Model.Codec;
 using Qwen3Tts.Model.Config;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -59,7 +60,23 @@ public static class ModelDirectory
             if (local is not null && File.Exists(local) && Path.GetFullPath(local) != Path.GetFullPath(target)) File.Copy(local, target, overwrite: true);
             else if (local is null || !File.Exists(local)) WriteEmbedded(file, reference, target);
         }
+        WriteRandomSpeechTokenizer(outDir, configSpec, config, companionDir, seed, reference);
         return config;
+    }
+
+    /// <summary>speech_tokenizer/ beside the model, as released: the preset's (tiny widths for the tiny model), or the
+    /// config path's own speech_tokenizer/config.json when its folder has one. Always fp32, as released.</summary>
+    static void WriteRandomSpeechTokenizer(string outDir, string configSpec, Qwen3TtsConfig config, string? companionDir, ulong seed, string reference)
+    {
+        string? local = companionDir is null ? null : Path.Combine(companionDir, SpeechTokenizerConfig.FolderName, ConfigFile);
+        string target = Path.Combine(outDir, SpeechTokenizerConfig.FolderName);
+        if (local is not null && File.Exists(local))
+            SpeechTokenizerLayout.WriteRandom(target, Qwen3TtsConfig.ReadJson(local), local, seed, reference); // read before anything is written
+        else
+        {
+            string preset = Presets.Names.Contains(configSpec) ? configSpec : config.TtsModelSize == "tiny" ? "tiny" : "1.7b";
+            SpeechTokenizerLayout.WriteRandom(target, SpeechTokenizerConfig.ConfigJson(preset), $"speech tokenizer preset '{preset}'", seed, reference);
+        }
     }
 
     static void WriteEmbedded(string file, string reference, string target)

@@ -65,7 +65,7 @@ public static class CodecDecodeCommand
         }
         try
         {
-            string folder = SpeechTokenizerDecoderFiles.ResolveDirectory(modelDir);
+            string folder = SpeechTokenizer.ResolveFolder(modelDir);
             var config = SpeechTokenizerConfig.Load(Path.Combine(folder, Qwen3Tts.Model.ModelDirectory.ConfigFile));
             var clips = ReadCodes(codesPath, config.Decoder.NumQuantizers, config.Decoder.CodebookSize);
             var loaded = SpeechTokenizerDecoderFiles.Load(folder);

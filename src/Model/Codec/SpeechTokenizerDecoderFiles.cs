@@ -1,7 +1,6 @@
 using Qwen3Tts.Model.Checkpoint;
 using Qwen3Tts.Model.Config;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Qwen3Tts.Model.Codec;
@@ -14,23 +13,14 @@ public sealed record LoadedSpeechTokenizerDecoder(SpeechTokenizerDecoder Decoder
 /// (<c>encoder.*</c>) are left alone.</summary>
 public static class SpeechTokenizerDecoderFiles
 {
-    public const string Prefix = "decoder.";
+    public const string Prefix = SpeechTokenizerLayout.DecoderPrefix;
 
-    /// <summary>The speech tokenizer folder: <paramref name="dir"/>/speech_tokenizer when it has a config.json
-    /// (a model folder), else <paramref name="dir"/> itself.</summary>
-    public static string ResolveDirectory(string dir)
-    {
-        string nested = Path.Combine(dir, SpeechTokenizerConfig.FolderName);
-        if (File.Exists(Path.Combine(nested, ModelDirectory.ConfigFile))) return nested;
-        if (File.Exists(Path.Combine(dir, ModelDirectory.ConfigFile))) return dir;
-        throw new ConfigException($"{dir}: neither a speech tokenizer folder (config.json) nor a model folder holding {SpeechTokenizerConfig.FolderName}/config.json");
-    }
-
-    /// <summary>Builds the decoder from <paramref name="dir"/>'s config.json and copies in its <c>decoder.*</c> weights.
-    /// Every decoder tensor must be present with its shape; the encoder's tensors are ignored.</summary>
+    /// <summary>Builds the decoder from the config.json of <paramref name="dir"/> (a speech tokenizer folder, or a model
+    /// folder holding speech_tokenizer/) and copies in its <c>decoder.*</c> weights. Every decoder tensor must be
+    /// present with its shape; the encoder's tensors are ignored.</summary>
     public static LoadedSpeechTokenizerDecoder Load(string dir, Device? device = null, ScalarType? dtype = null)
     {
-        string folder = ResolveDirectory(dir);
+        string folder = SpeechTokenizer.ResolveFolder(dir);
         string configPath = Path.Combine(folder, ModelDirectory.ConfigFile);
         var json = Qwen3TtsConfig.ReadJson(configPath);
         if (!json.ContainsKey("decoder_config"))
@@ -51,39 +41,6 @@ public static class SpeechTokenizerDecoderFiles
     /// <summary>The decoder's tensors under their checkpoint names (<c>decoder.</c> + state-dict name).</summary>
     public static IEnumerable<(string Name, Tensor Tensor)> NamedTensors(SpeechTokenizerDecoder decoder) =>
         decoder.state_dict().Select(kv => (Prefix + kv.Key, kv.Value));
-
-    /// <summary>Seeded random weights for a fresh decoder (init-model, tests). As transformers' default init:
-    /// Linear, Conv1d and ConvTranspose1d weights ~ N(0, std), biases zero; norms, SnakeBeta, layer scales and
-    /// ConvNeXt gammas keep their constructed values. Codebook sums are drawn ~ N(0, 1) (usage one), not left at the
-    /// reference's zeros, so that different codes decode to different audio.</summary>
-    public static void InitializeRandom(SpeechTokenizerDecoder decoder, ulong seed, double std = 0.02)
-    {
-        using var generator = new Generator(seed);
-        using var noGrad = no_grad();
-        foreach (var (_, module) in decoder.named_modules())
-        {
-            switch (module)
-            {
-                case Linear linear:
-                    linear.weight!.normal_(0, std, generator);
-                    linear.bias?.zero_();
-                    break;
-                case Conv1d conv:
-                    conv.weight!.normal_(0, std, generator);
-                    conv.bias?.zero_();
-                    break;
-                case ConvTranspose1d conv:
-                    conv.weight!.normal_(0, std, generator);
-                    conv.bias?.zero_();
-                    break;
-                case EuclideanCodebook codebook:
-                    foreach (var (name, p) in codebook.named_parameters())
-                        if (name == "embedding_sum") p.normal_(0, 1, generator);
-                        else p.fill_(1.0);
-                    break;
-            }
-        }
-    }
 
     /// <summary>Puts the decoder's names under <c>decoder.</c>, as in the speech tokenizer checkpoint.</summary>
     sealed class DecoderHolder : nn.Module

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Qwen3Tts.Cli.Commands;
+using Qwen3Tts.Model;
 using Qwen3Tts.Model.Audio;
 using static Qwen3Tts.Tests.Codec.DecoderTestModels;
 
@@ -13,7 +14,7 @@ public class DecoderCliTests : CleansTempDirs
 
     static (int Exit, string Out, string Err) Invoke(params string[] args)
     {
-        var root = new RootCommand("test") { new Command("codec") { CodecDecodeCommand.Create() } };
+        var root = new RootCommand("test") { CodecCommand.Create() };
         var output = new StringWriter();
         var error = new StringWriter();
         int exit = root.Parse(["codec", "decode", .. args]).Invoke(new InvocationConfiguration { Output = output, Error = error });
@@ -85,6 +86,21 @@ public class DecoderCliTests : CleansTempDirs
         Assert.Equal(2, exit);
         Assert.StartsWith("error: " + Path.Combine(work, expected), stderr);
         Assert.False(Directory.Exists(outDir)); // checked before anything is decoded
+    }
+
+    [Fact]
+    public void Decodes_with_the_speech_tokenizer_init_model_writes()
+    {
+        // init-model's tiny preset: the real codebook count and size (16 × 2048), random weights in the released layout.
+        string model = Path.Combine(work, "tiny");
+        ModelDirectory.CreateRandom(model, "tiny", seed: 28, TorchSharp.torch.ScalarType.Float32);
+        string codes = Write("codes.jsonl", Frames(RandomCodes(4, 16, 2048, seed: 29)));
+        var (exit, stdout, stderr) = Invoke("--model", model, "--codes", codes, "--out-dir", Path.Combine(work, "w"));
+        Assert.Equal("", stderr);
+        Assert.Equal(0, exit);
+        var wav = WavReader.Read(Path.Combine(work, "w", "00001.wav"));
+        Assert.Equal(4 * 1920, wav.Samples.Length);
+        Assert.Contains("4 frames, 7680 samples (0.32 s)", stdout);
     }
 
     [Fact]

@@ -73,6 +73,23 @@ public class DecoderLayoutTests
         Assert.Equal(1920, decoder.TotalUpsample);
     }
 
+    /// <summary>The module's listing equals the name/shape list codec-enc derived from the reference module tree
+    /// (SpeechTokenizerLayout, written before this module existed), name for name with the same shapes. Order aside:
+    /// like PyTorch's state_dict, a module lists its own parameters before its children's (a ConvNeXt block's gamma
+    /// comes before dwconv), where the list puts gamma last; safetensors files sort names anyway.</summary>
+    [Theory]
+    [InlineData("tiny")]
+    [InlineData("1.7b")]
+    public void Module_layout_equals_the_independently_derived_list(string preset)
+    {
+        var config = SpeechTokenizerConfig.Preset(preset).Decoder;
+        using var decoder = new SpeechTokenizerDecoder(config, new Device("meta"));
+        var module = decoder.Layout("decoder.").OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
+        var derived = SpeechTokenizerLayout.DecoderTensors(config).OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
+        Assert.Equal(derived.Select(e => e.Name), module.Select(e => e.Name));
+        Assert.Equal(derived.Select(e => string.Join("x", e.Shape)), module.Select(e => string.Join("x", e.Shape)));
+    }
+
     [Fact]
     public void Released_total_is_114_323_137()
     {

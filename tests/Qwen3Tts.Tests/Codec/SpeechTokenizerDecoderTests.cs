@@ -190,17 +190,4 @@ public class SpeechTokenizerDecoderTests(ITestOutputHelper output) : CleansTempD
         Assert.Contains("decoder.pre_conv.conv.bias", e.Message);
         Assert.Contains("decoder.decoder.5.alpha", e.Message);
     }
-
-    [Fact]
-    public void Seeded_random_init_is_reproducible_and_codes_matter()
-    {
-        using var a = new SpeechTokenizerDecoder(Tiny());
-        using var b = new SpeechTokenizerDecoder(Tiny());
-        SpeechTokenizerDecoderFiles.InitializeRandom(a, seed: 14);
-        SpeechTokenizerDecoderFiles.InitializeRandom(b, seed: 14);
-        foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
-            Assert.True(pa.equal(pb).all().item<bool>(), name);
-        var embedding = a.Quantizer.RvqFirst.Vq[0].Codebook.Embedding();
-        Assert.False(embedding[0].allclose(embedding[1]));
-    }
 }
