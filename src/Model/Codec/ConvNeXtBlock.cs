@@ -9,14 +9,14 @@ namespace Qwen3Tts.Model.Codec;
 /// gamma starts at 1e-6 so a fresh block is nearly the identity.</summary>
 public sealed class ConvNeXtBlock : nn.Module<Tensor, Tensor>
 {
-    readonly CausalConvNet dwconv;
+    readonly MimiConv1d dwconv;
     readonly LayerNorm norm;
     readonly Linear pwconv1, pwconv2;
     readonly Parameter gamma;
 
     public ConvNeXtBlock(long dim, Device? device = null, ScalarType? dtype = null) : base(nameof(ConvNeXtBlock))
     {
-        dwconv = new CausalConvNet(dim, dim, kernelSize: 7, groups: dim, device: device, dtype: dtype);
+        dwconv = new MimiConv1d(dim, dim, kernelSize: 7, groups: dim, device: device, dtype: dtype);
         norm = nn.LayerNorm(dim, eps: 1e-6, device: device, dtype: dtype);
         pwconv1 = nn.Linear(dim, 4 * dim, device: device, dtype: dtype);
         pwconv2 = nn.Linear(4 * dim, dim, device: device, dtype: dtype);

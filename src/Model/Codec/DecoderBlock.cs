@@ -8,14 +8,14 @@ namespace Qwen3Tts.Model.Codec;
 public sealed class DecoderResidualUnit : nn.Module<Tensor, Tensor>
 {
     readonly SnakeBeta act1, act2;
-    readonly CausalConvNet conv1, conv2;
+    readonly MimiConv1d conv1, conv2;
 
     public DecoderResidualUnit(long dim, long dilation, Device? device = null, ScalarType? dtype = null) : base(nameof(DecoderResidualUnit))
     {
         act1 = new SnakeBeta(dim, device, dtype);
-        conv1 = new CausalConvNet(dim, dim, kernelSize: 7, dilation: dilation, device: device, dtype: dtype);
+        conv1 = new MimiConv1d(dim, dim, kernelSize: 7, dilation: dilation, device: device, dtype: dtype);
         act2 = new SnakeBeta(dim, device, dtype);
-        conv2 = new CausalConvNet(dim, dim, kernelSize: 1, device: device, dtype: dtype);
+        conv2 = new MimiConv1d(dim, dim, kernelSize: 1, device: device, dtype: dtype);
         RegisterComponents();
     }
 

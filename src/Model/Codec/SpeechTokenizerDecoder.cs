@@ -24,7 +24,7 @@ public sealed class SpeechTokenizerDecoder : nn.Module<Tensor, Tensor>
 
     readonly DecoderTransformerModel pre_transformer;
     readonly SplitResidualVectorQuantizer quantizer;
-    readonly CausalConvNet pre_conv;
+    readonly MimiConv1d pre_conv;
     readonly ModuleList<ModuleList<nn.Module<Tensor, Tensor>>> upsample;
     readonly ModuleList<nn.Module<Tensor, Tensor>> decoder;
 
@@ -36,7 +36,7 @@ public sealed class SpeechTokenizerDecoder : nn.Module<Tensor, Tensor>
 
         pre_transformer = new DecoderTransformerModel(c, device, dtype);
         quantizer = new SplitResidualVectorQuantizer(c.QuantizerDimension, c.CodebookDim, c.CodebookDim, c.NumQuantizers, c.CodebookSize, device, dtype);
-        pre_conv = new CausalConvNet(c.CodebookDim, c.LatentDim, kernelSize: 3, device: device, dtype: dtype);
+        pre_conv = new MimiConv1d(c.CodebookDim, c.LatentDim, kernelSize: 3, device: device, dtype: dtype);
 
         upsample = new ModuleList<ModuleList<nn.Module<Tensor, Tensor>>>();
         foreach (int factor in c.UpsamplingRatios)
@@ -44,11 +44,11 @@ public sealed class SpeechTokenizerDecoder : nn.Module<Tensor, Tensor>
                 new CausalTransConvNet(c.LatentDim, c.LatentDim, factor, factor, device, dtype),
                 new ConvNeXtBlock(c.LatentDim, device, dtype)));
 
-        decoder = new ModuleList<nn.Module<Tensor, Tensor>>(new CausalConvNet(c.LatentDim, c.DecoderDim, kernelSize: 7, device: device, dtype: dtype));
+        decoder = new ModuleList<nn.Module<Tensor, Tensor>>(new MimiConv1d(c.LatentDim, c.DecoderDim, kernelSize: 7, device: device, dtype: dtype));
         for (int i = 0; i < c.UpsampleRates.Count; i++)
             decoder.Add(new DecoderBlock(c.BlockDim(i), c.BlockDim(i + 1), c.UpsampleRates[i], device, dtype));
         decoder.Add(new SnakeBeta(c.OutputDim, device, dtype));
-        decoder.Add(new CausalConvNet(c.OutputDim, 1, kernelSize: 7, device: device, dtype: dtype));
+        decoder.Add(new MimiConv1d(c.OutputDim, 1, kernelSize: 7, device: device, dtype: dtype));
         RegisterComponents();
     }
 

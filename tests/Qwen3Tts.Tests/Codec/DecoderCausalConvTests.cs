@@ -4,13 +4,14 @@ using static TorchSharp.torch;
 
 namespace Qwen3Tts.Tests.Codec;
 
-/// <summary>The decoder's causal conv and causal transposed conv: lengths, left padding, trimming, by hand.</summary>
+/// <summary>The decoder's causal conv (<see cref="MimiConv1d"/> with zero padding, shared with the encoder) and causal
+/// transposed conv: lengths, left padding, trimming, depthwise groups, by hand.</summary>
 public class DecoderCausalConvTests
 {
     [Fact]
     public void Causal_conv_pads_the_past_with_zeros()
     {
-        using var conv = new CausalConvNet(1, 1, kernelSize: 3);
+        using var conv = new MimiConv1d(1, 1, kernelSize: 3);
         Set(conv, "conv.weight", 1, 2, 3); // y[t] = 1·x[t−2] + 2·x[t−1] + 3·x[t] + 0.5
         Set(conv, "conv.bias", 0.5f);
         var y = Row(conv.forward(Signal([1, 2, 3, 4])), 0);
@@ -20,11 +21,22 @@ public class DecoderCausalConvTests
     [Fact]
     public void Dilated_causal_conv_reaches_back_dilation_times_kernel_minus_one()
     {
-        using var conv = new CausalConvNet(1, 1, kernelSize: 2, dilation: 3);
+        using var conv = new MimiConv1d(1, 1, kernelSize: 2, dilation: 3);
         Set(conv, "conv.weight", 10, 1); // y[t] = 10·x[t−3] + x[t]
         Set(conv, "conv.bias", 0);
         var y = Row(conv.forward(Signal([1, 2, 3, 4, 5])), 0);
         Assert.Equal([1f, 2, 3, 14, 25], y);
+    }
+
+    [Fact]
+    public void Depthwise_causal_conv_keeps_channels_apart()
+    {
+        using var conv = new MimiConv1d(2, 2, kernelSize: 2, groups: 2); // the ConvNeXt dwconv's form
+        Set(conv, "conv.weight", 1, 1, 0, 2); // channel 0: x[t−1] + x[t]; channel 1: 2·x[t]
+        Set(conv, "conv.bias", 0, 0);
+        var y = conv.forward(Signal([1, 2, 3], [10, 20, 30]));
+        Assert.Equal([1f, 3, 5], Row(y, 0));
+        Assert.Equal([20f, 40, 60], Row(y, 1));
     }
 
     [Theory]
@@ -35,14 +47,14 @@ public class DecoderCausalConvTests
     [InlineData(4, 1, 2, 10, 5)]
     public void Causal_conv_output_length(int kernel, int dilation, int stride, int length, int expected)
     {
-        using var conv = new CausalConvNet(2, 3, kernel, dilation: dilation, stride: stride);
+        using var conv = new MimiConv1d(2, 3, kernel, dilation: dilation, stride: stride);
         Assert.Equal(new long[] { 1, 3, expected }, conv.forward(randn(1, 2, length)).shape);
     }
 
     [Fact]
     public void Causal_conv_output_never_depends_on_later_input()
     {
-        using var conv = new CausalConvNet(3, 2, kernelSize: 7, dilation: 3);
+        using var conv = new MimiConv1d(3, 2, kernelSize: 7, dilation: 3);
         var x = randn(1, 3, 40);
         var changed = x.clone();
         changed[.., .., 25..] = randn(1, 3, 15);
