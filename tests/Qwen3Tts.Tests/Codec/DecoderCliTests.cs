@@ -10,7 +10,10 @@ namespace Qwen3Tts.Tests.Codec;
 /// the CLI does; the WAVs are read back and compared with the decoder's own output.</summary>
 public class DecoderCliTests : CleansTempDirs
 {
-    readonly string work = TestPaths.NewTempDir("codec-decode");
+    readonly string work;
+
+    // In the constructor body, not a field initializer: those run before the base class notes which folders exist.
+    public DecoderCliTests() => work = TestPaths.NewTempDir("codec-decode");
 
     static (int Exit, string Out, string Err) Invoke(params string[] args)
     {
