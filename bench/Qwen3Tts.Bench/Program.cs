@@ -11,6 +11,7 @@ return args.FirstOrDefault() switch
     "overlap" => OverlapBench.Run(args[1..]),
     "coordinator" => CoordinatorBench.Run(args[1..]),
     "codec-encode" => CodecEncodeBench.Run(args[1..]),
+    "codec-decode" => CodecDecodeBench.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -18,7 +19,7 @@ static int Usage()
 {
     Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | memory-0.6b | resample | observability [--rounds N] [--logging_steps N]\n" +
                             "       qwen3tts-bench coordinator [--ranks N]\n" +
-                            "       codec-encode [--seconds N]\n" +
+                            "       codec-encode [--seconds N] | codec-decode [--seconds N]\n" +
                             "       mpiexec -n 2 qwen3tts-bench allreduce | overlap [--steps N] [--precision fp32|bf16] [--configs tiny,mid] [--threads N]");
     return 2;
 }
