@@ -8,6 +8,7 @@ namespace Qwen3Tts.Model.Generation;
 /// <summary>What one talker input position holds: its text channel (<c>text:ID</c> for a text id, or
 /// <c>tts_pad</c>, <c>tts_bos</c>, <c>tts_eos</c>; all through text_projection) plus its codec channel (empty for
 /// none, <c>nothink</c>, <c>think</c>, <c>think_bos</c>, <c>think_eos</c>, <c>language:ID</c>, <c>speaker</c>,
+/// <c>speaker:ID</c> (a named speaker's spk_id row of codec_embedding), <c>x_vector</c> (a speaker embedding),
 /// <c>codec_pad</c>, <c>codec_bos</c>, or <c>ref_frame:I</c>, the I-th ICL reference frame's summed codebooks).</summary>
 public readonly record struct PromptPosition(string Text, string Codec)
 {
@@ -106,7 +107,7 @@ public sealed class PromptBuilder(Qwen3TtsModel model, Qwen3TextTokenizer tokeni
         {
             string slot = positions[i].Codec;
             if (slot.Length == 0) continue;
-            if (slot == "speaker")
+            if (slot == "x_vector")
                 codec[i].copy_(tensor(request.SpeakerEmbedding!, device: weight.device).to(weight.dtype));
             else if (slot.StartsWith("ref_frame:", StringComparison.Ordinal))
             {
@@ -159,7 +160,8 @@ public sealed class PromptBuilder(Qwen3TtsModel model, Qwen3TextTokenizer tokeni
         var tags = languageId is null
             ? new List<string> { "nothink", "think_bos", "think_eos" }
             : new List<string> { "think", "think_bos", $"language:{languageId}", "think_eos" };
-        if (speakerKey is not null || r.SpeakerEmbedding is not null) tags.Add("speaker");
+        if (speakerKey is not null) tags.Add($"speaker:{t.SpkId[speakerKey]}");
+        else if (r.SpeakerEmbedding is not null) tags.Add("x_vector");
         tags.Add("codec_pad");
         tags.Add("codec_bos");
         for (int k = 0; k < tags.Count - 1; k++)
@@ -284,6 +286,7 @@ public sealed class PromptBuilder(Qwen3TtsModel model, Qwen3TextTokenizer tokeni
         "codec_pad" => c.CodecPadId,
         "codec_bos" => c.CodecBosId,
         _ when slot.StartsWith("language:", StringComparison.Ordinal) => long.Parse(slot[9..], System.Globalization.CultureInfo.InvariantCulture),
+        _ when slot.StartsWith("speaker:", StringComparison.Ordinal) => long.Parse(slot[8..], System.Globalization.CultureInfo.InvariantCulture),
         _ => throw new InvalidOperationException($"unknown codec slot '{slot}'"),
     };
 }
