@@ -52,7 +52,8 @@ public sealed class TalkerDecoder : IDisposable
         return Logits(talker.CodecHead.forward(last));
     }
 
-    internal static float[] Logits(Tensor logits) => logits.reshape(-1).to(ScalarType.Float32).cpu().data<float>().ToArray();
+    /// <summary>A logits tensor of one position as an fp32 array on the CPU (what the samplers work on).</summary>
+    public static float[] Logits(Tensor logits) => logits.reshape(-1).to(ScalarType.Float32).cpu().data<float>().ToArray();
 
     public void Dispose()
     {
