@@ -8,4 +8,6 @@ root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(DebugStepCommand.Create());
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(WandbSyncCommand.Create());
+root.Subcommands.Add(SynthesizeCommand.Create());
+root.Subcommands.Add(SpeakerEmbeddingCommand.Create());
 return root.Parse(args).Invoke();
