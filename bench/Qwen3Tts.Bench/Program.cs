@@ -9,12 +9,14 @@ return args.FirstOrDefault() switch
     "observability" => ObservabilityBench.Run(args[1..]),
     "allreduce" => AllReduceBench.Run(),
     "overlap" => OverlapBench.Run(args[1..]),
+    "synthesize" => SynthesisBench.Run(args[1..]),
     _ => Usage(),
 };
 
 static int Usage()
 {
     Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | memory-0.6b | resample | observability [--rounds N] [--logging_steps N]\n" +
+                            "       synthesize [--frames N] [--rounds N] [--configs tiny,mid] [--threads N]\n" +
                             "       mpiexec -n 2 qwen3tts-bench allreduce | overlap [--steps N] [--precision fp32|bf16] [--configs tiny,mid] [--threads N]");
     return 2;
 }
