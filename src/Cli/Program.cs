@@ -10,4 +10,6 @@ root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(PreflightCommand.Create());
 root.Subcommands.Add(WandbSyncCommand.Create());
 root.Subcommands.Add(CodecCommand.Create());
+root.Subcommands.Add(SynthesizeCommand.Create());
+root.Subcommands.Add(SpeakerEmbeddingCommand.Create());
 return root.Parse(args).Invoke();
