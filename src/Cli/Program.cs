@@ -11,4 +11,6 @@ root.Subcommands.Add(PreflightCommand.Create());
 root.Subcommands.Add(WandbSyncCommand.Create());
 root.Subcommands.Add(CodecCommand.Create());
 root.Subcommands.Add(PrepareCommand.Create());
+root.Subcommands.Add(SynthesizeCommand.Create());
+root.Subcommands.Add(SpeakerEmbeddingCommand.Create());
 return root.Parse(args).Invoke();

@@ -53,7 +53,7 @@ public static class RunPlans
                 }
                 // rank 0 → everyone: "address\ntoken" (the token travels only through the communicator, never a log).
                 string shared = comm.Rank == 0
-                    ? $"{(oneHost ? host!.Address : new UriBuilder(host!.Address) { Host = Dns.GetHostName() }.Uri)}\n{host.Token}"
+                    ? $"{(oneHost ? host!.Address : new UriBuilder(host!.Address) { Host = AdvertisedHost() }.Uri)}\n{host.Token}"
                     : "";
                 var parts = BroadcastString(comm, shared).Split('\n', 2);
                 (address, token) = (new Uri(parts[0]), parts[1]);
@@ -89,6 +89,19 @@ public static class RunPlans
         comm.AllReduceSum(same);
         return same.item<double>() == comm.WorldSize;
     }
+
+    /// <summary>The name other nodes use to reach rank 0: $QWEN3TTS_COORDINATOR_ADVERTISE when set, else this host's
+    /// fully qualified name (Kubernetes pods with a subdomain and Slurm nodes resolve it; a bare pod name often does not).</summary>
+    static string AdvertisedHost()
+    {
+        if (Environment.GetEnvironmentVariable(AdvertiseVariable) is { Length: > 0 } given) return given;
+        string name = Dns.GetHostName();
+        try { return Dns.GetHostEntry(name).HostName is { Length: > 0 } fqdn ? fqdn : name; }
+        catch (System.Net.Sockets.SocketException) { return name; }
+    }
+
+    /// <summary>Overrides the host name the embedded coordinator advertises to other nodes.</summary>
+    public const string AdvertiseVariable = "QWEN3TTS_COORDINATOR_ADVERTISE";
 
     static string BroadcastString(ICommunicator comm, string value)
     {
