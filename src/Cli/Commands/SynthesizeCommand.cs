@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Qwen3Tts.Model;
+using Qwen3Tts.Model.Codec;
 using Qwen3Tts.Model.Generation;
 using Qwen3Tts.Model.Text;
 using static TorchSharp.torch;
@@ -37,7 +38,12 @@ public static class SynthesizeCommand
     /// <summary>Everything one invocation does. <see cref="OutDir"/> set means the batch form.</summary>
     public sealed record Settings(
         string ModelDir, IReadOnlyList<SynthesisInput> Inputs, string? Out, string? OutDir, string? CodesOut, bool CodesOnly,
-        SamplingOverrides Sampling, ulong Seed, bool UseKvCache = true, string Dtype = "fp32");
+        SamplingOverrides Sampling, ulong Seed, bool UseKvCache = true, string Dtype = "fp32")
+    {
+        /// <summary>The 12 Hz codec folder; null: the model's speech_tokenizer/ (training checkpoints do not copy it: point
+        /// this at the base model's).</summary>
+        public string? SpeechTokenizerDir { get; init; }
+    }
 
     public static Command Create()
     {
@@ -46,14 +52,15 @@ public static class SynthesizeCommand
         var requests = new Option<string?>("--requests") { Description = "JSONL of requests, one {\"text\", \"id\"?, \"language\"?, \"speaker\"?, \"ref_audio\"?, \"ref_text\"?, \"xvector_only\"?, \"ref_codes\"?|\"ref_codes_file\"?, \"speaker_embedding\"?, \"instruct\"?, \"non_streaming\"?, \"seed\"?} a line; needs --out-dir", HelpName = "REQ.jsonl" };
         var speaker = new Option<string?>("--speaker") { Description = "a named speaker of a custom_voice model (config talker_config.spk_id)", HelpName = "NAME" };
         var refAudio = new Option<string?>("--ref_audio", "--ref-audio") { Description = "clone the voice of this WAV (Base models): its x-vector fills the speaker slot", HelpName = "WAV" };
-        var refText = new Option<string?>("--ref_text", "--ref-text") { Description = "transcript of --ref_audio: clones in context (ICL) with the clip's codes (--ref_codes)" };
+        var refText = new Option<string?>("--ref_text", "--ref-text") { Description = "transcript of --ref_audio: clones in context (ICL) with the clip's 12 Hz codes" };
         var xvectorOnly = new Option<bool>("--xvector_only", "--x_vector_only_mode") { Description = "clone from the x-vector alone (no ref_text, no codes)" };
-        var refCodes = new Option<string?>("--ref_codes", "--ref-codes") { Description = "JSONL with one {\"audio_codes\": [[16 ints]...]} record: the reference clip's 12 Hz codes for ICL (the 12 Hz encoder is not ported yet)", HelpName = "FILE.jsonl" };
+        var refCodes = new Option<string?>("--ref_codes", "--ref-codes") { Description = "JSONL with one {\"audio_codes\": [[16 ints]...]} record: the reference clip's 12 Hz codes for ICL (default: --ref_audio encoded with the model's 12 Hz codec)", HelpName = "FILE.jsonl" };
         var speakerEmbedding = new Option<string?>("--speaker_embedding", "--speaker-embedding") { Description = "a precomputed x-vector (safetensors, from `qwen3tts speaker-embedding`) instead of computing it from --ref_audio", HelpName = "FILE" };
         var language = new Option<string>("--language") { Description = "auto, or one of the model's codec_language_id keys (english, chinese, ...)", DefaultValueFactory = _ => "auto" };
         var instruct = new Option<string?>("--instruct") { Description = "an instruction (voice design, or a 1.7B custom voice's style)" };
         var nonStreaming = new Option<bool?>("--non_streaming", "--non_streaming_mode") { Description = "true: all text in the prompt; false: text fed along with the frames (default: false when cloning, true otherwise, as the reference)" };
-        var output = new Option<string?>("--out") { Description = "WAV to write (needs the 12 Hz decoder)", HelpName = "OUT.wav" };
+        var output = new Option<string?>("--out") { Description = "24 kHz WAV to write (decoded by the 12 Hz codec)", HelpName = "OUT.wav" };
+        var speechTokenizerDir = new Option<string?>("--speech_tokenizer", "--speech-tokenizer") { Description = "the 12 Hz codec folder (default: MODEL/speech_tokenizer; a training checkpoint has none: give the base model's)", HelpName = "DIR" };
         var outDir = new Option<string?>("--out-dir", "--out_dir") { Description = "batch output folder: codes.jsonl and ID.wav per request", HelpName = "DIR" };
         var codesOut = new Option<string?>("--codes_out", "--codes-out") { Description = "JSONL to write the generated codes to: {\"text\", \"audio_codes\": [[16 ints]...]}", HelpName = "OUT.jsonl" };
         var codesOnly = new Option<bool>("--codes_only", "--codes-only") { Description = "batch form: write only OUT_DIR/codes.jsonl, no WAVs" };
@@ -73,11 +80,11 @@ public static class SynthesizeCommand
         var subTopP = new Option<double?>("--subtalker_top_p") { Description = "top-p for codebooks 1..15" };
         var subTemperature = new Option<double?>("--subtalker_temperature") { Description = "temperature for codebooks 1..15" };
 
-        var command = new Command("synthesize", "Speak text with a Qwen3-TTS-12Hz model: codes (--codes_out) and WAV (--out) once the 12 Hz decoder is wired. " +
+        var command = new Command("synthesize", "Speak text with a Qwen3-TTS-12Hz model: a 24 kHz WAV (--out) through the 12 Hz codec, and/or the codes (--codes_out). " +
             "Sampling defaults come from the model's generation_config.json.")
         {
             model, text, requests, speaker, refAudio, refText, xvectorOnly, refCodes, speakerEmbedding, language, instruct, nonStreaming,
-            output, outDir, codesOut, codesOnly, seed, noCache, dtype,
+            output, speechTokenizerDir, outDir, codesOut, codesOnly, seed, noCache, dtype,
             doSample, topK, topP, temperature, repetitionPenalty, maxNewTokens, minNewTokens, subDoSample, subTopK, subTopP, subTemperature,
         };
         command.Validators.Add(r =>
@@ -111,7 +118,7 @@ public static class SynthesizeCommand
                 parse.GetValue(repetitionPenalty), parse.GetValue(subDoSample), parse.GetValue(subTopK), parse.GetValue(subTopP), parse.GetValue(subTemperature),
                 parse.GetValue(maxNewTokens), parse.GetValue(minNewTokens));
             return Run(new Settings(parse.GetValue(model)!, inputs, parse.GetValue(output), parse.GetValue(outDir), parse.GetValue(codesOut),
-                parse.GetValue(codesOnly), sampling, parse.GetValue(seed), !parse.GetValue(noCache), parse.GetValue(dtype)!),
+                parse.GetValue(codesOnly), sampling, parse.GetValue(seed), !parse.GetValue(noCache), parse.GetValue(dtype)!) { SpeechTokenizerDir = parse.GetValue(speechTokenizerDir) },
                 parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);
         }));
         return command;
@@ -121,18 +128,18 @@ public static class SynthesizeCommand
     {
         bool batch = s.OutDir is not null;
         bool wantWav = batch ? !s.CodesOnly : s.Out is not null;
-        if (wantWav && !Waveform.DecoderAvailable)
-        {
-            error.WriteLine($"error: {Waveform.DecoderMissing}");
-            return 2;
-        }
         var generation = s.Sampling.Apply(GenerationConfig.FromModelDirectory(s.ModelDir));
         var tokenizer = Qwen3TextTokenizer.FromModelDirectory(s.ModelDir);
         using var model = ModelDirectory.Load(s.ModelDir, s.Dtype == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32);
         model.eval();
         var synthesizer = new Synthesizer(model, tokenizer) { UseKvCache = s.UseKvCache };
         var xvectors = new Dictionary<string, float[]>(StringComparer.Ordinal);
-        string speechTokenizer = Path.Combine(s.ModelDir, "speech_tokenizer");
+        string speechTokenizer = s.SpeechTokenizerDir ?? Path.Combine(s.ModelDir, "speech_tokenizer");
+        if (wantWav && !Directory.Exists(speechTokenizer))
+            throw new ArgumentException($"{speechTokenizer}: no such folder; audio needs the 12 Hz codec (a training checkpoint has none: pass the base model's with " +
+                "--speech_tokenizer), or write codes only with --codes_out / --codes_only");
+        var encoder = new Lazy<SpeechTokenizer>(() => SpeechTokenizer.Load(speechTokenizer)); // ICL: reference clips to codes
+        var refCodesByClip = new Dictionary<string, long[,]>(StringComparer.Ordinal);
 
         if (batch) Directory.CreateDirectory(s.OutDir!);
         string? codesPath = batch ? Path.Combine(s.OutDir!, "codes.jsonl") : s.CodesOut;
@@ -141,7 +148,7 @@ public static class SynthesizeCommand
         {
             var input = s.Inputs[i];
             SynthesisRequest request;
-            try { request = ToRequest(input, model, xvectors); }
+            try { request = ToRequest(input, model, xvectors, wav => EncodeOnce(wav)); }
             catch (ArgumentException e) { throw new ArgumentException($"{input.Source}: {e.Message}", e); }
             ulong seed = input.Seed ?? s.Seed + (ulong)i;
             var clock = Stopwatch.StartNew();
@@ -161,12 +168,18 @@ public static class SynthesizeCommand
                 $"{seconds:F2} s wall, {result.AudioSeconds / Math.Max(seconds, 1e-9):F2} s of audio per second, seed {seed}"));
         }
         return 0;
+
+        long[,] EncodeOnce(string wav)
+        {
+            if (!refCodesByClip.TryGetValue(wav, out var c)) refCodesByClip[wav] = c = encoder.Value.EncodeFile(wav);
+            return c;
+        }
     }
 
     /// <summary>The voice sources of an input turned into a request: an x-vector from --speaker_embedding or --ref_audio
     /// (each WAV embedded once), ICL when cloning without --xvector_only (ref_text and the clip's codes required, as the
     /// reference requires ref_text).</summary>
-    static SynthesisRequest ToRequest(SynthesisInput input, Qwen3TtsModel model, Dictionary<string, float[]> xvectors)
+    static SynthesisRequest ToRequest(SynthesisInput input, Qwen3TtsModel model, Dictionary<string, float[]> xvectors, Func<string, long[,]> encodeClip)
     {
         float[]? xvector = null;
         if (input.SpeakerEmbeddingFile is { } file) xvector = SpeakerEmbeddings.Load(file);
@@ -184,9 +197,10 @@ public static class SynthesizeCommand
             return new SynthesisRequest { Text = input.Text, Language = input.Language, SpeakerEmbedding = xvector, Instruct = input.Instruct, NonStreaming = input.NonStreaming };
         if (string.IsNullOrEmpty(input.RefText))
             throw new ArgumentException("ref_text is required when cloning in context (the default with a reference clip); give the clip's transcript, or use xvector_only");
+        // The clip's codes: given, or encoded by the model's 12 Hz speech tokenizer as the reference does.
         var refCodes = input.RefCodes ?? (input.RefCodesFile is { } codesFile ? SynthesisInputs.ReadCodesFile(codesFile)
-            : throw new ArgumentException("in-context cloning needs the reference clip's 12 Hz codes, and the 12 Hz encoder is not available in this build: " +
-                "give them with ref_codes (--ref_codes FILE.jsonl), or clone with xvector_only"));
+            : input.RefAudio is { } clip ? encodeClip(clip)
+            : throw new ArgumentException("in-context cloning from a speaker_embedding needs the reference clip's codes: give ref_audio (encoded with the model's speech_tokenizer/) or ref_codes, or use xvector_only"));
         return new SynthesisRequest
         {
             Text = input.Text, Language = input.Language, SpeakerEmbedding = xvector, RefText = input.RefText, RefCodes = refCodes,

@@ -1,7 +1,9 @@
 using System.Text.Json.Nodes;
 using Qwen3Tts.Cli.Commands;
 using Qwen3Tts.Model;
+using Qwen3Tts.Model.Audio;
 using Qwen3Tts.Model.Checkpoint;
+using Qwen3Tts.Model.Codec;
 using Qwen3Tts.Model.Generation;
 using Qwen3Tts.Model.Text;
 using Qwen3Tts.Rank.Training;
@@ -11,7 +13,7 @@ using static TorchSharp.torch;
 namespace Qwen3Tts.Tests.Generation;
 
 /// <summary>`qwen3tts synthesize` end to end: a voice fine-tuned by this project's trainer and exported as a
-/// custom_voice model speaks with its --speaker name; the batch form; the missing decoder; bad requests.</summary>
+/// custom_voice model speaks with its --speaker name; WAV output through the codec; ICL from a clip; the batch form; bad requests.</summary>
 public class SynthesizeCommandTests : CleansTempDirs
 {
     static readonly SynthesizeCommand.SamplingOverrides Short = new(MaxNewTokens: 8);
@@ -115,15 +117,65 @@ public class SynthesizeCommandTests : CleansTempDirs
     }
 
     [Fact]
-    public void Wav_output_fails_clearly_while_the_decoder_is_missing()
+    public void Wav_output_is_the_decoded_codes_and_a_missing_codec_fails_before_generating()
     {
-        Assert.False(Waveform.DecoderAvailable);
-        var error = new StringWriter();
-        var input = new SynthesisInput { Id = "0000", Text = "Sannu." };
-        int rc = SynthesizeCommand.Run(new SynthesizeCommand.Settings("/nonexistent-model", [input], Out: "x.wav", null, null, false, Short, 0), TextWriter.Null, error);
-        Assert.Equal(2, rc);
-        Assert.Contains("the 12 Hz decoder is not available", error.ToString());
-        Assert.Throws<NotSupportedException>(() => Waveform.WriteWaveform(new long[1, 16], "speech_tokenizer", "x.wav"));
+        string model = TrainingFixture.TinyModel(22), dir = TestPaths.NewTempDir("wav");
+        string wav = Path.Combine(dir, "out.wav"), codesPath = Path.Combine(dir, "codes.jsonl");
+        var input = new SynthesisInput { Id = "0000", Text = "Sannu.", Language = "english" };
+        int rc = SynthesizeCommand.Run(new SynthesizeCommand.Settings(model, [input], Out: wav, null, CodesOut: codesPath, false, Short, 5), TextWriter.Null, TextWriter.Null);
+        Assert.Equal(0, rc);
+        var codes = CodesOf(Assert.Single(ReadLines(codesPath)));
+
+        // Independently: the model's codec decoder on those codes, written as 16-bit PCM.
+        var decoder = SpeechTokenizerDecoderFiles.Load(model).Decoder;
+        float[] expected = decoder.Decode(codes);
+        var written = WavReader.Read(wav);
+        Assert.Equal(24000, written.SampleRate);
+        Assert.Equal(codes.GetLength(0) * 1920, written.Samples.Length);
+        for (int i = 0; i < expected.Length; i++) Assert.True(Math.Abs(expected[i] - written.Samples[i]) <= 1.0 / 32768 + 1e-7, $"sample {i}");
+
+        // Without speech_tokenizer/ (a training checkpoint) asking for audio stops before any generation, naming the fix.
+        string bare = TestPaths.NewTempDir("bare");
+        foreach (var f in Directory.GetFiles(model)) File.Copy(f, Path.Combine(bare, Path.GetFileName(f)));
+        var e = Assert.Throws<ArgumentException>(() => SynthesizeCommand.Run(
+            new SynthesizeCommand.Settings(bare, [input], Out: Path.Combine(dir, "x.wav"), null, null, false, Short, 0), TextWriter.Null, TextWriter.Null));
+        Assert.Contains("--speech_tokenizer", e.Message);
+        Assert.False(File.Exists(Path.Combine(dir, "x.wav")));
+        // ... and --speech_tokenizer points it at the base model's codec.
+        rc = SynthesizeCommand.Run(new SynthesizeCommand.Settings(bare, [input], Out: Path.Combine(dir, "y.wav"), null, null, false, Short, 5)
+            { SpeechTokenizerDir = Path.Combine(model, "speech_tokenizer") }, TextWriter.Null, TextWriter.Null);
+        Assert.Equal(0, rc);
+        Assert.Equal(File.ReadAllBytes(wav), File.ReadAllBytes(Path.Combine(dir, "y.wav")));
+    }
+
+    [Fact]
+    public void Icl_cloning_encodes_the_reference_clip_with_the_models_codec_and_cuts_it_from_the_audio()
+    {
+        string model = TrainingFixture.TinyModel(23), dir = TestPaths.NewTempDir("icl");
+        string clip = Path.Combine(TrainingFixture.DemoDir, "ref_voice.wav");
+        string codesPath = Path.Combine(dir, "codes.jsonl"), wav = Path.Combine(dir, "icl.wav");
+        var input = new SynthesisInput { Id = "0000", Text = "Ina kwana?", RefAudio = clip, RefText = "Sannu da zuwa." };
+        Assert.Equal(0, SynthesizeCommand.Run(new SynthesizeCommand.Settings(model, [input], Out: wav, null, CodesOut: codesPath, false, Short, 9), TextWriter.Null, TextWriter.Null));
+        var codes = CodesOf(Assert.Single(ReadLines(codesPath)));
+
+        // The same request in-process with the clip's codes from the encoder gives the same codes.
+        using var loaded = ModelDirectory.Load(model);
+        var refCodes = SpeechTokenizer.Load(model).EncodeFile(clip);
+        var request = new SynthesisRequest { Text = "Ina kwana?", SpeakerEmbedding = SpeakerEmbeddings.FromWav(loaded, clip), RefText = "Sannu da zuwa.", RefCodes = refCodes };
+        var synth = new Synthesizer(loaded, Qwen3TextTokenizer.FromModelDirectory(model));
+        Assert.Equal(synth.Synthesize(request, Short.Apply(GenerationConfig.FromModelDirectory(model)), 9).Codes, codes);
+
+        // The audio is reference ++ generated decoded together, with the reference's share cut: exactly the generated frames' samples.
+        var decoder = SpeechTokenizerDecoderFiles.Load(model).Decoder;
+        int refFrames = refCodes.GetLength(0), frames = codes.GetLength(0);
+        var joined = new long[refFrames + frames, 16];
+        for (int f = 0; f < refFrames + frames; f++)
+            for (int g = 0; g < 16; g++) joined[f, g] = f < refFrames ? refCodes[f, g] : codes[f - refFrames, g];
+        var full = decoder.Decode(joined);
+        var cut = Waveform.Decode(decoder, codes, refCodes);
+        Assert.Equal(frames * 1920, cut.Length);
+        Assert.Equal(full[(refFrames * 1920)..], cut);
+        Assert.Equal(frames * 1920, WavReader.Read(wav).Samples.Length);
     }
 
     [Fact]
