@@ -43,14 +43,18 @@ var refAudio = new Option<string?>("--ref_audio", "--ref-audio")
 {
     Description = "when preparing: the reference clip for records that name none (default: each speaker's first clip)",
 };
-foreach (var o in new Option[] { stopAfter, coordinatorToken, rank, worldSize, localRank, backend, masterAddr, masterPort, rendezvousTimeout, prepareOnly, skipPrepare, refAudio })
+var skipPreflight = new Option<bool>("--skip_preflight", "--skip-preflight")
+{
+    Description = "when preparing raw speech: skip the preflight that runs first (its NO-GO verdict otherwise stops the job before encoding)",
+};
+foreach (var o in new Option[] { stopAfter, coordinatorToken, rank, worldSize, localRank, backend, masterAddr, masterPort, rendezvousTimeout, prepareOnly, skipPrepare, skipPreflight, refAudio })
     root.Options.Add(o);
 root.Subcommands.Add(PrepareCommand.Create());
 
 root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), parse.GetValue(backend),
     parse.GetValue(masterAddr), parse.GetValue(masterPort), parse.GetValue(rendezvousTimeout), comm =>
 {
-    var options = PrepareBeforeTraining.Apply(bind(parse), comm, parse.GetValue(skipPrepare), parse.GetValue(refAudio), Console.Out);
+    var options = PrepareBeforeTraining.Apply(bind(parse), comm, parse.GetValue(skipPrepare), parse.GetValue(refAudio), Console.Out, parse.GetValue(skipPreflight));
     if (parse.GetValue(prepareOnly)) return 0;
     // Every rank reports its own metrics and spans (resource attribute qwen3tts.rank); exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     var env = EnvVars.Snapshot();

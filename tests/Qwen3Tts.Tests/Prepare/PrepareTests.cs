@@ -288,6 +288,9 @@ public sealed class PrepareTests : CleansTempDirs
         var log = new StringWriter();
         var prepared = PrepareBeforeTraining.Apply(options, new SingleProcessCommunicator(), skip: false, refAudio: null, log);
         Assert.Equal(Path.Combine(output, "prepared", "train.jsonl"), prepared.TrainData);
+        // Preflight ran first on the raw split (no --ref_audio: each speaker's first clip serves, so no reference error).
+        Assert.Contains($"preflight {f.Jsonl}: GO", log.ToString());
+        Assert.True(File.Exists(Path.Combine(output, "preflight-train.txt")));
         Assert.Equal(f.Out("a.parquet"), prepared.ValidationData); // already prepared: used as it is
         Assert.Equal(5, TrainingData.Read(prepared.TrainData, false, out _).Count);
         // Again (a resumed run): the prepared file is reused, nothing is encoded.
@@ -295,6 +298,28 @@ public sealed class PrepareTests : CleansTempDirs
         Assert.Equal(prepared, again);
         Assert.Contains("prepared earlier from", log.ToString());
         Assert.Equal(options, PrepareBeforeTraining.Apply(options, new SingleProcessCommunicator(), skip: true, refAudio: null, log));
+    }
+
+    [Fact]
+    public void A_no_go_preflight_stops_the_rank_job_before_encoding_and_skip_preflight_goes_on()
+    {
+        var f = new PrepareFixture("prepare-nogo");
+        string silent = Path.Combine(f.Dir, "silent.wav");
+        WavWriter.Write(silent, new float[24000], 24000);
+        string raw = Path.Combine(f.Dir, "nogo.jsonl");
+        File.WriteAllLines(raw, [
+            new JsonObject { ["audio"] = f.Clip("spk1/utt0"), ["text"] = "Sannu." }.ToJsonString(),
+            new JsonObject { ["audio"] = silent, ["text"] = "Ina kwana?" }.ToJsonString(),
+        ]);
+        string output = Path.Combine(f.Dir, "run");
+        var options = new TrainingOptions { TrainData = raw, InitModelPath = f.Model, OutputModelPath = output };
+        var e = Assert.Throws<ArgumentException>(() => PrepareBeforeTraining.Apply(options, new SingleProcessCommunicator(), skip: false, refAudio: null, TextWriter.Null));
+        Assert.Contains("NO-GO", e.Message);
+        Assert.Contains("silent", File.ReadAllText(Path.Combine(output, "preflight-train.txt")));
+        Assert.False(File.Exists(Path.Combine(output, "prepared", "train.jsonl"))); // nothing was encoded
+
+        var prepared = PrepareBeforeTraining.Apply(options, new SingleProcessCommunicator(), skip: false, refAudio: null, TextWriter.Null, skipPreflight: true);
+        Assert.Equal(2, TrainingData.Read(prepared.TrainData, false, out _).Count);
     }
 }
 
