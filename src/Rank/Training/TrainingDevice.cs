@@ -75,21 +75,27 @@ public static class TrainingDevice
     /// <summary>The communicator the trainer uses for tensors on <paramref name="device"/>: <paramref name="comm"/> itself
     /// when its tensors live there (MPI/TCP and the CPU, NCCL and its GPU) or when there is one rank; MPI/TCP wrapped in
     /// <see cref="HostStagedCommunicator"/> for GPU tensors (each collective through a host copy: works, slower than NCCL).
-    /// NCCL with the CPU, or with another GPU than its own, is refused with the fix.</summary>
+    /// NCCL with the CPU, or with another GPU than its own, is refused with the fix (<see cref="Mismatch"/>).</summary>
     public static ICommunicator CommunicatorFor(Device device, ICommunicator comm)
     {
         var native = comm.TensorDevice;
-        if (native.type == DeviceType.CUDA)
-        {
-            if (device.type != DeviceType.CUDA)
-                throw new ArgumentException($"--backend nccl reduces CUDA tensors, but --device {device} keeps the model and gradients on the CPU: " +
-                    "train with --device cuda (one rank per GPU) or use --backend mpi");
-            if (device.index != native.index)
-                throw new ArgumentException($"--device {device}, but this rank's NCCL communicator is on {native} (its local rank {comm.LocalRank}): " +
-                    "with --backend nccl use --device cuda (cuda:LOCAL_RANK), or --backend mpi");
-            return comm;
-        }
-        if (device.type == DeviceType.CPU || comm.WorldSize == 1) return comm;
-        return new HostStagedCommunicator(comm);
+        if (Mismatch(device, native, comm.LocalRank) is { } error) throw new ArgumentException(error);
+        bool staged = device.type != DeviceType.CPU && native.type == DeviceType.CPU && comm.WorldSize > 1;
+        return staged ? new HostStagedCommunicator(comm) : comm;
+    }
+
+    /// <summary>Why tensors on <paramref name="device"/> cannot go to a communicator whose tensors live on
+    /// <paramref name="communicatorDevice"/>, or null when they can. Only a GPU communicator (NCCL) is particular: it
+    /// takes tensors on its own GPU and nothing else. A CPU communicator takes anything (GPU tensors staged).</summary>
+    public static string? Mismatch(Device device, Device communicatorDevice, int localRank)
+    {
+        if (communicatorDevice.type != DeviceType.CUDA) return null;
+        if (device.type != DeviceType.CUDA)
+            return $"--backend nccl reduces CUDA tensors, but --device {device} keeps the model and gradients on the CPU: " +
+                "train with --device cuda (one rank per GPU) or use --backend mpi";
+        if (device.index != communicatorDevice.index)
+            return $"--device {device}, but this rank's NCCL communicator is on {communicatorDevice} (its local rank {localRank}): " +
+                "with --backend nccl use --device cuda (cuda:LOCAL_RANK), or --backend mpi";
+        return null;
     }
 }
