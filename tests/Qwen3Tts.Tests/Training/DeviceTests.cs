@@ -308,7 +308,8 @@ public class DeviceTests
         string data = TrainingFixture.DemoData(8, tag: "staged-data");
         TrainingOptions Options(string output) => new()
         {
-            TrainData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "bf16", NumEpochs = 1, BatchSize = 2,
+            // fp32: in-process bf16 ranks on threads hit a TorchSharp scalar corruption (GradientSynchronizerTests' skipped case).
+            TrainData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 1, BatchSize = 2,
             GradientAccumulationSteps = 2, Lr = 1e-3, LrScheduler = "constant", LoggingSteps = 1000, BucketSizeMb = 1, Coordinator = "off",
         };
         string direct = TestPaths.NewTempDir("direct"), staged = TestPaths.NewTempDir("staged");
