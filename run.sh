@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a tiny model (real vocabularies and special ids, random weights)
 # fine-tuned by 2 local ranks through mpiexec on the bundled demo dataset, ending in best/, last/, epoch-N/
-# checkpoints and a custom-voice export under runs/demo/output. Set RANKS to change the number of ranks.
+# checkpoints, listening samples at each evaluation (output/samples/step-N/*.wav, through the tiny random 12 Hz
+# codec: noise until a real model is used), a custom-voice export under runs/demo/output, and the exported voice
+# speaking one sentence (runs/demo/hello.wav). Set RANKS to change the number of ranks.
 set -euo pipefail
 cd "$(dirname "$0")"
 command -v dotnet >/dev/null || { echo "run.sh: install the .NET 10 SDK first (https://dot.net)" >&2; exit 1; }
@@ -24,6 +26,8 @@ mpiexec.openmpi --oversubscribe -n "${RANKS:-2}" dotnet "$RANK" \
   --train_jsonl assets/demo/train.jsonl --validation_jsonl assets/demo/validation.jsonl \
   --init_model_path "$out/init" --output_model_path "$out/output" \
   --num_epochs 3 --batch_size 2 --gradient_accumulation_steps 1 --lr 1e-3 --warmup_steps 2 \
-  --logging_steps 2 --mixed_precision fp32 --speaker_name demo_speaker
+  --logging_steps 2 --mixed_precision fp32 --speaker_name demo_speaker \
+  --eval_sentences assets/demo/eval_sentences.txt --eval_sample_max_seconds 2
 $Q inspect "$out/output/custom_voice"
+$Q synthesize --model "$out/output/custom_voice" --speaker demo_speaker --text "Sannu da zuwa." --max_new_tokens 26 --out "$out/hello.wav"
 ls "$out/output"

@@ -11,6 +11,9 @@ return args.FirstOrDefault() switch
     "overlap" => OverlapBench.Run(args[1..]),
     "coordinator" => CoordinatorBench.Run(args[1..]),
     "codec-encode" => CodecEncodeBench.Run(args[1..]),
+    "prepare" => PrepareBench.Run(args[1..]),
+    "codec-decode" => CodecDecodeBench.Run(args[1..]),
+    "synthesize" => SynthesisBench.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -18,7 +21,8 @@ static int Usage()
 {
     Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | memory-0.6b | resample | observability [--rounds N] [--logging_steps N]\n" +
                             "       qwen3tts-bench coordinator [--ranks N]\n" +
-                            "       codec-encode [--seconds N]\n" +
+                            "       codec-encode [--seconds N] | codec-decode [--seconds N] | prepare [--clips N]\n" +
+                            "       synthesize [--frames N] [--rounds N] [--configs tiny,mid] [--threads N]\n" +
                             "       mpiexec -n 2 qwen3tts-bench allreduce | overlap [--steps N] [--precision fp32|bf16] [--configs tiny,mid] [--threads N]");
     return 2;
 }

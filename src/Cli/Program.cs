@@ -10,4 +10,7 @@ root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(PreflightCommand.Create());
 root.Subcommands.Add(WandbSyncCommand.Create());
 root.Subcommands.Add(CodecCommand.Create());
+root.Subcommands.Add(PrepareCommand.Create());
+root.Subcommands.Add(SynthesizeCommand.Create());
+root.Subcommands.Add(SpeakerEmbeddingCommand.Create());
 return root.Parse(args).Invoke();

@@ -42,6 +42,23 @@ public sealed class CodePredictorModel : nn.Module<Tensor, Tensor>
         foreach (var layer in layers) h = layer.forward(h, cos, sin, null);
         return norm.forward(h).MoveToOuterDisposeScope();
     }
+
+    /// <summary>A new KV cache with one entry per layer.</summary>
+    public KvCache NewCache() => new(layers.Count);
+
+    /// <summary>x [B, T, cp_hidden] of new positions past..past+T-1 (past = cache length) → their final-normed hidden
+    /// states; their keys and values are appended to <paramref name="cache"/>.</summary>
+    public Tensor ForwardWithCache(Tensor x, KvCache cache)
+    {
+        if (cache.Layers != layers.Count) throw new ArgumentException($"the cache has {cache.Layers} layers, the code predictor {layers.Count}", nameof(cache));
+        using var scope = NewDisposeScope();
+        long past = cache.Length;
+        var positions = arange(past, past + x.shape[1], device: x.device).unsqueeze(0).expand(x.shape[0], -1);
+        var (cos, sin) = Rotary.Standard(positions, invFreq, x.dtype);
+        var h = x;
+        for (int i = 0; i < layers.Count; i++) h = layers[i].ForwardWithCache(h, cos, sin, cache[i]);
+        return norm.forward(h).MoveToOuterDisposeScope();
+    }
 }
 
 /// <summary>The sub-talker ("talker.code_predictor"): given the talker's hidden state for a frame and
@@ -76,5 +93,13 @@ public sealed class CodePredictor : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var x = small_to_mtp_projection is null ? inputs : ParameterUse.Linear(small_to_mtp_projection, inputs);
         return model.forward(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>inputs [B, T, talker_hidden] of new positions → hidden [B, T, cp_hidden], decoding through <paramref name="cache"/>.</summary>
+    public Tensor ForwardWithCache(Tensor inputs, KvCache cache)
+    {
+        using var scope = NewDisposeScope();
+        var x = small_to_mtp_projection is null ? inputs : ParameterUse.Linear(small_to_mtp_projection, inputs);
+        return model.ForwardWithCache(x, cache).MoveToOuterDisposeScope();
     }
 }

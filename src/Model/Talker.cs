@@ -46,6 +46,23 @@ public sealed class TalkerModel : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
         foreach (var layer in layers) h = layer.forward(h, cos, sin, mask);
         return norm.forward(h).MoveToOuterDisposeScope();
     }
+
+    /// <summary>A new KV cache with one entry per layer.</summary>
+    public KvCache NewCache() => new(layers.Count);
+
+    /// <summary>Incremental decoding: x [B, T, hidden] holds only the new positions, whose keys and values are
+    /// appended to <paramref name="cache"/>; they attend causally to everything cached before them.</summary>
+    /// <param name="positionIds">[3, B, T] of the new positions</param>
+    /// <returns>final-normed hidden states of the new positions [B, T, hidden]</returns>
+    public Tensor ForwardWithCache(Tensor x, Tensor positionIds, KvCache cache)
+    {
+        if (cache.Layers != layers.Count) throw new ArgumentException($"the cache has {cache.Layers} layers, the talker {layers.Count}", nameof(cache));
+        using var scope = NewDisposeScope();
+        var (cos, sin) = Rotary.Multimodal(positionIds, invFreq, rope.MropeSection, rope.Interleaved, x.dtype);
+        var h = x;
+        for (int i = 0; i < layers.Count; i++) h = layers[i].ForwardWithCache(h, cos, sin, cache[i]);
+        return norm.forward(h).MoveToOuterDisposeScope();
+    }
 }
 
 /// <summary>The talker ("talker"): decoder, text_projection (text width → talker width, applied to
@@ -82,6 +99,9 @@ public sealed class Talker : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
 
     /// <summary>Hidden states [B, T, hidden] for summed input embeddings (see <see cref="TalkerModel.forward"/>).</summary>
     public override Tensor forward(Tensor x, Tensor? positionIds, Tensor? mask) => model.forward(x, positionIds, mask);
+
+    /// <summary>Hidden states of the new positions, decoding through a KV cache (see <see cref="TalkerModel.ForwardWithCache"/>).</summary>
+    public Tensor ForwardWithCache(Tensor x, Tensor positionIds, KvCache cache) => model.ForwardWithCache(x, positionIds, cache);
 
     /// <summary>Position ids [3, B, T] for a right- or left-padded batch, as the reference's get_rope_index:
     /// cumsum(mask) - 1 on valid positions, 1 on padding.</summary>

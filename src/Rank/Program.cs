@@ -2,6 +2,7 @@ using System.CommandLine;
 using Qwen3Tts.Coordinator.Observability;
 using Qwen3Tts.Rank;
 using Qwen3Tts.Rank.Distributed;
+using Qwen3Tts.Rank.Prepare;
 using Qwen3Tts.Rank.Training;
 
 // qwen3tts-rank: one process of a fine-tuning job. Alone it is the single-process trainer; under mpiexec or
@@ -31,11 +32,31 @@ var coordinatorToken = new Option<string?>("--coordinator_token", "--coordinator
 {
     Description = "bearer token of a standalone coordinator (default: $QWEN3TTS_COORDINATOR_TOKEN; prefer the variable: flags show in process lists)",
 };
-foreach (var o in new Option[] { stopAfter, coordinatorToken, rank, worldSize, localRank, backend, masterAddr, masterPort, rendezvousTimeout }) root.Options.Add(o);
+var prepareOnly = new Option<bool>("--prepare_only", "--prepare-only")
+{
+    Description = "when the training data is raw speech (no audio_codes), prepare it into OUTPUT/prepared/ and stop",
+};
+var skipPrepare = new Option<bool>("--skip_prepare", "--skip-prepare")
+{
+    Description = "never prepare raw speech before training (by default raw --train_jsonl/--validation_jsonl data is prepared first)",
+};
+var refAudio = new Option<string?>("--ref_audio", "--ref-audio")
+{
+    Description = "when preparing: the reference clip for records that name none (default: each speaker's first clip)",
+};
+var skipPreflight = new Option<bool>("--skip_preflight", "--skip-preflight")
+{
+    Description = "when preparing raw speech: skip the preflight that runs first (its NO-GO verdict otherwise stops the job before encoding)",
+};
+foreach (var o in new Option[] { stopAfter, coordinatorToken, rank, worldSize, localRank, backend, masterAddr, masterPort, rendezvousTimeout, prepareOnly, skipPrepare, skipPreflight, refAudio })
+    root.Options.Add(o);
+root.Subcommands.Add(PrepareCommand.Create());
 
 root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), parse.GetValue(backend),
-    parse.GetValue(masterAddr), parse.GetValue(masterPort), parse.GetValue(rendezvousTimeout), () => bind(parse), (comm, options) =>
+    parse.GetValue(masterAddr), parse.GetValue(masterPort), parse.GetValue(rendezvousTimeout), () => bind(parse), (comm, bound) =>
 {
+    var options = PrepareBeforeTraining.Apply(bound, comm, parse.GetValue(skipPrepare), parse.GetValue(refAudio), Console.Out, parse.GetValue(skipPreflight));
+    if (parse.GetValue(prepareOnly)) return 0;
     // Every rank reports its own metrics and spans (resource attribute qwen3tts.rank); exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     var env = EnvVars.Snapshot();
     using var telemetry = TelemetrySetup.Start("qwen3tts-rank", comm.Rank, comm.WorldSize,

@@ -21,6 +21,7 @@ public static class CodecCommand
     {
         var command = new Command("codec", "The 12 Hz speech tokenizer (Mimi encoder + code2wav decoder)");
         command.Subcommands.Add(Encode());
+        command.Subcommands.Add(CodecDecodeCommand.Create());
         return command;
     }
 

@@ -80,6 +80,10 @@ public sealed record PreflightThresholds
     /// <summary>Codes whose length differs from the audio's by more than this many seconds are flagged (warning).</summary>
     public double MaxCodeLengthMismatchSeconds { get; init; } = 1.0;
 
+    /// <summary>A record without any reference clip is an error. Off where the data will be prepared without --ref_audio:
+    /// prepare gives each speaker its first usable clip, which preflight checks as that record's own audio.</summary>
+    public bool RequireReference { get; init; } = true;
+
     /// <summary>NO-GO when more than this share of the records has an error.</summary>
     public double MaxErrorShare { get; init; } = 0.05;
 }
@@ -402,7 +406,10 @@ public static class Preflight
         if (r.AudioCodes is { } codes) CheckCodes(codes, audio?.DurationSeconds, t, Error, Warn);
 
         string? referenceKey = null;
-        if (reference is null) Error("no_ref_audio", "no ref_audio, and no --ref_audio was given; the speaker embedding needs a reference clip");
+        if (reference is null)
+        {
+            if (t.RequireReference) Error("no_ref_audio", "no ref_audio, and no --ref_audio was given; the speaker embedding needs a reference clip");
+        }
         else
         {
             var refResult = check(reference);

@@ -18,7 +18,29 @@ public interface IWandbApi
     /// there, so resending the same offset after a lost response does not duplicate rows.</summary>
     [Post("/files/{entity}/{project}/{run}/file_stream")]
     Task FileStreamAsync(string entity, string project, string run, [Body] FileStreamRequest request, CancellationToken cancellationToken = default);
+
+    /// <summary>Signed upload URLs for run files (the official client's <c>CreateRunFiles</c>): each file is then PUT to its
+    /// URL with <c>uploadHeaders</c> ("Name:Value" strings), without the API key.</summary>
+    [Post("/graphql")]
+    Task<GraphQlResponse<CreateRunFilesData>> CreateRunFilesAsync([Body] GraphQlRequest<CreateRunFilesVariables> request, CancellationToken cancellationToken = default);
 }
+
+public sealed record CreateRunFilesVariables(
+    [property: JsonPropertyName("entity")] string Entity,
+    [property: JsonPropertyName("project")] string Project,
+    [property: JsonPropertyName("run")] string Run,
+    [property: JsonPropertyName("files")] IReadOnlyList<string> Files);
+
+public sealed record CreateRunFilesData([property: JsonPropertyName("createRunFiles")] CreateRunFilesPayload? CreateRunFiles);
+
+public sealed record CreateRunFilesPayload(
+    [property: JsonPropertyName("runID")] string? RunId,
+    [property: JsonPropertyName("uploadHeaders")] IReadOnlyList<string>? UploadHeaders,
+    [property: JsonPropertyName("files")] IReadOnlyList<RunFileUpload>? Files);
+
+public sealed record RunFileUpload(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("uploadUrl")] string? UploadUrl);
 
 public sealed record GraphQlRequest<TVariables>(
     [property: JsonPropertyName("query")] string Query,
@@ -113,6 +135,16 @@ public static class WandbApi
             }) {
                 bucket { id name displayName project { id name entity { id name } } }
                 inserted
+            }
+        }
+        """;
+
+    public const string CreateRunFilesMutation = """
+        mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!) {
+            createRunFiles(input: { entityName: $entity, projectName: $project, runName: $run, files: $files }) {
+                runID
+                uploadHeaders
+                files { name uploadUrl }
             }
         }
         """;

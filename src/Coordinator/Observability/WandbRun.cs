@@ -25,6 +25,7 @@ public sealed class WandbRun : IDisposable
     readonly CancellationTokenSource stop = new();
     readonly Task? sender;
     readonly HttpClient? http;
+    readonly WandbUploader? uploader;
     long lastStep = -1;
     bool finished, warnedStep, warnedDisk;
 
@@ -57,8 +58,9 @@ public sealed class WandbRun : IDisposable
         if (settings.Mode == WandbMode.Online)
         {
             (var api, http) = WandbApi.Create(settings, options.RequestTimeout, options.Handler);
-            var uploader = new WandbUploader(api, folder, settings, options, Warn);
-            sender = Task.Run(() => SendLoop(uploader));
+            uploader = new WandbUploader(api, folder, settings, options, Warn);
+            var u = uploader;
+            sender = Task.Run(() => SendLoop(u));
         }
     }
 
@@ -108,10 +110,15 @@ public sealed class WandbRun : IDisposable
     /// <summary>Appends the history row {"_step", "_runtime", "_timestamp", metrics…} and folds the metrics into the
     /// summary. Steps must not go back (WandB drops such rows; so does this, with one warning); to put train and eval
     /// numbers in one row, pass them in one call.</summary>
-    public void Log(long step, IReadOnlyDictionary<string, double> metrics)
+    public void Log(long step, IReadOnlyDictionary<string, double> metrics) => Log(step, metrics, []);
+
+    /// <summary><see cref="Log(long, IReadOnlyDictionary{string, double})"/> with audio clips in the same row: each WAV is copied
+    /// into the run folder as <c>media/audio/KEY_STEP_HASH.wav</c> and uploaded as a run file (signed URL), and the row
+    /// holds WandB's audio-file object for it (path, sha256, size, sample_rate, caption), as <c>wandb.Audio</c> logs it.</summary>
+    public void Log(long step, IReadOnlyDictionary<string, double> metrics, IReadOnlyList<WandbAudio> audio)
     {
         if (folder is null) return;
-        foreach (var key in metrics.Keys)
+        foreach (var key in metrics.Keys.Concat(audio.Select(a => a.Key)))
             if (key.StartsWith('_')) throw new ArgumentException($"metric '{key}': names starting with '_' are WandB's own", nameof(metrics));
         if (step < lastStep)
         {
@@ -131,6 +138,23 @@ public sealed class WandbRun : IDisposable
             w.WriteNumber("_runtime", Math.Round(runtime, 3));
             w.WriteNumber("_timestamp", timestamp);
             foreach (var (key, value) in metrics) WriteDouble(w, key, value);
+            foreach (var clip in audio)
+            {
+                byte[] bytes;
+                try { bytes = File.ReadAllBytes(clip.Path); }
+                catch (IOException e) { Warn($"wandb: cannot read {clip.Path} for '{clip.Key}' ({e.Message}); the clip is left out"); continue; }
+                string sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+                string name = $"media/audio/{MediaName(clip.Key)}_{step}_{sha[..20]}.wav";
+                if (!Append(() => folder.AddFile(name, clip.Path))) continue;
+                w.WriteStartObject(clip.Key);
+                w.WriteString("_type", "audio-file");
+                w.WriteString("path", name);
+                w.WriteString("sha256", sha);
+                w.WriteNumber("size", bytes.Length);
+                w.WriteNumber("sample_rate", clip.SampleRate);
+                if (clip.Caption is not null) w.WriteString("caption", clip.Caption);
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
         }
         if (!Append(() => folder.AppendHistory(Encoding.UTF8.GetString(buffer.WrittenSpan)))) return;
@@ -283,6 +307,8 @@ public sealed class WandbRun : IDisposable
         return m.Success && double.TryParse(m.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : null;
     }
 
+    static string MediaName(string key) => Regex.Replace(key, "[^A-Za-z0-9_.-]", "_");
+
     static string NewRunId()
     {
         const string alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -301,7 +327,11 @@ public sealed class WandbRun : IDisposable
         folder?.SaveState();
         folder?.Dispose();
         http?.Dispose();
+        uploader?.Dispose();
         stop.Dispose();
         wake.Dispose();
     }
 }
+
+/// <summary>An audio clip for a history row (a WAV file), shown as a player in the run's media panel.</summary>
+public sealed record WandbAudio(string Key, string Path, int SampleRate, string? Caption = null);

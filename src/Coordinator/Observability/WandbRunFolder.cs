@@ -25,6 +25,8 @@ sealed record WandbRunState
     /// <summary>Set by Finish; the completion is sent once every row is.</summary>
     public int? ExitCode { get; init; }
     public bool CompleteSent { get; init; }
+    /// <summary>Run files (under wandb/files/, e.g. media/audio/...) the server has stored.</summary>
+    public IReadOnlyList<string> FilesUploaded { get; init; } = [];
 }
 
 /// <summary>The run folder's <c>wandb/</c>: history.jsonl (one row a line, in step order), output.log, summary.json,
@@ -36,6 +38,8 @@ sealed class WandbRunFolder : IDisposable
     public const string FolderName = "wandb";
     const string StateFile = "state.json", HistoryFile = "history.jsonl", OutputFile = "output.log",
         SummaryFile = "summary.json", ConfigFile = "config.json";
+    /// <summary>Run files to upload (media), by their name on the server, e.g. files/media/audio/eval_x_12_ab.wav.</summary>
+    public const string FilesFolder = "files";
 
     static readonly JsonSerializerOptions StateJson = new(JsonSerializerDefaults.Web)
     {
@@ -168,10 +172,45 @@ sealed class WandbRunFolder : IDisposable
 
     public int PendingHistoryCount { get { lock (gate) return pendingHistory.Count; } }
 
+    /// <summary>Copies <paramref name="source"/> to files/<paramref name="name"/> (written whole, then renamed), to be
+    /// uploaded as the run file <paramref name="name"/>. Copied first, so a row never names a file the folder lacks.</summary>
+    public void AddFile(string name, string source)
+    {
+        if (name.Contains("..", StringComparison.Ordinal) || Path.IsPathRooted(name)) throw new ArgumentException($"run file name '{name}' must be relative");
+        string target = Path.Combine(Directory, FilesFolder, name);
+        System.IO.Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+        using var input = File.OpenRead(source);
+        AtomicFile.Write(target, input.CopyTo);
+    }
+
+    /// <summary>Run files in files/ the server does not have yet, by name ('/'-separated), in name order.</summary>
+    public IReadOnlyList<string> PendingFiles
+    {
+        get
+        {
+            string root = Path.Combine(Directory, FilesFolder);
+            if (!System.IO.Directory.Exists(root)) return [];
+            var uploaded = State.FilesUploaded.ToHashSet(StringComparer.Ordinal);
+            return System.IO.Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
+                .Where(f => !Path.GetFileName(f).Contains(".tmp-", StringComparison.Ordinal)) // AtomicFile's temporaries
+                .Select(f => Path.GetRelativePath(root, f).Replace(Path.DirectorySeparatorChar, '/'))
+                .Where(n => !uploaded.Contains(n)).Order(StringComparer.Ordinal).ToList();
+        }
+    }
+
+    public string FilePath(string name) => Path.Combine(Directory, FilesFolder, name.Replace('/', Path.DirectorySeparatorChar));
+
+    public void MarkUploaded(string name) => Update(s => s with { FilesUploaded = [.. s.FilesUploaded, name] });
+
     /// <summary>Everything sent, and the completion too if Finish asked for one.</summary>
     public bool Delivered
     {
-        get { lock (gate) return pendingHistory.Count == 0 && pendingOutput.Count == 0 && !summaryDirty && (state.ExitCode is null || state.CompleteSent); }
+        get
+        {
+            lock (gate)
+                if (!(pendingHistory.Count == 0 && pendingOutput.Count == 0 && !summaryDirty && (state.ExitCode is null || state.CompleteSent))) return false;
+            return PendingFiles.Count == 0;
+        }
     }
 
     /// <summary>The next lines to send, at most <paramref name="maxLines"/> of each file, with the offsets they start at; null when nothing is pending.</summary>

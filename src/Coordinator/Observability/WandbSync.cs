@@ -23,7 +23,7 @@ public static class WandbSync
         var (api, http) = WandbApi.Create(settings, options.RequestTimeout, options.Handler);
         using (http)
         {
-            var uploader = new WandbUploader(api, folder, settings, options, message => log?.WriteLine(settings.Scrub(message)));
+            using var uploader = new WandbUploader(api, folder, settings, options, message => log?.WriteLine(settings.Scrub(message)));
             try
             {
                 uploader.PumpAsync(CancellationToken.None).GetAwaiter().GetResult();

@@ -28,8 +28,15 @@ public sealed class WandbException(string message) : Exception(message);
 /// <summary>Brings the server up to date with a <see cref="WandbRunFolder"/>: upserts the run, then sends pending lines
 /// in order, each request retried with exponential backoff on network errors, timeouts, 5xx, 408 and 429.
 /// One uploader per folder, used from one thread at a time.</summary>
-sealed class WandbUploader(IWandbApi api, WandbRunFolder folder, WandbSettings settings, WandbUploadOptions options, Action<string> warn)
+sealed class WandbUploader(IWandbApi api, WandbRunFolder folder, WandbSettings settings, WandbUploadOptions options, Action<string> warn) : IDisposable
 {
+    // Signed-URL uploads: no BaseAddress, no Authorization header.
+    readonly HttpClient uploads = options.Handler is { } handler
+        ? new HttpClient(handler, disposeHandler: false) { Timeout = options.RequestTimeout }
+        : new HttpClient { Timeout = options.RequestTimeout };
+
+    public void Dispose() => uploads.Dispose();
+
     bool upserted, outage;
 
     public async Task PumpAsync(CancellationToken ct)
@@ -47,12 +54,40 @@ sealed class WandbUploader(IWandbApi api, WandbRunFolder folder, WandbSettings s
             await WithRetries("file_stream", c => api.FileStreamAsync(entity, state.Project, state.RunId, batch.ToRequest(), c), ct);
             folder.Commit(batch);
         }
+        if (folder.PendingFiles is { Count: > 0 } files) await UploadFilesAsync(entity, files, ct);
         state = folder.State;
         if (state.ExitCode is { } exitCode && !state.CompleteSent)
         {
             await WithRetries("file_stream complete",
                 c => api.FileStreamAsync(entity, state.Project, state.RunId, new FileStreamRequest { Complete = true, ExitCode = exitCode }, c), ct);
             folder.Update(s => s with { CompleteSent = true });
+        }
+    }
+
+    /// <summary>Asks for signed URLs, then PUTs each file (from a client without the API key: the URL is the credential,
+    /// and the storage behind it must never see the key), recording each as uploaded once stored.</summary>
+    async Task UploadFilesAsync(string entity, IReadOnlyList<string> files, CancellationToken ct)
+    {
+        var state = folder.State;
+        GraphQlResponse<CreateRunFilesData>? response = null;
+        await WithRetries("CreateRunFiles", async c => response = await api.CreateRunFilesAsync(
+            new GraphQlRequest<CreateRunFilesVariables>(WandbApi.CreateRunFilesMutation, new CreateRunFilesVariables(entity, state.Project, state.RunId, files)), c), ct);
+        if (response?.Errors is { Count: > 0 } errors)
+            throw new WandbException(settings.Scrub($"CreateRunFiles for run {state.RunId} failed: " + string.Join("; ", errors.Select(e => e.Message))));
+        var payload = response?.Data?.CreateRunFiles ?? throw new WandbException($"CreateRunFiles for run {state.RunId} returned nothing");
+        var headers = (payload.UploadHeaders ?? []).Select(h => h.Split(':', 2)).Where(p => p.Length == 2).ToList();
+        foreach (var file in payload.Files ?? [])
+        {
+            if (file.UploadUrl is not { Length: > 0 } url || !files.Contains(file.Name)) continue;
+            await WithRetries($"upload of {file.Name}", async c =>
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Put, url) { Content = new ByteArrayContent(await File.ReadAllBytesAsync(folder.FilePath(file.Name), c)) };
+                foreach (var h in headers)
+                    if (!request.Headers.TryAddWithoutValidation(h[0].Trim(), h[1].Trim())) request.Content.Headers.TryAddWithoutValidation(h[0].Trim(), h[1].Trim());
+                using var reply = await uploads.SendAsync(request, c);
+                reply.EnsureSuccessStatusCode();
+            }, ct);
+            folder.MarkUploaded(file.Name);
         }
     }
 

@@ -7,7 +7,9 @@ namespace Qwen3Tts.Model.Codec;
 /// <summary>Mimi's causal Conv1d: the input is padded on the left by (effective kernel - stride), and on the right by
 /// just enough to complete a last, partial frame, so the output has ceil(length / stride) frames and frame t sees
 /// only samples before (t + 1) * stride. The pad values are zeros ("constant") or the edge sample ("replicate",
-/// the downsample conv). State-dict name: <c>conv.weight</c>, <c>conv.bias</c>.</summary>
+/// the downsample conv). State-dict name: <c>conv.weight</c>, <c>conv.bias</c>. With constant padding this is also
+/// the speech tokenizer decoder's Qwen3TTSTokenizerV2CausalConvNet (which adds <c>groups</c> for the
+/// ConvNeXt blocks' depthwise conv).</summary>
 public sealed class MimiConv1d : nn.Module<Tensor, Tensor>
 {
     readonly Conv1d conv;
@@ -15,9 +17,9 @@ public sealed class MimiConv1d : nn.Module<Tensor, Tensor>
     readonly bool replicate;
 
     public MimiConv1d(long inChannels, long outChannels, long kernelSize, long stride = 1, long dilation = 1, bool bias = true,
-        string padMode = "constant", Device? device = null, ScalarType? dtype = null) : base(nameof(MimiConv1d))
+        string padMode = "constant", long groups = 1, Device? device = null, ScalarType? dtype = null) : base(nameof(MimiConv1d))
     {
-        conv = nn.Conv1d(inChannels, outChannels, kernelSize, stride: stride, dilation: dilation, bias: bias, device: device, dtype: dtype);
+        conv = nn.Conv1d(inChannels, outChannels, kernelSize, stride: stride, dilation: dilation, groups: groups, bias: bias, device: device, dtype: dtype);
         this.stride = stride;
         effectiveKernel = (kernelSize - 1) * dilation + 1;
         replicate = padMode switch

@@ -35,18 +35,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tenso
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
-        // [B, T, H*D] -> [B, T, H, D] -> norm over D -> [B, H, T, D]
-        var q = q_norm.forward(ParameterUse.Linear(q_proj, x).view(b, t, heads, headDim)).transpose(1, 2);
-        var k = k_norm.forward(ParameterUse.Linear(k_proj, x).view(b, t, kvHeads, headDim)).transpose(1, 2);
-        var v = ParameterUse.Linear(v_proj, x).view(b, t, kvHeads, headDim).transpose(1, 2);
-        q = Rotary.Apply(q, cos, sin);
-        k = Rotary.Apply(k, cos, sin);
-        if (heads != kvHeads)
-        {
-            // [B, kvH, T, D] -> [B, H, T, D]: each kv head serves heads/kvHeads query heads.
-            k = k.repeat_interleave(heads / kvHeads, dim: 1);
-            v = v.repeat_interleave(heads / kvHeads, dim: 1);
-        }
+        var (q, k, v) = Project(x, cos, sin);
+        k = RepeatKv(k);
+        v = RepeatKv(v);
         var attended = mask is null
             ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: t > 1)
             : nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
@@ -54,6 +45,44 @@ public sealed class Attention : nn.Module<Tensor, Tensor, Tensor, Tensor?, Tenso
         var merged = attended.transpose(1, 2).reshape(b, t, heads * headDim);
         return ParameterUse.Linear(o_proj, merged).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Causal attention of x's T new positions over the cached ones and themselves; their keys and values are
+    /// appended to <paramref name="cache"/>. cos/sin [B, T, head_dim] are those of the new positions.</summary>
+    public Tensor ForwardWithCache(Tensor x, Tensor cos, Tensor sin, LayerKvCache cache)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], t = x.shape[1];
+        var (q, kNew, vNew) = Project(x, cos, sin);
+        var (kAll, vAll) = cache.Append(kNew, vNew); // [B, kvH, past + T, D]
+        var k = RepeatKv(kAll);
+        var v = RepeatKv(vAll);
+        long past = kAll.shape[2] - t;
+        Tensor attended;
+        if (past == 0) attended = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: t > 1);
+        else if (t == 1) attended = nn.functional.scaled_dot_product_attention(q, k, v); // one query sees every key
+        else
+        {
+            // SDPA's is_causal aligns the triangle top-left; new query i sits at past + i and sees keys 0..past + i.
+            var mask = ones(t, past + t, dtype: ScalarType.Bool, device: x.device).tril(past);
+            attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
+        }
+        var merged = attended.transpose(1, 2).reshape(b, t, heads * headDim);
+        return ParameterUse.Linear(o_proj, merged).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>q [B, H, T, D] and k, v [B, kvH, T, D], with the per-head norms and RoPE applied to q and k.</summary>
+    (Tensor Q, Tensor K, Tensor V) Project(Tensor x, Tensor cos, Tensor sin)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        // [B, T, H*D] -> [B, T, H, D] -> norm over D -> [B, H, T, D]
+        var q = q_norm.forward(ParameterUse.Linear(q_proj, x).view(b, t, heads, headDim)).transpose(1, 2);
+        var k = k_norm.forward(ParameterUse.Linear(k_proj, x).view(b, t, kvHeads, headDim)).transpose(1, 2);
+        var v = ParameterUse.Linear(v_proj, x).view(b, t, kvHeads, headDim).transpose(1, 2);
+        return (Rotary.Apply(q, cos, sin), Rotary.Apply(k, cos, sin), v);
+    }
+
+    // [B, kvH, T, D] -> [B, H, T, D]: each kv head serves heads/kvHeads query heads.
+    Tensor RepeatKv(Tensor kv) => heads == kvHeads ? kv : kv.repeat_interleave(heads / kvHeads, dim: 1);
 }
 
 /// <summary>Pre-norm transformer block: x + attn(norm(x)), then h + mlp(norm(h)).</summary>
@@ -77,6 +106,14 @@ public sealed class DecoderLayer : nn.Module<Tensor, Tensor, Tensor, Tensor?, Te
     {
         using var scope = NewDisposeScope();
         var h = x + self_attn.forward(input_layernorm.forward(x), cos, sin, mask);
+        return (h + mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The block over new positions only, attending through <paramref name="cache"/> (see <see cref="Attention.ForwardWithCache"/>).</summary>
+    public Tensor ForwardWithCache(Tensor x, Tensor cos, Tensor sin, LayerKvCache cache)
+    {
+        using var scope = NewDisposeScope();
+        var h = x + self_attn.ForwardWithCache(input_layernorm.forward(x), cos, sin, cache);
         return (h + mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
     }
 }

@@ -67,6 +67,9 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     void Metrics(long step, params (string Name, double Value)[] metrics) =>
         wandb?.Log(step, metrics.ToDictionary(m => m.Name, m => m.Value));
 
+    void Metrics(long step, IReadOnlyList<WandbAudio> audio, params (string Name, double Value)[] metrics) =>
+        wandb?.Log(step, metrics.ToDictionary(m => m.Name, m => m.Value), audio);
+
     public TrainingResult Run()
     {
         o.Validate();
@@ -89,6 +92,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         var train = OpenData(o.TrainData, o.MaxTrainSamples, "train", tokenizer, config);
         var validation = o.ValidationData is null ? null : OpenData(o.ValidationData, o.MaxEvalSamples, "validation", tokenizer, config);
         if (train.Count == 0) throw new ArgumentException($"--train_jsonl {o.TrainData}: no usable records");
+        // Listening samples at each evaluation: rank 0 only (it alone writes and logs).
+        var samples = Main && o.EvalSentences is { } sentences ? EvalSamples.Open(sentences, o.InitModelPath, tokenizer, o.EvalSampleMaxSeconds, o.Seed) : null;
         // --batch_size is per rank, as in the seed: the global batch grows with the world.
         int globalBatch = o.BatchSize * comm.WorldSize;
         int batchesPerEpoch = (train.Count + globalBatch - 1) / globalBatch;
@@ -265,10 +270,17 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             }
             Telemetry.EvalLoss.Record(loss);
             Log(string.Create(CultureInfo.InvariantCulture, $"eval step {step}: loss {loss:F4} (talker {talker:F4}, sub-talker {sub:F4})"));
+            IReadOnlyList<WandbAudio> audio = [];
+            if (samples is not null)
+            {
+                string summary;
+                (audio, summary) = samples.Write(model, train, step, o.OutputModelPath);
+                Log(summary);
+            }
             if (endOfEpoch) // the community pipelines' end-of-epoch validation number
-                Metrics(step, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub), ("eval/epoch_loss", loss));
+                Metrics(step, audio, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub), ("eval/epoch_loss", loss));
             else
-                Metrics(step, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub));
+                Metrics(step, audio, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub));
             if (bestEval is null || loss < bestEval)
             {
                 (bestEval, bestEvalStep) = (loss, step);

@@ -46,6 +46,12 @@ public sealed record TrainingOptions
     /// reduce of every bucket after it).</summary>
     public string GradSync { get; init; } = "overlap";
 
+    /// <summary>--eval_sentences: sentences rank 0 speaks at each evaluation (plain lines or JSONL {"text", "language"}).</summary>
+    public string? EvalSentences { get; init; }
+
+    /// <summary>--eval_sample_max_seconds: the longest eval sample (bounds max_new_tokens).</summary>
+    public double EvalSampleMaxSeconds { get; init; } = 10;
+
     /// <summary>--coordinator: embedded (rank 0 hosts it), off (local plan), or a standalone coordinator's address.</summary>
     public string Coordinator { get; init; } = "embedded";
 
@@ -81,6 +87,8 @@ public sealed record TrainingOptions
         Require(!string.IsNullOrWhiteSpace(SpeakerName), "speaker_name", "must not be empty");
         Require(GradSync is "overlap" or "after_backward", "grad_sync", $"must be overlap or after_backward, got '{GradSync}'");
         Require(BucketSizeMb >= 1, "bucket_size_mb", $"must be at least 1, got {BucketSizeMb}");
+        Require(EvalSentences is null || File.Exists(EvalSentences), "eval_sentences", $"no such file: {EvalSentences}");
+        Require(EvalSampleMaxSeconds > 0 && double.IsFinite(EvalSampleMaxSeconds), "eval_sample_max_seconds", $"must be a positive number of seconds, got {EvalSampleMaxSeconds}");
         Require(BucketWindow >= 0, "bucket_window", $"must be 0 (random batching) or more, got {BucketWindow}");
         Require(TrainingDevice.SyntaxError(Device) is null, "device", TrainingDevice.SyntaxError(Device) ?? "");
         Require(HeartbeatTimeout > 0 && double.IsFinite(HeartbeatTimeout), "heartbeat_timeout", $"must be a positive number of seconds, got {HeartbeatTimeout}");
@@ -140,6 +148,8 @@ public static class TrainingFlags
         var wandbProject = Flag<string?>("wandb_project", "WandB project (default: $WANDB_PROJECT)");
         var wandbRunName = Flag<string?>("wandb_run_name", "WandB run display name (default: $WANDB_NAME)");
         var bucket = Flag<int?>("bucket_size_mb", "gradient all-reduce bucket size in MB (default 25; the first bucket is 1 MB)");
+        var evalSentences = Flag<string?>("eval_sentences", "at each evaluation rank 0 speaks these sentences (a line each, or JSONL {\"text\", \"language\"}) in the training voice: OUTPUT/samples/step-S/NN.wav, and WandB audio");
+        var evalSampleSeconds = Flag<double?>("eval_sample_max_seconds", "longest eval sample in seconds (default 10)");
         var coordinator = Flag<string?>("coordinator", "where the data plan comes from: embedded (default: rank 0 hosts the coordinator), off (each rank computes it), or a qwen3tts-coordinator address (http://host:port; token from $QWEN3TTS_COORDINATOR_TOKEN)");
         var bucketWindow = Flag<int?>("bucket_window", "group batches by length within windows of N global batches (default 32; 0: random batching)");
         var heartbeatTimeout = Flag<double?>("heartbeat_timeout", "seconds a silent rank or coordinator is tolerated before the job stops (default 60)");
@@ -147,7 +157,7 @@ public static class TrainingFlags
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, gradSync, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -192,6 +202,8 @@ public static class TrainingFlags
                 SkipBadSamples = parse.GetValue(skipBad) || (ValueFromFile<bool>(file, "skip_bad_samples") ?? false),
                 BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
                 GradSync = PickString(gradSync, "grad_sync") ?? d.GradSync,
+                EvalSentences = PickString(evalSentences, "eval_sentences"),
+                EvalSampleMaxSeconds = Pick(evalSampleSeconds, "eval_sample_max_seconds") ?? d.EvalSampleMaxSeconds,
                 Coordinator = PickString(coordinator, "coordinator") ?? d.Coordinator,
                 BucketWindow = Pick(bucketWindow, "bucket_window") ?? d.BucketWindow,
                 HeartbeatTimeout = Pick(heartbeatTimeout, "heartbeat_timeout") ?? d.HeartbeatTimeout,

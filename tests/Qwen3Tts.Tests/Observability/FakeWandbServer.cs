@@ -26,6 +26,8 @@ sealed class FakeWandbServer : IDisposable
         public int? ExitCode { get; set; }
         public int Completions { get; set; }
         public List<JsonObject> Upserts { get; } = [];
+        /// <summary>Run files stored through the signed upload URLs, by name.</summary>
+        public Dictionary<string, byte[]> Files { get; } = [];
     }
 
     readonly string expectedAuth;
@@ -105,11 +107,16 @@ sealed class FakeWandbServer : IDisposable
         }
     }
 
+    /// <summary>The header the signed upload URLs require (the real ones carry their own signature).</summary>
+    public const string UploadHeader = "X-Upload-Signature", UploadSignature = "signed-ok";
+
     void Handle(HttpListenerContext context)
     {
         var request = context.Request;
         string body;
-        using (var reader = new StreamReader(request.InputStream, Encoding.UTF8)) body = reader.ReadToEnd();
+        byte[] raw;
+        using (var buffer = new MemoryStream()) { request.InputStream.CopyTo(buffer); raw = buffer.ToArray(); }
+        body = Encoding.UTF8.GetString(raw);
         lock (gate)
         {
             Requests++;
@@ -120,6 +127,7 @@ sealed class FakeWandbServer : IDisposable
                 return;
             }
             string path = request.Url!.AbsolutePath;
+            if (path.StartsWith("/upload/", StringComparison.Ordinal)) { Upload(context, raw); return; }
             if (request.HttpMethod != "POST") { Fail(context, $"{request.HttpMethod} {path}: expected POST"); return; }
             if (request.Headers["Authorization"] != expectedAuth)
             {
@@ -133,10 +141,45 @@ sealed class FakeWandbServer : IDisposable
             }
             if (request.ContentLength64 <= 0) { Fail(context, $"{path}: no Content-Length (chunked body)"); return; }
             var segments = path.Trim('/').Split('/');
-            if (path == "/graphql") Upsert(context, body);
+            if (path == "/graphql" && body.Contains("mutation CreateRunFiles(", StringComparison.Ordinal)) CreateRunFiles(context, body);
+            else if (path == "/graphql") Upsert(context, body);
             else if (segments is ["files", var entity, var project, var run, "file_stream"]) FileStream(context, entity, project, run, body);
             else Fail(context, $"unexpected path {path}");
         }
+    }
+
+    /// <summary>Signed URLs on this server (/upload/RUN/NAME) for every file asked for, as the real mutation answers.</summary>
+    void CreateRunFiles(HttpListenerContext context, string body)
+    {
+        var variables = JsonNode.Parse(body)!["variables"]!.AsObject();
+        string runId = variables["run"]!.GetValue<string>();
+        if (variables["entity"]?.GetValue<string>() != Entity) { Fail(context, "CreateRunFiles: entity"); return; }
+        if (!Runs.TryGetValue(runId, out var run) || run.Project != variables["project"]?.GetValue<string>()) { Fail(context, $"CreateRunFiles for unknown run {runId}"); return; }
+        var files = new JsonArray();
+        foreach (var name in variables["files"]!.AsArray().Select(f => f!.GetValue<string>()))
+            files.Add(new JsonObject { ["name"] = name, ["uploadUrl"] = $"{BaseUrl}/upload/{runId}/{Uri.EscapeDataString(name)}" });
+        Reply(context, 200, new JsonObject
+        {
+            ["data"] = new JsonObject
+            {
+                ["createRunFiles"] = new JsonObject
+                {
+                    ["runID"] = "bucket-" + runId, ["uploadHeaders"] = new JsonArray($"{UploadHeader}:{UploadSignature}"), ["files"] = files,
+                },
+            },
+        }.ToJsonString());
+    }
+
+    /// <summary>A PUT to a signed URL: it must carry the upload header and never the API key.</summary>
+    void Upload(HttpListenerContext context, byte[] body)
+    {
+        var segments = context.Request.Url!.AbsolutePath.Split('/', 4); // "", "upload", run, name
+        if (context.Request.HttpMethod != "PUT") { Fail(context, "upload: expected PUT"); return; }
+        if (context.Request.Headers["Authorization"] is not null) { Fail(context, "upload: the API key was sent to the storage URL"); return; }
+        if (context.Request.Headers[UploadHeader] != UploadSignature) { Fail(context, "upload: the uploadHeaders were not sent"); return; }
+        if (!Runs.TryGetValue(segments[2], out var run)) { Fail(context, $"upload for unknown run {segments[2]}"); return; }
+        run.Files[Uri.UnescapeDataString(segments[3])] = body;
+        Reply(context, 200, "");
     }
 
     void Upsert(HttpListenerContext context, string body)
