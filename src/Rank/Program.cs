@@ -19,10 +19,11 @@ var worldSize = new Option<int?>("--world_size", "--world-size") { Description =
 var localRank = new Option<int?>("--local_rank", "--local-rank") { Description = "rank on this node (default: from the launcher's environment)" };
 var backend = new Option<BackendChoice>("--backend")
 {
-    // The trainer keeps its tensors on the CPU in this build, so the default is mpi; nccl is for CUDA tensors
-    // (see README: GPU clusters for what has and has not been verified).
-    Description = "collectives backend: mpi (CPU tensors, default; over TCP when no MPI launcher started the ranks), nccl (CUDA tensors, bootstrapped over MPI or TCP; not yet used by the trainer), or auto (nccl when CUDA is available and libnccl loads, else mpi)",
-    DefaultValueFactory = _ => BackendChoice.Mpi,
+    // auto follows --device: mpi for the CPU (the default device), nccl for CUDA when libnccl loads
+    // (see README: GPU clusters for what has and has not been verified on GPUs).
+    Description = "collectives backend: auto (default: mpi for --device cpu, nccl for --device cuda when libnccl loads, else mpi), " +
+        "mpi (over TCP when no MPI launcher started the ranks; CUDA tensors are staged through host memory, slower), or nccl (CUDA tensors only, bootstrapped over MPI or TCP)",
+    DefaultValueFactory = _ => BackendChoice.Auto,
 };
 var masterAddr = new Option<string?>("--master_addr", "--master-addr") { Description = "rank 0's host for the TCP rendezvous when no MPI launcher started the ranks (default: $MASTER_ADDR)" };
 var masterPort = new Option<int?>("--master_port", "--master-port") { Description = "rank 0's TCP rendezvous port (default: $MASTER_PORT, else 29500)" };
@@ -52,9 +53,9 @@ foreach (var o in new Option[] { stopAfter, coordinatorToken, rank, worldSize, l
 root.Subcommands.Add(PrepareCommand.Create());
 
 root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), parse.GetValue(backend),
-    parse.GetValue(masterAddr), parse.GetValue(masterPort), parse.GetValue(rendezvousTimeout), comm =>
+    parse.GetValue(masterAddr), parse.GetValue(masterPort), parse.GetValue(rendezvousTimeout), () => bind(parse), (comm, bound) =>
 {
-    var options = PrepareBeforeTraining.Apply(bind(parse), comm, parse.GetValue(skipPrepare), parse.GetValue(refAudio), Console.Out, parse.GetValue(skipPreflight));
+    var options = PrepareBeforeTraining.Apply(bound, comm, parse.GetValue(skipPrepare), parse.GetValue(refAudio), Console.Out, parse.GetValue(skipPreflight));
     if (parse.GetValue(prepareOnly)) return 0;
     // Every rank reports its own metrics and spans (resource attribute qwen3tts.rank); exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     var env = EnvVars.Snapshot();

@@ -12,7 +12,8 @@ if (args.Length > 0 && failOnRank is null)
 }
 
 var world = WorldDiscovery.Resolve(EnvVars.Snapshot());
-using var comm = Communicators.Create(world);
+// CPU tensors throughout: MPI's properties (on a GPU machine auto would otherwise pick NCCL, which takes CUDA tensors only).
+using var comm = Communicators.Create(world, tensors: DeviceType.CPU);
 int rank = comm.Rank, size = comm.WorldSize;
 long rankSum = (long)size * (size - 1) / 2;
 int checks = 0, failures = 0;

@@ -22,9 +22,21 @@ public sealed record SftBatch(
     Tensor CodecMask)          // codec_mask           [B, T] bool: positions holding a codec frame
     : IDisposable
 {
+    /// <summary>Every tensor of the batch, in declaration order.</summary>
+    public IReadOnlyList<Tensor> Tensors => [InputIds, CodecIds, RefMels, RefMelFrames, AttentionMask, TextEmbeddingMask, CodecEmbeddingMask, Codec0Labels, CodecMask];
+
+    /// <summary>The same batch on <paramref name="device"/> (dtypes kept): a new batch the caller owns and disposes
+    /// besides this one. Batches are collated on the CPU and moved once, before the forward.</summary>
+    public SftBatch To(Device device)
+    {
+        using var scope = NewDisposeScope();
+        Tensor Move(Tensor t) => t.to(device).MoveToOuterDisposeScope();
+        return new SftBatch(Move(InputIds), Move(CodecIds), Move(RefMels), Move(RefMelFrames), Move(AttentionMask),
+            Move(TextEmbeddingMask), Move(CodecEmbeddingMask), Move(Codec0Labels), Move(CodecMask));
+    }
+
     public void Dispose()
     {
-        foreach (var t in new[] { InputIds, CodecIds, RefMels, RefMelFrames, AttentionMask, TextEmbeddingMask, CodecEmbeddingMask, Codec0Labels, CodecMask })
-            t.Dispose();
+        foreach (var t in Tensors) t.Dispose();
     }
 }

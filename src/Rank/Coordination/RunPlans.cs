@@ -85,9 +85,7 @@ public static class RunPlans
     {
         if (comm.WorldSize == 1) return true;
         string rank0 = BroadcastString(comm, comm.Rank == 0 ? Dns.GetHostName() : "");
-        using var same = tensor(new[] { rank0 == Dns.GetHostName() ? 1.0 : 0.0 });
-        comm.AllReduceSum(same);
-        return same.item<double>() == comm.WorldSize;
+        return comm.SumAcrossRanks([rank0 == Dns.GetHostName() ? 1.0 : 0.0])[0] == comm.WorldSize;
     }
 
     /// <summary>The name other nodes use to reach rank 0: $QWEN3TTS_COORDINATOR_ADVERTISE when set, else this host's

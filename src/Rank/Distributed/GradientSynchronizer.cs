@@ -95,6 +95,11 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             compute = computeParameters.Select(p => p.Parameter).ToArray();
         }
 
+        Device = this.masters.Length > 0 ? this.masters[0].device : CPU;
+        for (int i = 0; i < this.masters.Length; i++)
+            if (this.masters[i].device_type != Device.type || this.masters[i].device_index != Device.index)
+                throw new ArgumentException($"gradient sync packs every master gradient into buckets on one device, but '{names[i]}' is on {this.masters[i].device} and '{names[0]}' on {Device}; move the model to one device", nameof(masters));
+
         long cap = capBytes ?? BucketAssignment.CapBytes(BucketAssignment.DefaultCapMb);
         long first = Math.Min(cap, BucketAssignment.CapBytes(BucketAssignment.FirstBucketCapMb));
         Assignment = BucketAssignment.Assign(this.masters.Select((p, i) => new BucketParameter(names[i], p.numel(), 4)).ToArray(), cap, first);
@@ -117,10 +122,17 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             var offsets = new long[indices.Length];
             long n = 0;
             for (int k = 0; k < indices.Length; k++) (offsets[k], n) = (n, n + this.masters[indices[k]].numel());
-            var flat = zeros(n, ScalarType.Float32, this.masters[indices[0]].device).DetachFromDisposeScope();
+            // On the parameters' device: packing, the NCCL reduce and unpacking never leave it (MPI stages through the host).
+            var flat = zeros(n, ScalarType.Float32, Device).DetachFromDisposeScope();
             return new Bucket(indices, offsets, flat);
         }).ToArray();
     }
+
+    /// <summary>The masters' device, where the buckets live.</summary>
+    public Device Device { get; }
+
+    /// <summary>The flat fp32 bucket buffers in bucket order (none with one rank). For tests.</summary>
+    internal IReadOnlyList<Tensor> BucketBuffers => buckets.Select(b => b.Flat).ToArray();
 
     /// <summary>False with one rank: every call returns at once and nothing is tapped or copied.</summary>
     public bool ReducesAcrossRanks => buckets.Length > 0;
@@ -380,22 +392,19 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         if (comm.WorldSize == 1) return;
         int w = comm.WorldSize, r = comm.Rank, n = masters.Length;
         var mine = masters.Select(p => ParameterChecksum.Of([p])).ToArray();
-        using var scope = NewDisposeScope();
-        // An all-gather by sum: each rank fills its own row, zeros elsewhere.
-        var bits = zeros(w, n, 2, ScalarType.Int64);
-        var sums = zeros(w, 2, ScalarType.Float64);
+        // An all-gather by sum: each rank fills its own row ([w, n, 2] and [w, 2], row-major), zeros elsewhere.
+        var bits = new long[w * n * 2];
+        var sums = new double[w * 2];
         var total = ParameterChecksum.Of(masters);
         for (int i = 0; i < n; i++)
         {
-            bits[r, i, 0] = mine[i].Bits;
-            bits[r, i, 1] = mine[i].WeightedBits;
+            bits[(r * n + i) * 2] = mine[i].Bits;
+            bits[(r * n + i) * 2 + 1] = mine[i].WeightedBits;
         }
-        sums[r, 0] = total.Sum;
-        sums[r, 1] = total.SumSquares;
-        comm.AllReduceSum(bits);
-        comm.AllReduceSum(sums);
-        var b = bits.data<long>().ToArray();
-        var s = sums.data<double>().ToArray();
+        sums[r * 2] = total.Sum;
+        sums[r * 2 + 1] = total.SumSquares;
+        var b = comm.SumAcrossRanks(bits);
+        var s = comm.SumAcrossRanks(sums);
         for (int rank = 1; rank < w; rank++)
             for (int i = 0; i < n; i++)
             {
@@ -416,9 +425,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     public static (long Talker, long Sub) GlobalTokenCounts(ICommunicator comm, long talker, long sub)
     {
         if (comm.WorldSize == 1) return (talker, sub);
-        using var counts = tensor(new[] { talker, sub });
-        comm.AllReduceSum(counts);
-        var c = counts.data<long>();
+        var c = comm.SumAcrossRanks([talker, sub]);
         return (c[0], c[1]);
     }
 

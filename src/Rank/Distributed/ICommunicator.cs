@@ -16,6 +16,11 @@ public interface ICommunicator : IDisposable
     /// <summary>"single", "mpi (Open MPI 4.1.4)", "mpi (MPICH 4.0.2)", "nccl", ...</summary>
     string Backend { get; }
 
+    /// <summary>Where the tensors handed to the collectives must live: the CPU (MPI, TCP, one process) or this rank's
+    /// GPU (NCCL). Small host values every rank sums (token counts, checksums, flags) go here
+    /// (<see cref="CommunicatorExtensions.SumAcrossRanks(ICommunicator, long[])"/>).</summary>
+    Device TensorDevice => CPU;
+
     /// <summary>In-place element-wise sum across ranks of a contiguous tensor (float32, float64, bfloat16 where supported, int64).</summary>
     void AllReduceSum(Tensor tensor);
 
@@ -36,6 +41,28 @@ public interface ICommunicator : IDisposable
 }
 
 public sealed class CommunicatorException(string message) : Exception(message);
+
+public static class CommunicatorExtensions
+{
+    /// <summary>Element-wise sums of small host values across ranks (every rank passes the same length), reduced on the
+    /// communicator's <see cref="ICommunicator.TensorDevice"/>; returns a new array.</summary>
+    public static long[] SumAcrossRanks(this ICommunicator comm, long[] values)
+    {
+        using var scope = NewDisposeScope();
+        var sum = tensor(values).to(comm.TensorDevice);
+        comm.AllReduceSum(sum);
+        return sum.cpu().data<long>().ToArray();
+    }
+
+    /// <inheritdoc cref="SumAcrossRanks(ICommunicator, long[])"/>
+    public static double[] SumAcrossRanks(this ICommunicator comm, double[] values)
+    {
+        using var scope = NewDisposeScope();
+        var sum = tensor(values).to(comm.TensorDevice);
+        comm.AllReduceSum(sum);
+        return sum.cpu().data<double>().ToArray();
+    }
+}
 
 /// <summary>One process, no communication: every collective is the identity.</summary>
 public sealed class SingleProcessCommunicator : ICommunicator

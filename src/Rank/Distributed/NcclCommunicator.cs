@@ -45,6 +45,8 @@ public sealed unsafe class NcclCommunicator : ICommunicator
     /// <summary>This rank's GPU: tensors passed to the collectives must live on it.</summary>
     public Device Device { get; }
 
+    Device ICommunicator.TensorDevice => Device;
+
     sealed record Operation(Action Run, TaskCompletionSource Done);
 
     NcclCommunicator(ICommunicator bootstrap, Nccl nccl, CudaDriver cuda, int deviceIndex)

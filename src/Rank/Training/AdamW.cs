@@ -32,6 +32,7 @@ public sealed record AdamWOptions(double Lr = 2e-5, double Beta1 = 0.9, double B
 public sealed class AdamW : IDisposable
 {
     readonly Entry[] entries;
+    readonly Device device;
     bool disposed;
 
     sealed record Entry(string Name, Parameter Parameter, bool Decay, Tensor ExpAvg, Tensor ExpAvgSq, Tensor StepTensor)
@@ -52,11 +53,18 @@ public sealed class AdamW : IDisposable
             if (p.dtype != ScalarType.Float32)
                 throw new ArgumentException($"parameter '{name}' is {p.dtype}; the optimizer steps fp32 master weights (with --mixed_precision bf16, pass the fp32 masters, not the bf16 compute copy)", nameof(parameters));
 
+        device = list.Count > 0 ? list[0].Parameter.device : CPU;
+        foreach (var (name, p) in list)
+            if (p.device_type != device.type || p.device_index != device.index)
+                throw new ArgumentException($"parameter '{name}' is on {p.device} but '{list[0].Name}' on {device}; the optimizer steps parameters on one device", nameof(parameters));
+
         entries = new Entry[list.Count];
         for (int i = 0; i < list.Count; i++)
         {
             var (name, p) = list[i];
             // State is created here, once, and lives as long as the optimizer: detach it from any scope the caller is in.
+            // The moments are zeros_like(p): on the parameter's device, as torch's. The step count stays a CPU scalar (torch's
+            // non-capturable AdamW keeps it on the CPU too); it is only read on the host.
             entries[i] = new Entry(name, p, noDecay is null || !noDecay(name),
                 zeros_like(p, dtype: ScalarType.Float32).DetachFromDisposeScope(),
                 zeros_like(p, dtype: ScalarType.Float32).DetachFromDisposeScope(),
@@ -70,6 +78,9 @@ public sealed class AdamW : IDisposable
     public long StepCount { get; private set; }
 
     public IReadOnlyList<string> Names => entries.Select(e => e.Name).ToList();
+
+    /// <summary>The parameters' device, where the moments live.</summary>
+    public Device Device => device;
 
     /// <summary>Whether weight decay applies to the named parameter.</summary>
     public bool Decays(string name) =>
@@ -85,7 +96,8 @@ public sealed class AdamW : IDisposable
         if (!(lr >= 0)) throw new ArgumentOutOfRangeException(nameof(lr), lr, "learning rate must be >= 0");
         var (beta1, beta2, eps, wd) = (Options.Beta1, Options.Beta2, Options.Eps, Options.WeightDecay);
         using var noGrad = no_grad();
-        using var weight1 = tensor(1 - beta1, dtype: ScalarType.Float32);
+        // lerp_'s weight as a 0-dim tensor on the parameters' device (a CPU one would not mix with CUDA moments).
+        using var weight1 = tensor(1 - beta1, dtype: ScalarType.Float32, device: device);
         foreach (var e in entries)
         {
             // One scope per parameter: the grad handle and denom are released before the next parameter's are made.

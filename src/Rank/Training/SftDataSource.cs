@@ -64,6 +64,15 @@ public sealed class SftDataSource
         finally { foreach (var s in samples) s.RefMel.Dispose(); }
     }
 
+    /// <summary>The collated batch on <paramref name="device"/>: collated on the CPU, then every tensor moved once
+    /// (owned by the caller). On the CPU this is <see cref="Batch(IReadOnlyList{int})"/> itself.</summary>
+    public SftBatch Batch(IReadOnlyList<int> indices, Device device)
+    {
+        if (device.type == TorchSharp.DeviceType.CPU) return Batch(indices);
+        using var onCpu = Batch(indices);
+        return onCpu.To(device);
+    }
+
     /// <summary>Labels the talker scores for these records: every frame's codebook 0 plus codec_eos.</summary>
     public long TalkerTokens(IEnumerable<int> indices) => indices.Sum(i => (long)records[i].AudioCodes.Frames + 1);
 

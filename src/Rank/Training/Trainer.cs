@@ -28,6 +28,13 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 {
     readonly ICommunicator comm = communicator ?? new SingleProcessCommunicator();
 
+    /// <summary>--device, resolved by <see cref="Run"/> (cuda means cuda:LocalRank).</summary>
+    Device device = CPU;
+
+    /// <summary>The communicator for tensors on <see cref="device"/>: <see cref="comm"/> itself, or for GPU tensors over
+    /// MPI/TCP the same one staged through host memory (<see cref="TrainingDevice.CommunicatorFor"/>).</summary>
+    ICommunicator collectives = communicator ?? new SingleProcessCommunicator();
+
     /// <summary>Only rank 0 writes checkpoints, exports and logs.</summary>
     bool Main => comm.Rank == 0;
 
@@ -68,12 +75,15 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         o.Validate();
         Directory.CreateDirectory(o.OutputModelPath);
         var precision = TrainableModel.ParsePrecision(o.MixedPrecision);
+        device = TrainingDevice.Resolve(o.Device, comm.LocalRank);
+        collectives = TrainingDevice.CommunicatorFor(device, comm);
+        TrainingDevice.MakeCurrent(device);
 
-        // ---- model: fp32 masters (+ a bf16 compute copy in bf16 mode); the speaker encoder is frozen
+        // ---- model on --device: fp32 masters (+ a bf16 compute copy on the same device in bf16 mode); the speaker encoder is frozen
         var config = Qwen3TtsConfig.Load(Path.Combine(o.InitModelPath, ModelDirectory.ConfigFile));
         if (!config.HasSpeakerEncoder)
             throw new ConfigException($"{o.InitModelPath}: tts_model_type is '{config.TtsModelType}'; fine-tuning starts from a Base checkpoint (it has the speaker encoder)");
-        using var model = ModelDirectory.Load(o.InitModelPath, ScalarType.Float32);
+        using var model = ModelDirectory.Load(o.InitModelPath, ScalarType.Float32, device);
         model.SpeakerEncoder!.eval();
         using var trainable = new TrainableModel(model, precision);
 
@@ -90,9 +100,9 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         int stepsPerEpoch = (batchesPerEpoch + o.GradientAccumulationSteps - 1) / o.GradientAccumulationSteps;
         long totalSteps = (long)stepsPerEpoch * o.NumEpochs;
 
-        // ---- optimizer and schedule (AdamW over the talker only)
+        // ---- optimizer and schedule (AdamW over the talker only; its moments and the gradient buckets on the masters' device)
         using var optimizer = new AdamW(trainable.MasterParameters, new AdamWOptions(o.Lr, o.AdamBeta1, o.AdamBeta2, o.AdamEpsilon, o.WeightDecay));
-        using var sync = new GradientSynchronizer(trainable.MasterParameters, comm, BucketAssignment.CapBytes(o.BucketSizeMb),
+        using var sync = new GradientSynchronizer(trainable.MasterParameters, collectives, BucketAssignment.CapBytes(o.BucketSizeMb),
             precision == MixedPrecision.Bf16 ? trainable.ComputeParameters : null);
         var schedule = new LrSchedule(o.Lr, o.WarmupSteps, totalSteps, LrSchedule.ParseDecay(o.LrScheduler)).Validated();
 
@@ -105,7 +115,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         {
             string dir = CheckpointRotation.ResolveResume(o.OutputModelPath, resumeSpec);
             using var loaded = TrainingCheckpoint.Load(dir);
-            CheckpointLoader.Load(model, dir, strict: true);
+            CheckpointLoader.Load(model, dir, strict: true); // CPU file tensors copied into the device's weights
             trainable.CopyMasterToCompute();
             optimizer.LoadState(loaded.Optimizer, loaded.State.OptimizerStep);
             (step, startEpoch, startBatch) = (loaded.State.GlobalStep, loaded.State.Epoch, loaded.State.BatchInEpoch);
@@ -141,7 +151,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
         Log($"training {train.Count} samples, {o.NumEpochs} epochs × {stepsPerEpoch} steps = {totalSteps} optimizer steps; " +
             $"global batch {o.BatchSize} per rank × {comm.WorldSize} ranks × {o.GradientAccumulationSteps} accumulation = {globalBatch * o.GradientAccumulationSteps} samples per step; " +
-            $"{o.MixedPrecision}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {comm.Backend}; {plan.Description}");
+            $"{o.MixedPrecision} on {device}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {collectives.Backend}; {plan.Description}");
         if (Main)
         {
             var lengths = planSettings.Lengths!;
@@ -299,7 +309,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         double subTokens = data.SubTalkerTokens(all, o.LossAlignment);
         // The synchronizer averages over ranks; scaling by the world size turns that average into the sum we want.
         double world = comm.WorldSize;
-        var sums = zeros(3, dtype: ScalarType.Float64); // talker loss sum, sub-talker loss sum, ranks asked to stop
+        // Talker loss sum, sub-talker loss sum, ranks asked to stop: on the device, next to the losses added into it.
+        var sums = zeros(3, dtype: ScalarType.Float64, device: device);
         if (stopRequested) sums[2] = 1.0;
         bool overlap = o.GradSync == "overlap";
         for (int m = 0; m < micro.Count; m++)
@@ -314,7 +325,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 using var microScope = NewDisposeScope();
                 SftBatch batch;
                 using (timer.Phase(TrainPhase.Data))
-                    batch = data.Batch(indices);
+                    batch = data.Batch(indices, device);
                 using var _ = batch;
                 SftLoss loss;
                 Tensor scaled;
@@ -341,7 +352,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         {
             if (overlap) sync.WaitAll(); // what is still on the wire; sync.LastStep.ExposedSeconds is this wait
             else sync.SynchronizeAll();
-            comm.AllReduceSum(sums);
+            collectives.AllReduceSum(sums);
         }
         double norm;
         using (timer.Phase(TrainPhase.Optimizer))
@@ -352,7 +363,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             optimizer.ZeroGrad();
             trainable.CopyMasterToCompute();
         }
-        var reduced = sums.data<double>().ToArray();
+        var reduced = sums.cpu().data<double>().ToArray();
         double talker = reduced[0] / talkerTokens, sub = reduced[1] / subTokens;
         return new StepStats(talker + o.SubTalkerWeight * sub, talker, sub, lr, norm, all.Count, (long)talkerTokens,
             timer.ElapsedSeconds, [.. timer.PhaseSeconds], StopRequested: reduced[2] > 0);
@@ -363,14 +374,14 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     (double Loss, double Talker, double Sub) EvalLoss(TrainableModel trainable, SftDataSource data)
     {
         using var scope = NewDisposeScope();
-        var sums = zeros(4, dtype: ScalarType.Float64); // talker sum, sub sum, talker tokens, sub tokens
+        var sums = zeros(4, dtype: ScalarType.Float64, device: device); // talker sum, sub sum, talker tokens, sub tokens
         using (no_grad())
             foreach (var global in Enumerable.Range(0, data.Count).Chunk(o.BatchSize * comm.WorldSize))
             {
                 var indices = EpochPlan.Share(global, comm.Rank, comm.WorldSize);
                 if (indices.Length == 0) continue;
                 using var batchScope = NewDisposeScope();
-                using var batch = data.Batch(indices);
+                using var batch = data.Batch(indices, device);
                 var speakers = SftCollate.SpeakerEmbeddings(trainable.SpeakerEncoder!, batch);
                 var loss = SftObjective.Compute(trainable.ComputeTalker, batch, speakers, o.LossAlignment, o.SubTalkerWeight);
                 sums[0] += loss.TalkerLoss.to(ScalarType.Float64) * loss.TalkerTokens;
@@ -378,8 +389,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 sums[2] += loss.TalkerTokens;
                 sums[3] += loss.SubTalkerTokens;
             }
-        comm.AllReduceSum(sums);
-        var v = sums.data<double>().ToArray();
+        collectives.AllReduceSum(sums);
+        var v = sums.cpu().data<double>().ToArray();
         double talker = v[0] / v[2], sub = v[1] / v[3];
         return (talker + o.SubTalkerWeight * sub, talker, sub);
     }
@@ -394,8 +405,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             foreach (var indices in Enumerable.Range(0, train.Count).Chunk(o.BatchSize))
             {
                 using var batchScope = NewDisposeScope();
-                using var batch = train.Batch(indices);
-                mean.Add(o.SpeakerName, SftCollate.SpeakerEmbeddings(model.SpeakerEncoder!, batch));
+                using var batch = train.Batch(indices, device);
+                mean.Add(o.SpeakerName, SftCollate.SpeakerEmbeddings(model.SpeakerEncoder!, batch)); // summed in fp64 on the CPU
             }
         string dir = Path.Combine(o.OutputModelPath, "custom_voice");
         VoiceExport.Export(dir, o.InitModelPath, o.SpeakerName, model, mean.Mean(o.SpeakerName));

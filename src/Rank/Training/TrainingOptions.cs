@@ -61,6 +61,9 @@ public sealed record TrainingOptions
     /// <summary>--heartbeat_timeout: seconds a rank (or the coordinator) may stay silent before the job is stopped.</summary>
     public double HeartbeatTimeout { get; init; } = 60;
 
+    /// <summary>--device: cpu, cuda (cuda:LOCAL_RANK), cuda:N or auto; see <see cref="TrainingDevice"/>.</summary>
+    public string Device { get; init; } = TrainingDevice.Default;
+
     /// <summary>Checks values that would otherwise fail mid-run; the message names the flag and the fix.</summary>
     public void Validate()
     {
@@ -87,6 +90,7 @@ public sealed record TrainingOptions
         Require(EvalSentences is null || File.Exists(EvalSentences), "eval_sentences", $"no such file: {EvalSentences}");
         Require(EvalSampleMaxSeconds > 0 && double.IsFinite(EvalSampleMaxSeconds), "eval_sample_max_seconds", $"must be a positive number of seconds, got {EvalSampleMaxSeconds}");
         Require(BucketWindow >= 0, "bucket_window", $"must be 0 (random batching) or more, got {BucketWindow}");
+        Require(TrainingDevice.SyntaxError(Device) is null, "device", TrainingDevice.SyntaxError(Device) ?? "");
         Require(HeartbeatTimeout > 0 && double.IsFinite(HeartbeatTimeout), "heartbeat_timeout", $"must be a positive number of seconds, got {HeartbeatTimeout}");
         Require(Coordinator is "embedded" or "off" || Coordinator.StartsWith("http://", StringComparison.Ordinal) || Coordinator.StartsWith("https://", StringComparison.Ordinal),
             "coordinator", $"must be embedded, off, or an address such as http://coordinator:50051, got '{Coordinator}'");
@@ -149,10 +153,11 @@ public static class TrainingFlags
         var coordinator = Flag<string?>("coordinator", "where the data plan comes from: embedded (default: rank 0 hosts the coordinator), off (each rank computes it), or a qwen3tts-coordinator address (http://host:port; token from $QWEN3TTS_COORDINATOR_TOKEN)");
         var bucketWindow = Flag<int?>("bucket_window", "group batches by length within windows of N global batches (default 32; 0: random batching)");
         var heartbeatTimeout = Flag<double?>("heartbeat_timeout", "seconds a silent rank or coordinator is tolerated before the job stops (default 60)");
+        var device = Flag<string?>("device", TrainingDevice.Help);
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -202,6 +207,7 @@ public static class TrainingFlags
                 Coordinator = PickString(coordinator, "coordinator") ?? d.Coordinator,
                 BucketWindow = Pick(bucketWindow, "bucket_window") ?? d.BucketWindow,
                 HeartbeatTimeout = Pick(heartbeatTimeout, "heartbeat_timeout") ?? d.HeartbeatTimeout,
+                Device = PickString(device, "device") ?? d.Device,
                 UseWandb = parse.GetValue(useWandb) || (ValueFromFile<bool>(file, "use_wandb") ?? false),
                 WandbProject = PickString(wandbProject, "wandb_project"),
                 WandbRunName = PickString(wandbRunName, "wandb_run_name"),
