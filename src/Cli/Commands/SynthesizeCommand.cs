@@ -134,7 +134,7 @@ public static class SynthesizeCommand
         model.eval();
         var synthesizer = new Synthesizer(model, tokenizer) { UseKvCache = s.UseKvCache };
         var xvectors = new Dictionary<string, float[]>(StringComparer.Ordinal);
-        string speechTokenizer = s.SpeechTokenizerDir ?? Path.Combine(s.ModelDir, "speech_tokenizer");
+        string speechTokenizer = s.SpeechTokenizerDir ?? CodecFolder(s.ModelDir);
         if (wantWav && !Directory.Exists(speechTokenizer))
             throw new ArgumentException($"{speechTokenizer}: no such folder; audio needs the 12 Hz codec (a training checkpoint has none: pass the base model's with " +
                 "--speech_tokenizer), or write codes only with --codes_out / --codes_only");
@@ -174,6 +174,19 @@ public static class SynthesizeCommand
             if (!refCodesByClip.TryGetValue(wav, out var c)) refCodesByClip[wav] = c = encoder.Value.EncodeFile(wav);
             return c;
         }
+    }
+
+    /// <summary>The model's speech_tokenizer/, or for a training checkpoint (which does not copy the codec) the one of the
+    /// base model its training_state/trainer_state.json names.</summary>
+    public static string CodecFolder(string modelDir)
+    {
+        string own = Path.Combine(modelDir, "speech_tokenizer");
+        if (Directory.Exists(own)) return own;
+        string state = Path.Combine(modelDir, "training_state", "trainer_state.json");
+        if (File.Exists(state) && System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(state))?["base_model"]?.GetValue<string>() is { Length: > 0 } baseModel
+            && Directory.Exists(Path.Combine(baseModel, "speech_tokenizer")))
+            return Path.Combine(baseModel, "speech_tokenizer");
+        return own;
     }
 
     /// <summary>The voice sources of an input turned into a request: an x-vector from --speaker_embedding or --ref_audio

@@ -175,6 +175,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 ["lr"] = o.Lr, ["warmup_steps"] = o.WarmupSteps, ["total_steps"] = totalSteps,
             }),
             Seed = (ulong)o.Seed,
+            BaseModel = Path.GetFullPath(o.InitModelPath),
         };
         void Save(string dir, int epoch, long batchInEpoch)
         {

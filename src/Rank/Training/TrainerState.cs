@@ -45,6 +45,10 @@ public sealed record TrainerState
 
     public required ulong Seed { get; init; }
 
+    /// <summary>The base model the run started from (absolute path): where synthesis finds the 12 Hz codec
+    /// (speech_tokenizer/), which checkpoints do not copy. Null in checkpoints written before it existed.</summary>
+    public string? BaseModel { get; init; }
+
     /// <summary>Opaque RNG states by name (a generator's state as base64, a counter): each value a string or a long.</summary>
     [JsonConverter(typeof(RngStateConverter))]
     public IReadOnlyDictionary<string, object> RngStates { get; init; } = new Dictionary<string, object>();

@@ -45,6 +45,15 @@ public class SynthesizeCommandTests : CleansTempDirs
         new Trainer(options, TextWriter.Null).Run();
         string voice = Path.Combine(output, "custom_voice");
 
+        // A training checkpoint has no codec of its own: synthesis finds the base model's through its trainer state.
+        string last = Path.Combine(output, "last");
+        Assert.False(Directory.Exists(Path.Combine(last, "speech_tokenizer")));
+        Assert.Equal(Path.Combine(Path.GetFullPath(model), "speech_tokenizer"), SynthesizeCommand.CodecFolder(last));
+        string lastWav = Path.Combine(TestPaths.NewTempDir("last-wav"), "last.wav");
+        var clone = new SynthesisInput { Id = "0000", Text = "Sannu.", RefAudio = Path.Combine(TrainingFixture.DemoDir, "ref_voice.wav"), XVectorOnly = true };
+        Assert.Equal(0, SynthesizeCommand.Run(new SynthesizeCommand.Settings(last, [clone], Out: lastWav, null, null, false, Short, 1), TextWriter.Null, TextWriter.Null));
+        Assert.True(new FileInfo(lastWav).Length > 44);
+
         string codesPath = Path.Combine(TestPaths.NewTempDir("codes"), "amina.jsonl");
         var stdout = new StringWriter();
         var input = new SynthesisInput { Id = "0000", Text = "Sannu da zuwa.", Language = "english", Speaker = "amina" };
