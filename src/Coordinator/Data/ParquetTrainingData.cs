@@ -109,7 +109,8 @@ public static class ParquetTrainingData
             if (Layout(file) == ParquetLayout.RawAudio)
                 throw new InvalidDataException($"{file}: a raw audio dataset (audio and text, no audio_codes column); " +
                     "encode its audio to codec ids first (the prepare step reads it with RawSpeechData.Read; check it with qwen3tts preflight)");
-        return ReadAll(files, skipBad, out skipped, (g, row) => PreparedRow(g, row, codebooks, codebookSize));
+        var clips = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        return ReadAll(files, skipBad, out skipped, (g, row) => PreparedRow(g, row, codebooks, codebookSize, clips));
     }
 
     /// <summary>Reads the rows of a raw audio dataset (audio and text), validated like <see cref="Read"/>.</summary>
@@ -154,7 +155,9 @@ public static class ParquetTrainingData
         return records;
     }
 
-    static TrainingRecord PreparedRow(RowGroup g, int row, int codebooks, int codebookSize)
+    /// <param name="clips">inline reference clips seen so far, by content hash: a speaker's clip repeated on every row (as
+    /// prepare writes it) is kept in memory once, not once per row.</param>
+    static TrainingRecord PreparedRow(RowGroup g, int row, int codebooks, int codebookSize, Dictionary<string, byte[]> clips)
     {
         string text = g.RequiredString("text", row);
         if (text.Length == 0) throw g.Bad(row, "text", "is empty; a training sample needs text to speak");
@@ -165,7 +168,8 @@ public static class ParquetTrainingData
         byte[]? refBytes = null;
         if (refAudio.Bytes is { Length: > 0 } bytes)
         {
-            refBytes = bytes;
+            string key = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(bytes));
+            if (!clips.TryGetValue(key, out refBytes)) clips[key] = refBytes = bytes;
             refName = string.IsNullOrEmpty(refAudio.Path) ? $"{g.File}#row{g.First + row}" : refAudio.Path;
         }
         else

@@ -203,6 +203,8 @@ public class ParquetTrainingDataTests : CleansTempDirs
             Assert.Equal("ref_voice.wav", fromInline[i].RefAudio);
             AssertSameRecord(fromJsonl[i] with { RefAudio = "ref_voice.wav", RefAudioBytes = clip }, fromInline[i]);
         }
+        // The clip repeated on all 16 rows (4 row groups) is held once in memory, not once per row.
+        Assert.All(fromInline, r => Assert.Same(fromInline[0].RefAudioBytes, r.RefAudioBytes));
         // the inline clip decodes to the file's samples
         Assert.Equal(Resampler.LoadMono24k(fromJsonl[0].RefAudio).Samples, SftSampleBuilder.LoadMono24k(fromInline[0]));
 
