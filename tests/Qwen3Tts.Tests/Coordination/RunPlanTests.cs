@@ -125,3 +125,32 @@ public class RunPlanTests : CleansTempDirs
         Assert.True(File.Exists(Path.Combine(output, "last", "model.safetensors")));
     }
 }
+
+/// <summary>A job restarted from an older checkpoint than the coordinator's position: the embedded coordinator's ranks
+/// register at the checkpoint's position, the batches after it are trained again, and the result is the uninterrupted run.</summary>
+public class RunPlanRestartTests : CleansTempDirs
+{
+    [Fact]
+    public void Resuming_from_an_earlier_checkpoint_rewinds_the_coordinator_and_equals_the_uninterrupted_run()
+    {
+        string model = TrainingFixture.TinyModel(46, "plan-model"), data = TrainingFixture.DemoData(8, tag: "plan-data");
+        string whole = TestPaths.NewTempDir("plan-whole"), split = TestPaths.NewTempDir("plan-split");
+        var o = new TrainingOptions
+        {
+            TrainData = data, InitModelPath = model, OutputModelPath = whole, MixedPrecision = "fp32", NumEpochs = 2,
+            BatchSize = 2, GradientAccumulationSteps = 1, Lr = 1e-3, LrScheduler = "constant", LoggingSteps = 1000, SaveSteps = 2,
+        };
+        new Trainer(o, TextWriter.Null).Run();
+
+        // Stop after 3 steps: the coordinator saw batches up to 3; checkpoint-2 is one step behind.
+        new Trainer(o with { OutputModelPath = split }, TextWriter.Null) { StopAfterSteps = 3 }.Run();
+        var state = JsonNode.Parse(File.ReadAllText(Path.Combine(split, "coordinator", CoordinatorState.StateFileName)))!;
+        Assert.Equal(3, state["ranks"]!["0"]!["next_batch"]!.GetValue<long>());
+
+        var log = new StringWriter();
+        var result = new Trainer(o with { OutputModelPath = split, ResumeFromCheckpoint = Path.Combine(split, "checkpoint-2") }, log).Run();
+        Assert.Equal(8, result.GlobalStep);
+        Assert.Contains("rank 0 starts again at epoch 0 batch 2 (it had reached epoch 0 batch 3)", log.ToString());
+        Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "last", "model.safetensors")), File.ReadAllBytes(Path.Combine(split, "last", "model.safetensors")));
+    }
+}
