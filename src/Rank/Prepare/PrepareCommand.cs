@@ -30,15 +30,22 @@ public static class PrepareCommand
         var maxSamples = new Option<int?>("--max_samples", "--max-samples") { Description = "prepare only the first N records" };
         var split = new Option<string?>("--split") { Description = "split of a Hugging Face dataset folder: train-*.parquet or data/SPLIT-*.parquet (default: train when there are several)" };
         var skipBad = new Option<bool>("--skip_bad_samples", "--skip-bad-samples") { Description = "list bad records in OUTPUT-stem.skipped.jsonl instead of stopping at the first" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "prepare again when OUTPUT already exists (by default a finished output is left as it is)" };
         var command = new Command("prepare", "Encode raw speech into training records with the 12 Hz speech tokenizer (the reference's prepare_data.py)")
         {
-            input, output, model, refAudio, maxSamples, split, skipBad,
+            input, output, model, refAudio, maxSamples, split, skipBad, overwrite,
         };
         command.SetAction(parse =>
         {
             var options = new PrepareOptions(parse.GetRequiredValue(input), parse.GetRequiredValue(output), parse.GetValue(refAudio),
                 parse.GetValue(maxSamples), parse.GetValue(split), parse.GetValue(skipBad));
             string modelDir = parse.GetRequiredValue(model);
+            if (Finished(options.Output) && !parse.GetValue(overwrite))
+            {
+                // Every rank sees the same file system, so every rank returns here alike (no collective is left waiting).
+                Console.WriteLine($"prepare: {options.Output} exists and no unfinished work is in {options.Output}.partial/; nothing to do (--overwrite prepares it again)");
+                return 0;
+            }
             var run = world ?? (body => RankMain.Run(null, null, null, BackendChoice.Mpi, null, null, null, body));
             return run(comm =>
             {
@@ -48,6 +55,9 @@ public static class PrepareCommand
         });
         return command;
     }
+
+    /// <summary>A prepared output is finished when the file exists and no partial folder (unfinished work) sits beside it.</summary>
+    public static bool Finished(string output) => File.Exists(output) && !Directory.Exists(output + ".partial");
 
     /// <summary>Runs <paramref name="body"/> as the only process: no launcher, no MPI. A bad input prints one line naming
     /// what is wrong (file, line, field) and returns 2.</summary>

@@ -301,6 +301,29 @@ public sealed class PrepareTests : CleansTempDirs
     }
 
     [Fact]
+    public void A_finished_output_is_left_alone_unless_overwrite_is_given()
+    {
+        var f = new PrepareFixture("prepare-done");
+        string output = f.Out("done.jsonl");
+        int Invoke(params string[] extra) => PrepareCommand.Create(PrepareCommand.SingleProcess)
+            .Parse(["--input", f.Jsonl, "--output", output, "--model", f.Model, "--max_samples", "2", .. extra]).Invoke();
+
+        Assert.Equal(0, Invoke());
+        Assert.True(PrepareCommand.Finished(output));
+        var written = File.GetLastWriteTimeUtc(output);
+        File.AppendAllText(output, ""); // same bytes
+        File.SetLastWriteTimeUtc(output, written - TimeSpan.FromHours(1));
+        Assert.Equal(0, Invoke());
+        Assert.Equal(written - TimeSpan.FromHours(1), File.GetLastWriteTimeUtc(output)); // not touched
+        Assert.Equal(0, Invoke("--overwrite"));
+        Assert.NotEqual(written - TimeSpan.FromHours(1), File.GetLastWriteTimeUtc(output));
+        Assert.Equal(2, TrainingData.Read(output, false, out _).Count);
+        // Unfinished work beside it means the output is not finished: a rerun resumes rather than skips.
+        Directory.CreateDirectory(output + ".partial");
+        Assert.False(PrepareCommand.Finished(output));
+    }
+
+    [Fact]
     public void A_no_go_preflight_stops_the_rank_job_before_encoding_and_skip_preflight_goes_on()
     {
         var f = new PrepareFixture("prepare-nogo");
