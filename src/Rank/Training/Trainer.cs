@@ -252,6 +252,12 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             }
             epochsCompleted = epoch + 1;
             if (validation is not null) Evaluate(epoch + 1, 0, endOfEpoch: true);
+            else if (samples is not null) // no evaluation to ride on: the listening samples come at each epoch's end
+            {
+                var (audio, summary) = samples.Write(model, train, step, o.OutputModelPath);
+                Log(summary);
+                Metrics(step, audio);
+            }
             Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch), epoch + 1, 0);
         }
         Save(CheckpointRotation.LastDir(o.OutputModelPath), o.NumEpochs, 0);

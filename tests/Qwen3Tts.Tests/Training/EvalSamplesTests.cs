@@ -70,6 +70,25 @@ public class EvalSamplesTests : CleansTempDirs
     }
 
     [Fact]
+    public void Without_validation_data_the_samples_come_at_each_epochs_end()
+    {
+        string model = TrainingFixture.TinyModel(52, "samples-model"), data = TrainingFixture.DemoData(4, tag: "samples-data");
+        string output = TestPaths.NewTempDir("samples-noval"), sentencesFile = Path.Combine(output, "..", Path.GetFileName(output) + "-sentences.txt");
+        File.WriteAllLines(sentencesFile, ["Sannu da zuwa."]);
+        var o = new TrainingOptions
+        {
+            TrainData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 2,
+            BatchSize = 2, GradientAccumulationSteps = 1, Lr = 1e-3, LrScheduler = "constant", LoggingSteps = 1000,
+            EvalSentences = sentencesFile, EvalSampleMaxSeconds = 0.3,
+        };
+        new Trainer(o, TextWriter.Null).Run();
+        // 2 steps per epoch: samples after steps 2 and 4.
+        foreach (var step in new[] { 2, 4 })
+            Assert.True(File.Exists(Path.Combine(output, "samples", $"step-{step}", "00.wav")), $"step {step}");
+        Assert.Equal(2, Directory.GetDirectories(Path.Combine(output, "samples")).Length);
+    }
+
+    [Fact]
     public void A_bad_sentences_file_names_the_line()
     {
         string dir = TestPaths.NewTempDir("sentences");
