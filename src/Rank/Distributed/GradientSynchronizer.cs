@@ -273,7 +273,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         {
             int b = bucketOf[index];
             var view = buckets[b].Flat.narrow(0, buckets[b].Offsets[slotOf[index]], grad.numel());
-            view.add_(grad.reshape(-1)); // a bf16 read gradient adds into the fp32 bucket in fp32
+            view.add_(grad.reshape(-1), Scalars.One); // a bf16 read gradient adds into the fp32 bucket in fp32 (Scalars: why)
         }
         packSeconds += clock.Elapsed.TotalSeconds - t0;
         if (--pending[index] == 0) bucketPending[bucketOf[index]]--;
@@ -350,7 +350,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             else view.copy_(grad.reshape(-1));
             if (compute?[i].grad is { } computeGrad)
             {
-                view.add_(computeGrad.reshape(-1));
+                view.add_(computeGrad.reshape(-1), Scalars.One);
                 compute[i].grad = null;
             }
         }
@@ -358,7 +358,8 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
 
     void Unpack(Bucket bucket)
     {
-        bucket.Flat.div_(comm.WorldSize);
+        using var worldSize = comm.WorldSize.ToScalar(); // held for the call (see Scalars)
+        bucket.Flat.div_(worldSize);
         for (int k = 0; k < bucket.Parameters.Length; k++)
         {
             int i = bucket.Parameters[k];

@@ -1,4 +1,5 @@
 using Qwen3Tts.Model;
+using Qwen3Tts.Model.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -126,7 +127,7 @@ public sealed class TrainableModel : IDisposable
             var m = master[i].Parameter;
             var masterGrad = m.grad;
             if (masterGrad is null) m.grad = grad.to(ScalarType.Float32, copy: true);
-            else masterGrad.add_(grad);
+            else masterGrad.add_(grad, Scalars.One);
             c.grad = null;
         }
     }
