@@ -91,14 +91,7 @@ public static class CodecCommand
         {
             json.WriteStartObject();
             json.WriteString("audio", audio);
-            json.WriteStartArray("audio_codes");
-            for (int t = 0; t < codes.GetLength(0); t++)
-            {
-                json.WriteStartArray();
-                for (int q = 0; q < codes.GetLength(1); q++) json.WriteNumberValue(codes[t, q]);
-                json.WriteEndArray();
-            }
-            json.WriteEndArray();
+            Qwen3Tts.Coordinator.Data.JsonlTrainingData.WriteCodes(json, codes);
             json.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.ToArray());

@@ -108,14 +108,7 @@ public static class SynthesisInputs
             w.WriteStartObject();
             if (id is not null) w.WriteString("id", id);
             w.WriteString("text", text);
-            w.WriteStartArray("audio_codes");
-            for (int f = 0; f < codes.GetLength(0); f++)
-            {
-                w.WriteStartArray();
-                for (int g = 0; g < codes.GetLength(1); g++) w.WriteNumberValue(codes[f, g]);
-                w.WriteEndArray();
-            }
-            w.WriteEndArray();
+            Qwen3Tts.Coordinator.Data.JsonlTrainingData.WriteCodes(w, codes);
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(stream.ToArray());

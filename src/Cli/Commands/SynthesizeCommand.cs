@@ -5,6 +5,7 @@ using Qwen3Tts.Model;
 using Qwen3Tts.Model.Codec;
 using Qwen3Tts.Model.Generation;
 using Qwen3Tts.Model.Text;
+using Qwen3Tts.Rank.Training;
 using static TorchSharp.torch;
 
 namespace Qwen3Tts.Cli.Commands;
@@ -182,8 +183,8 @@ public static class SynthesizeCommand
     {
         string own = Path.Combine(modelDir, "speech_tokenizer");
         if (Directory.Exists(own)) return own;
-        string state = Path.Combine(modelDir, "training_state", "trainer_state.json");
-        if (File.Exists(state) && System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(state))?["base_model"]?.GetValue<string>() is { Length: > 0 } baseModel
+        bool checkpoint = File.Exists(Path.Combine(modelDir, TrainingCheckpoint.StateFolder, TrainingCheckpoint.StateFile));
+        if (checkpoint && TrainingCheckpoint.ReadState(modelDir).BaseModel is { Length: > 0 } baseModel
             && Directory.Exists(Path.Combine(baseModel, "speech_tokenizer")))
             return Path.Combine(baseModel, "speech_tokenizer");
         return own;

@@ -23,25 +23,26 @@ public static class JsonlTrainingData
     /// unless <paramref name="skipBad"/> is set: then it is left out and listed in <paramref name="skipped"/>.</summary>
     public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped,
         int codebooks = DefaultCodebooks, int codebookSize = DefaultCodebookSize)
+        => ReadLines(path, "training JSONL file", skipBad, out skipped, (text, line, folder) => ParseLine(text, path, line, folder, codebooks, codebookSize));
+
+    /// <summary>Every non-blank line of a JSONL file through <paramref name="parse"/> (text, 1-based line, the file's folder,
+    /// against which relative paths resolve). A <see cref="DataException"/> stops the read, or with <paramref name="skipBad"/>
+    /// leaves the line out and lists it in <paramref name="skipped"/>.</summary>
+    public static IReadOnlyList<T> ReadLines<T>(string path, string what, bool skipBad, out IReadOnlyList<BadRecord> skipped,
+        Func<string, int, string, T> parse)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such training JSONL file", path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such {what}", path);
         string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        var records = new List<TrainingRecord>();
+        var records = new List<T>();
         var bad = new List<BadRecord>();
         int line = 0;
         foreach (string text in File.ReadLines(path))
         {
             line++;
             if (string.IsNullOrWhiteSpace(text)) continue;
-            try
-            {
-                records.Add(ParseLine(text, path, line, folder, codebooks, codebookSize));
-            }
-            catch (DataException e) when (skipBad)
-            {
-                bad.Add(e.Bad);
-            }
+            try { records.Add(parse(text, line, folder)); }
+            catch (DataException e) when (skipBad) { bad.Add(e.Bad); }
         }
         skipped = bad;
         return records;
@@ -103,6 +104,19 @@ public static class JsonlTrainingData
                 AgeRange: OptionalString("age_range"),
                 TextIds: ParseTextIds(root, Bad));
         }
+    }
+
+    /// <summary>Writes the <c>audio_codes</c> property, [frames][codebooks], as this reader reads it.</summary>
+    public static void WriteCodes(System.Text.Json.Utf8JsonWriter json, long[,] codes)
+    {
+        json.WriteStartArray("audio_codes");
+        for (int f = 0; f < codes.GetLength(0); f++)
+        {
+            json.WriteStartArray();
+            for (int q = 0; q < codes.GetLength(1); q++) json.WriteNumberValue(codes[f, q]);
+            json.WriteEndArray();
+        }
+        json.WriteEndArray();
     }
 
     static CodeGrid ParseCodes(JsonElement root, Func<string, string, DataException> bad, int codebooks, int codebookSize)

@@ -120,24 +120,8 @@ public static class RawSpeechData
     }
 
     /// <summary>Reads a JSONL file of utterances; blank lines are skipped.</summary>
-    public static IReadOnlyList<RawSpeechRecord> ReadJsonl(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such JSONL file", path);
-        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        var records = new List<RawSpeechRecord>();
-        var bad = new List<BadRecord>();
-        int line = 0;
-        foreach (string text in File.ReadLines(path))
-        {
-            line++;
-            if (string.IsNullOrWhiteSpace(text)) continue;
-            try { records.Add(ParseJsonLine(text, path, line, folder)); }
-            catch (DataException e) when (skipBad) { bad.Add(e.Bad); }
-        }
-        skipped = bad;
-        return records;
-    }
+    public static IReadOnlyList<RawSpeechRecord> ReadJsonl(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped) =>
+        JsonlTrainingData.ReadLines(path, "JSONL file", skipBad, out skipped, (text, line, folder) => ParseJsonLine(text, path, line, folder));
 
     static RawSpeechRecord ParseJsonLine(string text, string source, int line, string folder)
     {

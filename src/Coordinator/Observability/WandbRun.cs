@@ -145,7 +145,7 @@ public sealed class WandbRun : IDisposable
                 catch (IOException e) { Warn($"wandb: cannot read {clip.Path} for '{clip.Key}' ({e.Message}); the clip is left out"); continue; }
                 string sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
                 string name = $"media/audio/{MediaName(clip.Key)}_{step}_{sha[..20]}.wav";
-                if (!Append(() => folder.AddFile(name, clip.Path))) continue;
+                if (!Append(() => folder.AddFile(name, bytes))) continue;
                 w.WriteStartObject(clip.Key);
                 w.WriteString("_type", "audio-file");
                 w.WriteString("path", name);

@@ -172,15 +172,14 @@ sealed class WandbRunFolder : IDisposable
 
     public int PendingHistoryCount { get { lock (gate) return pendingHistory.Count; } }
 
-    /// <summary>Copies <paramref name="source"/> to files/<paramref name="name"/> (written whole, then renamed), to be
-    /// uploaded as the run file <paramref name="name"/>. Copied first, so a row never names a file the folder lacks.</summary>
-    public void AddFile(string name, string source)
+    /// <summary>Writes <paramref name="bytes"/> to files/<paramref name="name"/> (whole, then renamed), to be uploaded as the
+    /// run file <paramref name="name"/>. Written before the row that names it, so a row never names a file the folder lacks.</summary>
+    public void AddFile(string name, byte[] bytes)
     {
         if (name.Contains("..", StringComparison.Ordinal) || Path.IsPathRooted(name)) throw new ArgumentException($"run file name '{name}' must be relative");
         string target = Path.Combine(Directory, FilesFolder, name);
         System.IO.Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-        using var input = File.OpenRead(source);
-        AtomicFile.Write(target, input.CopyTo);
+        AtomicFile.Write(target, stream => stream.Write(bytes));
     }
 
     /// <summary>Run files in files/ the server does not have yet, by name ('/'-separated), in name order.</summary>

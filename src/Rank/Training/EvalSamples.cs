@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Qwen3Tts.Coordinator.Data;
 using Qwen3Tts.Coordinator.Observability;
 using Qwen3Tts.Model;
 using Qwen3Tts.Model.Audio;
@@ -93,7 +94,7 @@ public sealed class EvalSamples
             var result = synthesizer.Synthesize(request, generation, seed + (ulong)i);
             string wav = Path.Combine(dir, $"{i:00}.wav");
             WavWriter.Write(wav, Waveform.Decode(decoder, result.Codes), Waveform.SampleRate);
-            codes.WriteLine(new JsonObject { ["text"] = sentences[i].Text, ["audio_codes"] = CodesJson(result.Codes) }.ToJsonString());
+            codes.WriteLine(CodesLine(sentences[i].Text, result.Codes));
             clips.Add(new WandbAudio($"eval/sample_{i}", wav, Waveform.SampleRate, sentences[i].Text));
             audioSeconds += result.AudioSeconds;
         }
@@ -101,13 +102,23 @@ public sealed class EvalSamples
             $"eval samples: {clips.Count} clips ({audioSeconds:F1} s of audio) in {dir} ({clock.Elapsed.TotalSeconds:F1} s)"));
     }
 
+    /// <summary>{"text", "audio_codes"}: the line `qwen3tts synthesize --codes_out` writes, without an id.</summary>
+    static string CodesLine(string text, long[,] codes)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("text", text);
+            JsonlTrainingData.WriteCodes(json, codes);
+            json.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
     /// <summary>The request for a sentence: the training voice's x-vector, non-streaming text (the whole sentence in the prompt).</summary>
     public static SynthesisRequest Request(EvalSentence sentence, float[] voice) =>
         new() { Text = sentence.Text, Language = sentence.Language, SpeakerEmbedding = voice, NonStreaming = true };
-
-    public GenerationConfig Generation => generation;
-
-    public ulong Seed => seed;
 
     static float[] TrainingVoice(Qwen3TtsModel model, SftDataSource train)
     {
@@ -117,17 +128,5 @@ public sealed class EvalSamples
         using (var batch = train.Batch(Enumerable.Range(0, Math.Min(VoiceClips, train.Count)).ToArray()))
             mean.Add("voice", SftCollate.SpeakerEmbeddings(model.SpeakerEncoder!, batch));
         return mean.Mean("voice").data<float>().ToArray();
-    }
-
-    static JsonArray CodesJson(long[,] codes)
-    {
-        var frames = new JsonArray();
-        for (int f = 0; f < codes.GetLength(0); f++)
-        {
-            var row = new JsonArray();
-            for (int g = 0; g < codes.GetLength(1); g++) row.Add(codes[f, g]);
-            frames.Add(row);
-        }
-        return frames;
     }
 }

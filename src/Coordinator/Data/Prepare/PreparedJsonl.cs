@@ -56,27 +56,16 @@ static class PreparedJsonl
     /// <summary>audio_codes (unless already written in place) and the added ref_audio.</summary>
     static void WriteAdded(Utf8JsonWriter json, PreparedItem x, OutputPaths paths, bool hadCodes)
     {
-        if (!hadCodes) WriteCodes(json, x.Codes);
+        if (!hadCodes) JsonlTrainingData.WriteCodes(json, x.Codes);
         if (x.AddedRef is { } clip) json.WriteString("ref_audio", paths.Clip(clip));
     }
 
-    public static void WriteCodes(Utf8JsonWriter json, long[,] codes)
-    {
-        json.WriteStartArray("audio_codes");
-        for (int f = 0; f < codes.GetLength(0); f++)
-        {
-            json.WriteStartArray();
-            for (int q = 0; q < codes.GetLength(1); q++) json.WriteNumberValue(codes[f, q]);
-            json.WriteEndArray();
-        }
-        json.WriteEndArray();
-    }
 
-    /// <summary>The source lines again, in order, each rewritten; the reader gave every record its 1-based line.</summary>
-    static void WriteFromJsonl(PrepareJob job, IReadOnlyList<PreparedItem> items, Stream stream, OutputPaths paths)
+    /// <summary>The source JSONL's lines of <paramref name="items"/> again, in order, each with its item (the reader gave every
+    /// record its 1-based line). The element is valid until the next line is read.</summary>
+    internal static IEnumerable<(PreparedItem Item, JsonElement Line)> SourceLines(PrepareJob job, IReadOnlyList<PreparedItem> items)
     {
         string source = job.Records[0].Source;
-        string folder = Path.GetDirectoryName(Path.GetFullPath(source))!;
         int next = 0, line = 0;
         foreach (string text in File.ReadLines(source))
         {
@@ -85,24 +74,38 @@ static class PreparedJsonl
             if (items[next].Record.Line != line) continue;
             var x = items[next++];
             using var doc = JsonDocument.Parse(text);
+            yield return (x, doc.RootElement);
+        }
+        if (next != items.Count) throw new InvalidDataException($"{source}: changed while being prepared (line {items[next].Record.Line} is gone); run prepare again");
+    }
+
+    /// <summary>A clip path of the source (relative to <paramref name="sourceFolder"/>, or absolute) as the output names it.</summary>
+    internal static string Rebase(string path, string sourceFolder, OutputPaths paths) =>
+        Path.IsPathRooted(path) ? path : paths.Relative(Path.GetFullPath(Path.Combine(sourceFolder, path)));
+
+    internal static string SourceFolder(PrepareJob job) => Path.GetDirectoryName(Path.GetFullPath(job.Records[0].Source))!;
+
+    /// <summary>The source lines again, in order, each rewritten.</summary>
+    static void WriteFromJsonl(PrepareJob job, IReadOnlyList<PreparedItem> items, Stream stream, OutputPaths paths)
+    {
+        string folder = SourceFolder(job);
+        foreach (var (x, line) in SourceLines(job, items))
             WriteLine(stream, json =>
             {
                 bool hadCodes = false;
-                foreach (var p in doc.RootElement.EnumerateObject())
+                foreach (var p in line.EnumerateObject())
                 {
                     if (p.Name == "audio_codes")
                     {
-                        WriteCodes(json, x.Codes);
+                        JsonlTrainingData.WriteCodes(json, x.Codes);
                         hadCodes = true;
                     }
                     else if (p.Name is "audio" or "ref_audio" && p.Value.ValueKind == JsonValueKind.String && p.Value.GetString() is { Length: > 0 } path)
-                        json.WriteString(p.Name, Path.IsPathRooted(path) ? path : paths.Relative(Path.GetFullPath(Path.Combine(folder, path))));
+                        json.WriteString(p.Name, Rebase(path, folder, paths));
                     else p.WriteTo(json);
                 }
                 WriteAdded(json, x, paths, hadCodes);
             });
-        }
-        if (next != items.Count) throw new InvalidDataException($"{source}: changed while being prepared (line {items[next].Record.Line} is gone); run prepare again");
     }
 
     /// <summary>Each source file's rows through Parquet.Net's untyped reader, one row group at a time.</summary>
@@ -134,7 +137,7 @@ static class PreparedJsonl
                             values.TryGetValue(field.Name, out object? value);
                             if (field.Name == "audio_codes")
                             {
-                                WriteCodes(json, x.Codes);
+                                JsonlTrainingData.WriteCodes(json, x.Codes);
                                 hadCodes = true;
                             }
                             else if (field.Name is "audio" or "ref_audio")

@@ -177,22 +177,12 @@ static class PreparedParquet
         var rows = new List<List<(string Name, JsonElement Value)>>(items.Count);
         if (job.Format == RawSpeechFormat.Jsonl)
         {
-            string source = job.Records[0].Source;
-            string folder = Path.GetDirectoryName(Path.GetFullPath(source))!;
-            int next = 0, line = 0;
-            foreach (string text in File.ReadLines(source))
-            {
-                line++;
-                if (next == items.Count) break;
-                if (items[next].Record.Line != line) continue;
-                var x = items[next++];
-                using var doc = JsonDocument.Parse(text);
-                rows.Add(doc.RootElement.EnumerateObject().Where(p => p.Name != "audio_codes").Select(p =>
+            string folder = PreparedJsonl.SourceFolder(job);
+            foreach (var (_, line) in PreparedJsonl.SourceLines(job, items))
+                rows.Add(line.EnumerateObject().Where(p => p.Name != "audio_codes").Select(p =>
                     (p.Name, p.Name is "audio" or "ref_audio" && p.Value.GetString() is { Length: > 0 } path && !Path.IsPathRooted(path)
-                        ? Json(paths.Relative(Path.GetFullPath(Path.Combine(folder, path))))
+                        ? Json(PreparedJsonl.Rebase(path, folder, paths))
                         : p.Value.Clone())).ToList());
-            }
-            if (next != items.Count) throw new InvalidDataException($"{source}: changed while being prepared (line {items[next].Record.Line} is gone); run prepare again");
         }
         else
             rows.AddRange(items.Select(x => new List<(string, JsonElement)> { ("audio", Json(paths.Relative(x.Record.Audio.Path!))), ("text", Json(x.Record.Text)) }));
