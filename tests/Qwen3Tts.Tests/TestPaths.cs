@@ -2,6 +2,16 @@ namespace Qwen3Tts.Tests;
 
 static class TestPaths
 {
+    /// <summary>Running under CI (CI=true): a tool .ci/run installs must be there, so a test that would skip without it fails.</summary>
+    public static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Skips (saying why) on a developer machine; fails under CI, where .ci/run installs every tool the tests use.</summary>
+    public static void SkipOrFailInCi(Xunit.Abstractions.ITestOutputHelper output, string message)
+    {
+        if (InCi) Assert.Fail($"{message}: CI must have it; .ci/run installs it");
+        output.WriteLine($"SKIPPED: {message}");
+    }
+
     /// <summary>The repository root (the folder holding Qwen3Tts.Distributed.sln), found from the test binary.</summary>
     public static string RepoRoot { get; } = FindRoot();
 

@@ -9,7 +9,7 @@ namespace Qwen3Tts.Tests.Audio;
 /// where .ci/run installs them.</summary>
 static class AudioTools
 {
-    static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
+    static bool InCi => TestPaths.InCi;
 
     static string? Find(string tool) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)

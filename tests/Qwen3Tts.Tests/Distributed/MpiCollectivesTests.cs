@@ -47,7 +47,7 @@ public class MpiCollectivesTests(ITestOutputHelper output)
         var launcher = FindOnPath($"mpiexec.{flavor}");
         if (launcher is null)
         {
-            output.WriteLine($"SKIPPED: mpiexec.{flavor} is not on PATH (apt-get install {(flavor == "openmpi" ? "openmpi-bin libopenmpi-dev" : "mpich")})");
+            TestPaths.SkipOrFailInCi(output, $"mpiexec.{flavor} is not on PATH (apt-get install {(flavor == "openmpi" ? "openmpi-bin libopenmpi-dev" : "mpich")})");
             return null;
         }
         Assert.True(File.Exists(DriverDll), $"the MPI test driver is not built: {DriverDll}");
