@@ -1,5 +1,6 @@
 using Qwen3Tts.Model.Audio;
 using Qwen3Tts.Model.Config;
+using Qwen3Tts.Model.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -34,7 +35,7 @@ public sealed class TimeDelayNetBlock : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => nn.functional.relu(conv.forward(x));
+    public override Tensor forward(Tensor x) => nn.functional.relu(BatchedConv.Forward(conv, x, groups: 1));
 }
 
 /// <summary>Res2Net: the channels are cut into <c>scale</c> chunks; chunk 0 passes through, chunk 1 goes through
@@ -79,7 +80,7 @@ public sealed class SqueezeExcitationBlock : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var squeezed = x.mean(new long[] { 2 }, keepdim: true); // [B, C, 1]
-        var gate = conv2.forward(nn.functional.relu(conv1.forward(squeezed))).sigmoid();
+        var gate = BatchedConv.Forward(conv2, nn.functional.relu(BatchedConv.Forward(conv1, squeezed, groups: 1)), groups: 1).sigmoid();
         return x * gate;
     }
 }
@@ -108,7 +109,7 @@ public sealed class AttentiveStatisticsPooling : nn.Module<Tensor, Tensor>
         var uniform = full(new long[] { x.shape[0], 1, time }, 1.0 / time, dtype: x.dtype, device: x.device);
         var (mean, std) = Statistics(x, uniform); // [B, C] each
         var context = cat(new[] { x, mean.unsqueeze(2).expand(-1, -1, time), std.unsqueeze(2).expand(-1, -1, time) }, dim: 1); // [B, 3C, T]
-        var attention = conv.forward(tdnn.forward(context).tanh()).softmax(2); // [B, C, T], sums to 1 over time
+        var attention = BatchedConv.Forward(conv, tdnn.forward(context).tanh(), groups: 1).softmax(2); // [B, C, T], sums to 1 over time
         (mean, std) = Statistics(x, attention);
         return cat(new[] { mean, std }, dim: 1).unsqueeze(2); // [B, 2C, 1]
     }
@@ -205,7 +206,7 @@ public sealed class SpeakerEncoder : nn.Module<Tensor, Tensor>
         // Multi-layer feature aggregation over the SE-Res2Net outputs (not the first TDNN's).
         x = mfa.forward(cat(outputs.Skip(1).ToArray(), dim: 1)); // [B, C_last, T]
         x = asp.forward(x);                                    // [B, 2 C_last, 1]
-        return fc.forward(x).squeeze(-1);                      // [B, enc_dim]
+        return BatchedConv.Forward(fc, x, groups: 1).squeeze(-1);                     // [B, enc_dim]
     }
 
     /// <summary>The reference's extract_speaker_embedding for a batch: 24 kHz audio [B, samples] to [B, enc_dim].

@@ -1,3 +1,4 @@
+using Qwen3Tts.Model.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -120,7 +121,7 @@ public sealed class ResidualVectorQuantizer : nn.Module
     public Tensor Decode(Tensor codes)
     {
         using var scope = NewDisposeScope();
-        return output_proj.forward(vq.Decode(codes)).MoveToOuterDisposeScope();
+        return BatchedConv.Forward(output_proj, vq.Decode(codes), groups: 1).MoveToOuterDisposeScope();
     }
 }
 

@@ -1,3 +1,4 @@
+using Qwen3Tts.Model.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,7 +14,7 @@ namespace Qwen3Tts.Model.Codec;
 public sealed class MimiConv1d : nn.Module<Tensor, Tensor>
 {
     readonly Conv1d conv;
-    readonly long stride, effectiveKernel;
+    readonly long stride, effectiveKernel, groups;
     readonly bool replicate;
 
     public MimiConv1d(long inChannels, long outChannels, long kernelSize, long stride = 1, long dilation = 1, bool bias = true,
@@ -21,6 +22,7 @@ public sealed class MimiConv1d : nn.Module<Tensor, Tensor>
     {
         conv = nn.Conv1d(inChannels, outChannels, kernelSize, stride: stride, dilation: dilation, groups: groups, bias: bias, device: device, dtype: dtype);
         this.stride = stride;
+        this.groups = groups;
         effectiveKernel = (kernelSize - 1) * dilation + 1;
         replicate = padMode switch
         {
@@ -58,7 +60,7 @@ public sealed class MimiConv1d : nn.Module<Tensor, Tensor>
         long left = LeftPadding, right = ExtraPadding(x.shape[^1]);
         var padded = left == 0 && right == 0 ? x
             : nn.functional.pad(x, new[] { left, right }, replicate ? PaddingModes.Replicate : PaddingModes.Constant);
-        return conv.forward(padded).MoveToOuterDisposeScope();
+        return BatchedConv.Forward(conv, padded, groups).MoveToOuterDisposeScope();
     }
 
     static long CeilDiv(long a, long b) => a >= 0 ? (a + b - 1) / b : -(-a / b);

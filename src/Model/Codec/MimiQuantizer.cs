@@ -1,3 +1,4 @@
+using Qwen3Tts.Model.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -109,7 +110,7 @@ public sealed class MimiResidualVectorQuantizer : nn.Module
         if (numQuantizers < 0 || numQuantizers > layers.Count)
             throw new ArgumentOutOfRangeException(nameof(numQuantizers), $"{numQuantizers} stages asked of a residual quantizer with {layers.Count}");
         using var scope = NewDisposeScope();
-        var residual = input_proj is null ? x : input_proj.forward(x); // [B, D, T]
+        var residual = input_proj is null ? x : BatchedConv.Forward(input_proj, x, groups: 1); // [B, D, T]
         var codes = new List<Tensor>();
         for (int k = 0; k < numQuantizers; k++)
         {

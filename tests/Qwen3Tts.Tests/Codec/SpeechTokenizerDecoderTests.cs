@@ -67,10 +67,13 @@ public class SpeechTokenizerDecoderTests(ITestOutputHelper output) : CleansTempD
         var input = AsInput(codes);
         var first = Samples(decoder.forward(input[.., .., ..300]));
         var second = Samples(decoder.forward(input[.., .., 275..]))[(25 * 1920)..];
-        Assert.Equal(first.Concat(second).ToArray(), decoded);
+        float[] byHand = first.Concat(second).ToArray();
+        Assert.Equal(byHand.Length, decoded.Length);
+        // The same chunks, but Decode runs them as its own tensors: oneDNN may pick other kernels (and summation
+        // orders) for other shapes and CPUs, so equal up to float32 rounding, not bit for bit.
+        AssertClose(byHand, decoded, "Decode against the chunks by hand");
         // ... and, this decoder's receptive field being short, the same audio as one full pass.
-        var full = Samples(decoder.forward(input));
-        Assert.True(full.Zip(decoded).Max(p => Math.Abs(p.First - p.Second)) < 1e-5);
+        AssertClose(Samples(decoder.forward(input)), decoded, "Decode against one full pass");
     }
 
     [Fact]
@@ -99,8 +102,11 @@ public class SpeechTokenizerDecoderTests(ITestOutputHelper output) : CleansTempD
         var a = AsInput(RandomCodes(9, 16, 64, seed: 6));
         var b = AsInput(RandomCodes(9, 16, 64, seed: 7));
         var both = decoder.ChunkedDecode(cat([a, b], 0), chunkSize: 4, leftContext: 2);
-        Assert.True(both[0].allclose(decoder.ChunkedDecode(a, 4, 2)[0], rtol: 1e-4, atol: 1e-6));
-        Assert.True(both[1].allclose(decoder.ChunkedDecode(b, 4, 2)[0], rtol: 1e-4, atol: 1e-6));
+        // A batch of 2 and a batch of 1 are differently shaped computations: close, not bit-equal.
+        AssertClose(Samples(decoder.ChunkedDecode(a, 4, 2)), Samples(both[0].unsqueeze(0)), "row 0 against alone");
+        AssertClose(Samples(decoder.ChunkedDecode(b, 4, 2)), Samples(both[1].unsqueeze(0)), "row 1 against alone");
+        // ... and the rows are really different audio, so the check above can fail.
+        Assert.False(both[0].allclose(both[1], rtol: 1e-2, atol: 1e-3));
     }
 
     [Fact]
