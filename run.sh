@@ -7,9 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 command -v dotnet >/dev/null || { echo "run.sh: install the .NET 10 SDK first (https://dot.net)" >&2; exit 1; }
+# Only what is missing is installed (no root needed when Open MPI is present); the apt lists are refreshed first,
+# since a fresh machine may never have fetched them.
 if ! command -v mpiexec.openmpi >/dev/null; then
   echo "run.sh: installing Open MPI (apt)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openmpi-bin libopenmpi-dev
 fi
 
