@@ -1,7 +1,8 @@
 using Qwen3Tts.Bench;
+using Qwen3Tts.Entry;
 
 // Benchmarks print measurements side by side with a baseline from the same run.
-return args.FirstOrDefault() switch
+return EntryPoint.Guard(args, args => args.FirstOrDefault() switch
 {
     "train-step" => TrainStepBench.Run(args[1..]),
     "memory-0.6b" => TrainStepBench.PeakMemory06B(),
@@ -15,7 +16,7 @@ return args.FirstOrDefault() switch
     "codec-decode" => CodecDecodeBench.Run(args[1..]),
     "synthesize" => SynthesisBench.Run(args[1..]),
     _ => Usage(),
-};
+});
 
 static int Usage()
 {

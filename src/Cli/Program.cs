@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Qwen3Tts.Cli.Commands;
+using Qwen3Tts.Entry;
 
 var root = new RootCommand("qwen3tts: Qwen3-TTS-12Hz model tools.");
 root.Subcommands.Add(InitModelCommand.Create());
@@ -13,4 +14,4 @@ root.Subcommands.Add(CodecCommand.Create());
 root.Subcommands.Add(PrepareCommand.Create());
 root.Subcommands.Add(SynthesizeCommand.Create());
 root.Subcommands.Add(SpeakerEmbeddingCommand.Create());
-return root.Parse(args).Invoke();
+return EntryPoint.Invoke(root, args);

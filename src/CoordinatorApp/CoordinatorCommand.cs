@@ -1,3 +1,4 @@
+using Qwen3Tts.Entry;
 using System.CommandLine;
 using Qwen3Tts.Coordinator;
 using Qwen3Tts.Coordinator.Data;
@@ -19,7 +20,7 @@ public static class CoordinatorCommand
         var batch = new Option<int>("--batch_size") { Description = "samples per rank per micro-step; global batch = batch_size × world_size (default 2)", DefaultValueFactory = _ => 2 };
         var window = new Option<int>("--bucket_window") { Description = "group batches by length within windows of N global batches, as the trainer does (default 32; 0: random batching)", DefaultValueFactory = _ => 32 };
         var world = new Option<int?>("--world_size") { Description = "number of ranks (default: fixed by the first rank that registers)" };
-        var output = new Option<string>("--output_model_path", "--output_dir") { Description = "the run's output folder; the coordinator keeps its state there and resumes from it (default: output)", DefaultValueFactory = _ => "output" };
+        var output = new Option<string>("--output_model_path", "--output_dir") { Description = "the run's output folder; the coordinator keeps its state there and resumes from it (default: output)", DefaultValueFactory = _ => "output" }.ForFolder();
         var timeout = new Option<double>("--heartbeat_timeout") { Description = "seconds a rank may stay silent before the run is stopped (default 60)", DefaultValueFactory = _ => 60 };
         var address = new Option<string>("--address") { Description = "IP address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "port to listen on (default 0: a free port, printed at start)", DefaultValueFactory = _ => 0 };

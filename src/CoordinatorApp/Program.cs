@@ -1,3 +1,4 @@
 using Qwen3Tts.CoordinatorApp;
+using Qwen3Tts.Entry;
 
-return await CoordinatorCommand.Create().Parse(args).InvokeAsync();
+return await EntryPoint.InvokeAsync(CoordinatorCommand.Create(), args);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Qwen3Tts.Coordinator.Observability;
+using Qwen3Tts.Entry;
 using Qwen3Tts.Rank;
 using Qwen3Tts.Rank.Distributed;
 using Qwen3Tts.Rank.Prepare;
@@ -70,6 +71,12 @@ root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldS
     if (comm.Rank == 0) Console.WriteLine($"done: {result.GlobalStep} steps, output in {result.OutputDir}");
     return 0;
 }));
-return root.Parse(args).Invoke();
+// Every rank parses the same flags: under a launcher only rank 0 prints a flag error (the others exit 2 quietly).
+EntryPoint.PrintsSharedErrors = () =>
+{
+    try { return WorldDiscovery.Resolve(EnvVars.Snapshot(), new ExplicitWorld(null, null, null)).Rank == 0; }
+    catch (ArgumentException) { return true; }
+};
+return EntryPoint.Invoke(root, args);
 
 static string? NonEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;

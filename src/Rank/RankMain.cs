@@ -1,7 +1,4 @@
-using Qwen3Tts.Coordinator.Data;
-using Qwen3Tts.Model.Audio;
-using Qwen3Tts.Model.Checkpoint;
-using Qwen3Tts.Model.Config;
+using Qwen3Tts.Entry;
 using Qwen3Tts.Rank.Distributed;
 using Qwen3Tts.Rank.Training;
 
@@ -27,7 +24,7 @@ static class RankMain
 
     /// <summary>Finds the world, starts the communicator for CPU tensors (<paramref name="backend"/>) and runs
     /// <paramref name="body"/> (prepare: host-side work only). Expected failures (bad flags,
-    /// config, data, checkpoint) print one line naming what is wrong and exit 2. With several ranks any failure on
+    /// config, data, checkpoint) print one line naming what is wrong and exit 2; a bug exits 70 with its trace (<see cref="ErrorReport"/>). With several ranks any failure on
     /// any rank ends the whole job at once (MPI_Abort, or the TCP abort frame), naming the rank, so no rank waits forever in a collective.
     /// The TCP rendezvous flags default (null) to MASTER_ADDR / MASTER_PORT / 300 s.</summary>
     public static int Run(int? rank, int? worldSize, int? localRank, BackendChoice backend, string? masterAddr, int? masterPort,
@@ -39,19 +36,21 @@ static class RankMain
     {
         ICommunicator comm;
         string device;
+        WorldInfo? world = null;
         try
         {
             var env = EnvVars.Snapshot();
-            var world = WorldDiscovery.Resolve(env, new ExplicitWorld(rank, worldSize, localRank));
+            world = WorldDiscovery.Resolve(env, new ExplicitWorld(rank, worldSize, localRank));
             var resolved = resolveDevice(world);
             device = resolved.ToString();
             var tcp = TcpSettings.From(env, masterAddr, masterPort, rendezvousTimeoutSeconds is { } s ? TimeSpan.FromSeconds(s) : null);
             comm = Communicators.Create(world, env, backend, tcp: tcp, tensors: resolved.type);
         }
-        catch (Exception e) when (e is ArgumentException or CommunicatorException or InvalidOperationException)
+        catch (Exception e) when (ErrorReport.IsUserError(e) || e is InvalidOperationException)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
-            return 2;
+            // Every rank binds the same flags and finds the same fault: rank 0 alone reports it, the others just exit.
+            if (world is null || world.Rank == 0) Console.Error.WriteLine($"error: {e.Message}");
+            return ExitCodes.UserError;
         }
 
         using (comm)
@@ -62,14 +61,11 @@ static class RankMain
             try { return body(comm); }
             catch (Exception e)
             {
-                bool expected = e is ArgumentException or ConfigException or CheckpointException or DataException or AudioException
-                    or TrainingCheckpointException or FileNotFoundException or DirectoryNotFoundException;
-                string what = expected ? e.Message : e.ToString();
-                string who = comm.WorldSize > 1 ? $"rank {comm.Rank} of {comm.WorldSize}: " : "";
-                Console.Error.WriteLine($"error: {who}{what}");
-                Console.Error.Flush();
-                if (comm.WorldSize > 1) comm.Abort(expected ? 2 : 1); // ends every rank; does not return
-                return expected ? 2 : 1;
+                // Printed by the rank that found it, naming the rank; then every rank ends (MPI_Abort or the TCP abort frame).
+                int code = ErrorReport.Report(e, Console.Error, ErrorReport.DebugRequested(Environment.GetCommandLineArgs()),
+                    comm.WorldSize > 1 ? $"rank {comm.Rank} of {comm.WorldSize}" : null);
+                if (comm.WorldSize > 1) comm.Abort(code); // does not return
+                return code;
             }
         }
     }

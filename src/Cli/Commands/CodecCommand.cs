@@ -1,3 +1,4 @@
+using Qwen3Tts.Entry;
 using System.CommandLine;
 using System.Text;
 using System.Text.Json;
@@ -37,7 +38,7 @@ public static class CodecCommand
         {
             Description = "Write the JSON lines to this file (written whole, atomically) instead of standard output",
             HelpName = "OUT.jsonl",
-        };
+        }.ForFile();
         var wavs = new Argument<string[]>("WAV")
         {
             Description = "WAV files (PCM 8/16/24/32 or float, any rate and channel count: mixed to mono, resampled to 24 kHz)",

@@ -1,3 +1,4 @@
+using Qwen3Tts.Entry;
 using System.CommandLine;
 using System.Text.Json;
 using Qwen3Tts.Model.Audio;
@@ -33,7 +34,7 @@ public static class CodecDecodeCommand
             Description = "Folder for the WAV files: NNNNN.wav for line NNNNN of the codes file",
             HelpName = "D",
             Required = true,
-        };
+        }.ForFolder();
         var float32 = new Option<bool>("--float32") { Description = "Write 32-bit float WAV instead of 16-bit PCM" };
         var chunk = new Option<int>("--chunk-size")
         {

@@ -1,3 +1,4 @@
+using Qwen3Tts.Entry;
 using System.CommandLine;
 using Qwen3Tts.Model.Sft;
 using Qwen3Tts.Rank.Training;
@@ -10,7 +11,7 @@ public static class DebugStepCommand
     {
         var model = new Option<string>("--model") { Description = "a Base model directory", Required = true };
         var data = new Option<string>("--data") { Description = "a JSONL file; all its records form one batch", Required = true };
-        var output = new Option<string>("--out") { Description = "folder for step.json, batch/grads/updated.safetensors", Required = true };
+        var output = new Option<string>("--out") { Description = "folder for step.json, batch/grads/updated.safetensors", Required = true }.ForFolder();
         var alignment = new Option<string>("--loss-alignment", "--loss_alignment") { Description = "fixed or upstream", DefaultValueFactory = _ => "fixed" };
         alignment.AcceptOnlyFromAmong("fixed", "upstream");
         var optimizerStep = new Option<bool>("--optimizer-step", "--optimizer_step") { Description = "also take one clipped AdamW step and write updated.safetensors" };

@@ -1,3 +1,4 @@
+using Qwen3Tts.Entry;
 using System.CommandLine;
 using Qwen3Tts.Model;
 using static TorchSharp.torch;
@@ -13,7 +14,7 @@ public static class InitModelCommand
             Description = "tiny, 0.6b, 1.7b, or a path to a config.json (its folder's tokenizer and generation files are carried over)",
             DefaultValueFactory = _ => "tiny",
         };
-        var output = new Option<string>("--out") { Description = "the model directory to write", Required = true };
+        var output = new Option<string>("--out") { Description = "the model directory to write", Required = true }.ForFolder();
         var seed = new Option<ulong>("--seed") { Description = "seed of the random weights", DefaultValueFactory = _ => 0 };
         var dtype = new Option<string>("--dtype") { Description = "storage dtype of the weights: fp32 or bf16", DefaultValueFactory = _ => "fp32" };
         dtype.AcceptOnlyFromAmong("fp32", "bf16");

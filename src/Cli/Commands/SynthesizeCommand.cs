@@ -1,3 +1,4 @@
+using Qwen3Tts.Entry;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -60,8 +61,8 @@ public static class SynthesizeCommand
         var language = new Option<string>("--language") { Description = "auto, or one of the model's codec_language_id keys (english, chinese, ...)", DefaultValueFactory = _ => "auto" };
         var instruct = new Option<string?>("--instruct") { Description = "an instruction (voice design, or a 1.7B custom voice's style)" };
         var nonStreaming = new Option<bool?>("--non_streaming", "--non_streaming_mode") { Description = "true: all text in the prompt; false: text fed along with the frames (default: false when cloning, true otherwise, as the reference)" };
-        var output = new Option<string?>("--out") { Description = "24 kHz WAV to write (decoded by the 12 Hz codec)", HelpName = "OUT.wav" };
-        var speechTokenizerDir = new Option<string?>("--speech_tokenizer", "--speech-tokenizer") { Description = "the 12 Hz codec folder (default: MODEL/speech_tokenizer; a training checkpoint has none: give the base model's)", HelpName = "DIR" };
+        var output = new Option<string?>("--out") { Description = "24 kHz WAV to write (decoded by the 12 Hz codec)", HelpName = "OUT.wav" }.ForFile();
+        var speechTokenizerDir = new Option<string?>("--speech_tokenizer", "--speech-tokenizer") { Description = "the 12 Hz codec folder (default: MODEL/speech_tokenizer; a training checkpoint has none: give the base model's)", HelpName = "DIR" }.ForFolder();
         var outDir = new Option<string?>("--out-dir", "--out_dir") { Description = "batch output folder: codes.jsonl and ID.wav per request", HelpName = "DIR" };
         var codesOut = new Option<string?>("--codes_out", "--codes-out") { Description = "JSONL to write the generated codes to: {\"text\", \"audio_codes\": [[16 ints]...]}", HelpName = "OUT.jsonl" };
         var codesOnly = new Option<bool>("--codes_only", "--codes-only") { Description = "batch form: write only OUT_DIR/codes.jsonl, no WAVs" };
@@ -230,7 +231,7 @@ public static class SpeakerEmbeddingCommand
     {
         var model = new Option<string>("--model") { Description = "a Base model directory (it has the speaker encoder)", HelpName = "DIR", Required = true };
         var refAudio = new Option<string>("--ref_audio", "--ref-audio") { Description = "the voice's reference clip (any WAV)", HelpName = "WAV", Required = true };
-        var output = new Option<string>("--out") { Description = "safetensors file to write (one fp32 tensor \"speaker_embedding\")", HelpName = "FILE", Required = true };
+        var output = new Option<string>("--out") { Description = "safetensors file to write (one fp32 tensor \"speaker_embedding\")", HelpName = "FILE", Required = true }.ForFile();
         var command = new Command("speaker-embedding", "Compute a reference clip's speaker embedding (x-vector) and save it for synthesize --speaker_embedding")
         {
             model, refAudio, output,

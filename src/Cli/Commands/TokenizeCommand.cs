@@ -125,5 +125,5 @@ public static class TokenizeCommand
     }
 
     /// <summary>The user's input cannot be used; the message says where and why.</summary>
-    public sealed class InvalidInputException(string message) : Exception(message);
+    public sealed class InvalidInputException(string message) : Qwen3Tts.Model.UserInputException(message);
 }

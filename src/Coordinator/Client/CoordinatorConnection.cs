@@ -9,7 +9,7 @@ namespace Qwen3Tts.Coordinator.Client;
 
 /// <summary>The coordinator stopped the run. <see cref="RankFailed"/>: a rank was declared dead (or the coordinator
 /// became unreachable), so the job must end at once; otherwise it was asked to stop and ranks may checkpoint first.</summary>
-public sealed class CoordinatorStopException(string reason, bool rankFailed) : Exception(reason)
+public sealed class CoordinatorStopException(string reason, bool rankFailed) : IOException(reason) // another rank or the coordinator ended the run: one line, no trace
 {
     public bool RankFailed { get; } = rankFailed;
 }

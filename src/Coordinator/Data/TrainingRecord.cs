@@ -93,7 +93,7 @@ public sealed record BadRecord(string Source, int Line, string Field, string Rea
 /// <summary>A training-data line that cannot be used. The message names file, line and field, e.g.
 /// <c>train.jsonl:17: audio_codes[3][16]: expected 16 codebooks, found 17</c>, or for Parquet file, row and column,
 /// e.g. <c>train-00001-of-00004.parquet: row 17: audio_codes[3]: expected 16 codebooks, found 15</c>.</summary>
-public sealed class DataException(BadRecord bad) : Exception(bad.ToString())
+public sealed class DataException(BadRecord bad) : Qwen3Tts.Model.UserInputException(bad.ToString())
 {
     public BadRecord Bad { get; } = bad;
 

@@ -23,7 +23,7 @@ public sealed record WandbUploadOptions
 
 /// <summary>A failure that retrying will not fix (key rejected, bad request, GraphQL error), or the last of a bounded
 /// number of retries. Its message never contains the API key.</summary>
-public sealed class WandbException(string message) : Exception(message);
+public sealed class WandbException(string message) : Qwen3Tts.Model.UserInputException(message);
 
 /// <summary>Brings the server up to date with a <see cref="WandbRunFolder"/>: upserts the run, then sends pending lines
 /// in order, each request retried with exponential backoff on network errors, timeouts, 5xx, 408 and 429.

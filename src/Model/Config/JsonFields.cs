@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 namespace Qwen3Tts.Model.Config;
 
 /// <summary>A config that cannot be used; the message names the file and the key path at fault.</summary>
-public sealed class ConfigException(string message) : Exception(message);
+public sealed class ConfigException(string message) : UserInputException(message);
 
 /// <summary>Typed reads from a JSON object that name the offending key ("talker_config.hidden_size")
 /// and the source file in every error.</summary>

@@ -40,7 +40,7 @@ public interface ICommunicator : IDisposable
     void Abort(int exitCode);
 }
 
-public sealed class CommunicatorException(string message) : Exception(message);
+public sealed class CommunicatorException(string message) : IOException(message); // a peer or the network failed: reported as one line
 
 public static class CommunicatorExtensions
 {

@@ -1,3 +1,4 @@
+using Qwen3Tts.Entry;
 using System.CommandLine;
 using Qwen3Tts.Coordinator.Data.Prepare;
 using Qwen3Tts.Rank.Distributed;
@@ -19,7 +20,7 @@ public static class PrepareCommand
         {
             Description = "the training records to write, .jsonl or .parquet: every source field kept, audio_codes [frames][16] added (unfinished work is kept in OUTPUT.partial/ and resumed)",
             Required = true,
-        };
+        }.ForFile();
         var model = new Option<string>("--model")
         {
             Description = "a model folder holding speech_tokenizer/ (e.g. Qwen3-TTS-12Hz-1.7B-Base), or a speech tokenizer folder",

@@ -128,7 +128,7 @@ public sealed record TrainerState
 }
 
 /// <summary>A training checkpoint that cannot be written, found or read; the message names the folder or file.</summary>
-public sealed class TrainingCheckpointException : Exception
+public sealed class TrainingCheckpointException : Qwen3Tts.Model.UserInputException
 {
     public TrainingCheckpointException(string message) : base(message) { }
     public TrainingCheckpointException(string message, Exception inner) : base(message, inner) { }

@@ -1,3 +1,4 @@
+using Qwen3Tts.Entry;
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -119,7 +120,7 @@ public static class TrainingFlags
         var train = Flag<string?>("train_jsonl", "training data: a JSONL file (seed format), a Parquet file, or a folder of Parquet shards", "train_data");
         var validation = Flag<string?>("validation_jsonl", "validation data (JSONL, Parquet file or folder); enables evaluation", "validation_data");
         var init = Flag<string?>("init_model_path", "the Base model directory to fine-tune");
-        var output = Flag<string?>("output_model_path", "where checkpoints and exports go (default: output)", "output_dir");
+        var output = Flag<string?>("output_model_path", "where checkpoints and exports go (default: output)", "output_dir").ForFolder();
         var batch = Flag<int?>("batch_size", "samples per rank per micro-step (default 2)");
         var lr = Flag<double?>("lr", "peak learning rate (default 2e-5)", "learning_rate");
         var epochs = Flag<int?>("num_epochs", "epochs (default 3)");
@@ -215,6 +216,8 @@ public static class TrainingFlags
                 AdamBeta2 = Pick(beta2, "adam_beta2") ?? d.AdamBeta2,
                 AdamEpsilon = Pick(epsilon, "adam_epsilon") ?? d.AdamEpsilon,
             };
+            // The flag was checked as it was parsed; a path from --config (or the default) is checked here, still before any work.
+            OutputPaths.RequireFolder("--output_model_path", options.OutputModelPath);
             return options;
         };
     }

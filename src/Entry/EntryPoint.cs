@@ -1,0 +1,61 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
+
+namespace Qwen3Tts.Entry;
+
+/// <summary>The top level shared by every executable: parse, print flag errors in words (exit 2), run the command,
+/// and turn what escapes it into one line (user error, exit 2) or a bug report (exit 70). <c>--debug</c> (or
+/// QWEN3TTS_DEBUG=1) adds the stack trace to user errors.</summary>
+public static class EntryPoint
+{
+    public static readonly Option<bool> Debug = new("--debug")
+    {
+        Description = "print the stack trace with an error (also: QWEN3TTS_DEBUG=1)",
+        Recursive = true,
+    };
+
+    /// <summary>Whether this process should print errors found before its rank is known: the launcher's rank
+    /// variables say whether it is rank 0 (every rank parses the same flags, so one report is enough).</summary>
+    public static Func<bool> PrintsSharedErrors { get; set; } = () => true;
+
+    /// <summary>Set to 1, the command throws a bug-class exception instead of running: how the tests reach the
+    /// exit-70 report through the built executables without a real bug.</summary>
+    public const string SimulateBugVariable = "QWEN3TTS_SIMULATE_INTERNAL_ERROR";
+
+    public static int Invoke(RootCommand root, string[] args) => InvokeAsync(root, args).GetAwaiter().GetResult();
+
+    public static async Task<int> InvokeAsync(RootCommand root, string[] args)
+    {
+        if (!root.Options.Contains(Debug)) root.Options.Add(Debug);
+        bool debug = ErrorReport.DebugRequested(args);
+        try
+        {
+            var parse = root.Parse(args);
+            if (parse.Errors.Count > 0 && parse.Action is ParseErrorAction)
+            {
+                if (PrintsSharedErrors())
+                {
+                    foreach (string line in FlagErrors.Describe(parse)) Console.Error.WriteLine($"error: {line}");
+                    Console.Error.WriteLine(FlagErrors.UsageHint(parse));
+                }
+                return ExitCodes.UserError;
+            }
+            if (Environment.GetEnvironmentVariable(SimulateBugVariable) == "1")
+                throw new InvalidOperationException($"{SimulateBugVariable}=1: a simulated internal error");
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e)
+        {
+            return ErrorReport.Report(e, Console.Error, debug);
+        }
+    }
+
+    /// <summary>For an executable without a parser (the benchmarks): runs <paramref name="body"/> under the same
+    /// reporting; --debug is taken out of the arguments.</summary>
+    public static int Guard(string[] args, Func<string[], int> body)
+    {
+        bool debug = ErrorReport.DebugRequested(args);
+        try { return body(args.Where(a => a != "--debug").ToArray()); }
+        catch (Exception e) { return ErrorReport.Report(e, Console.Error, debug); }
+    }
+}
