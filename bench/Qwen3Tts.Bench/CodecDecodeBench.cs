@@ -13,7 +13,7 @@ static class CodecDecodeBench
 {
     public static int Run(string[] args)
     {
-        double seconds = args.Length >= 2 && args[0] == "--seconds" ? double.Parse(args[1]) : 5;
+        double seconds = BenchArgs.Double(args, "--seconds", 5);
         Console.WriteLine($"torch threads: {get_num_threads()}");
         Console.WriteLine($"{"decoder",-8} {"params",12} {"frames",7} {"mode",-18} {"best ms",9} {"x real time",11} {"vs full",8} {"max |diff|",11}");
         foreach (string preset in new[] { "tiny", "0.6b" })

@@ -11,7 +11,7 @@ static class CodecEncodeBench
 {
     public static int Run(string[] args)
     {
-        int seconds = args.Length >= 2 && args[0] == "--seconds" ? int.Parse(args[1]) : 10;
+        int seconds = BenchArgs.Int(args, "--seconds", 10);
         Console.WriteLine($"torch threads: {get_num_threads()}, clip: {seconds} s at 24 kHz");
         Console.WriteLine($"{"codec",-8} {"params",10} {"total ms",9} {"x real time",11} {"seanet",8} {"transf.",8} {"downs.",8} {"quant.",8}");
         foreach (string preset in new[] { "tiny", "0.6b" })

@@ -16,7 +16,7 @@ static class CoordinatorBench
 {
     public static int Run(string[] args)
     {
-        int ranks = args.Length > 1 && args[0] == "--ranks" ? int.Parse(args[1]) : 256;
+        int ranks = BenchArgs.Int(args, "--ranks", 256);
         PlanTimes();
         return LoadAsync(ranks).GetAwaiter().GetResult();
     }

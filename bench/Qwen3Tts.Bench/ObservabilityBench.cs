@@ -18,12 +18,8 @@ static class ObservabilityBench
 
     public static int Run(string[] args)
     {
-        int rounds = 3;
-        for (int i = 0; i + 1 < args.Length; i += 2)
-        {
-            if (args[i] == "--rounds") rounds = int.Parse(args[i + 1]);
-            else if (args[i] == "--logging_steps") LoggingSteps = int.Parse(args[i + 1]);
-        }
+        int rounds = BenchArgs.Int(args, "--rounds", 3);
+        LoggingSteps = BenchArgs.Int(args, "--logging_steps", LoggingSteps);
         string root = Path.Combine(Path.GetTempPath(), $"qwen3tts-bench-obs-{Environment.ProcessId}");
         try
         {

@@ -15,7 +15,7 @@ static class PrepareBench
 {
     public static int Run(string[] args)
     {
-        int clips = args.Length >= 2 && args[0] == "--clips" ? int.Parse(args[1]) : 12;
+        int clips = BenchArgs.Int(args, "--clips", 12);
         const int seconds = 5;
         string dir = Path.Combine(Path.GetTempPath(), $"qwen3tts-prepare-bench-{Environment.ProcessId}");
         Directory.CreateDirectory(dir);

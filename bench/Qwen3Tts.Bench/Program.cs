@@ -2,6 +2,7 @@ using Qwen3Tts.Bench;
 using Qwen3Tts.Entry;
 
 // Benchmarks print measurements side by side with a baseline from the same run.
+Qwen3Tts.Model.TorchRuntime.Configure(); // NNPACK off: no "Could not initialize NNPACK" lines
 return EntryPoint.Guard(args, args => args.FirstOrDefault() switch
 {
     "train-step" => TrainStepBench.Run(args[1..]),

@@ -59,9 +59,5 @@ static class SynthesisBench
         return 0;
     }
 
-    static int Arg(string[] args, string name, int fallback)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : fallback;
-    }
+    static int Arg(string[] args, string name, int fallback) => BenchArgs.Int(args, name, fallback);
 }

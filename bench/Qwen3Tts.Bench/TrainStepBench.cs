@@ -17,7 +17,7 @@ static class TrainStepBench
 
     public static int Run(string[] args)
     {
-        int steps = args.Length >= 2 && args[0] == "--steps" ? int.Parse(args[1]) : 3;
+        int steps = BenchArgs.Int(args, "--steps", 3);
         Console.WriteLine($"threads {get_num_threads()}, batch {Batch} x ({TextIds} text ids + {Frames} frames), median of {steps} steps after 1 warm-up");
         double peak32 = MatmulPeak(ScalarType.Float32), peak16 = MatmulPeak(ScalarType.BFloat16);
         Console.WriteLine($"matmul peak (2048^3): fp32 {peak32 / 1e9:F1} GFLOP/s, bf16 {peak16 / 1e9:F1} GFLOP/s");

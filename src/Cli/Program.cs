@@ -2,6 +2,7 @@ using System.CommandLine;
 using Qwen3Tts.Cli.Commands;
 using Qwen3Tts.Entry;
 
+Qwen3Tts.Model.TorchRuntime.Configure(); // NNPACK off: no "Could not initialize NNPACK" lines
 var root = new RootCommand("qwen3tts: Qwen3-TTS-12Hz model tools.");
 root.Subcommands.Add(InitModelCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());

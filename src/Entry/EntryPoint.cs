@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Invocation;
+using System.Runtime.InteropServices;
 
 namespace Qwen3Tts.Entry;
 
@@ -24,9 +25,15 @@ public static class EntryPoint
 
     public static int Invoke(RootCommand root, string[] args) => InvokeAsync(root, args).GetAwaiter().GetResult();
 
-    public static async Task<int> InvokeAsync(RootCommand root, string[] args)
+    /// <summary>With <paramref name="cancelOnSignal"/> (a long-running async service), the first SIGINT or SIGTERM
+    /// cancels the action's token so it can shut down cleanly; otherwise signals keep their default (end the process).</summary>
+    public static async Task<int> InvokeAsync(RootCommand root, string[] args, bool cancelOnSignal = false)
     {
+        PlainConsole.Install();
         if (!root.Options.Contains(Debug)) root.Options.Add(Debug);
+        using var cancel = new CancellationTokenSource();
+        using var sigint = cancelOnSignal ? PosixSignalRegistration.Create(PosixSignal.SIGINT, c => CancelOnce(c, cancel)) : null;
+        using var sigterm = cancelOnSignal ? PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => CancelOnce(c, cancel)) : null;
         bool debug = ErrorReport.DebugRequested(args);
         try
         {
@@ -42,7 +49,9 @@ public static class EntryPoint
             }
             if (Environment.GetEnvironmentVariable(SimulateBugVariable) == "1")
                 throw new InvalidOperationException($"{SimulateBugVariable}=1: a simulated internal error");
-            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            // No ProcessTerminationTimeout: it hooks Console.CancelKeyPress, which sets up the terminal and writes
+            // keypad escape codes into output that a launcher's pseudo-terminal carries to the logs.
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null }, cancel.Token);
         }
         catch (Exception e)
         {
@@ -50,12 +59,25 @@ public static class EntryPoint
         }
     }
 
+    static void CancelOnce(PosixSignalContext context, CancellationTokenSource cancel)
+    {
+        if (cancel.IsCancellationRequested) return; // a second signal ends the process
+        context.Cancel = true;
+        cancel.Cancel();
+    }
+
     /// <summary>For an executable without a parser (the benchmarks): runs <paramref name="body"/> under the same
     /// reporting; --debug is taken out of the arguments.</summary>
     public static int Guard(string[] args, Func<string[], int> body)
     {
+        PlainConsole.Install();
         bool debug = ErrorReport.DebugRequested(args);
-        try { return body(args.Where(a => a != "--debug").ToArray()); }
+        try
+        {
+            if (Environment.GetEnvironmentVariable(SimulateBugVariable) == "1")
+                throw new InvalidOperationException($"{SimulateBugVariable}=1: a simulated internal error");
+            return body(args.Where(a => a != "--debug").ToArray());
+        }
         catch (Exception e) { return ErrorReport.Report(e, Console.Error, debug); }
     }
 }
