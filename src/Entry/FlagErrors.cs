@@ -15,6 +15,7 @@ public static class FlagErrors
         bool afterUnknownFlag = false;
         foreach (string token in parse.UnmatchedTokens)
         {
+            if (lines.Count == 1 && lines[0].StartsWith("unknown command", StringComparison.Ordinal)) break; // the rest were its flags
             if (token.StartsWith('-'))
             {
                 lines.Add($"unknown flag '{token}'" + Suggest(token, KnownFlags(parse.CommandResult)));
@@ -94,8 +95,11 @@ public static class FlagErrors
     {
         string Normal(string s) => s.TrimStart('-').Replace('-', '_').ToLowerInvariant();
         string g = Normal(given);
+        // A few edits away, or the start of a longer name (--heartbeat for --heartbeat_timeout): a prefix costs nothing
+        // but ranks after any near spelling.
+        int Distance(string k) => Normal(k).StartsWith(g, StringComparison.Ordinal) && g.Length >= 3 ? Math.Max(2, g.Length / 3) : Levenshtein(g, Normal(k));
         var best = known.Distinct()
-            .Select(k => (name: k, distance: Levenshtein(g, Normal(k))))
+            .Select(k => (name: k, distance: Distance(k)))
             .Where(c => c.distance <= Math.Max(2, g.Length / 3))
             .OrderBy(c => c.distance).ThenBy(c => c.name.Contains('_') ? 0 : 1).ThenBy(c => c.name, StringComparer.Ordinal)
             .FirstOrDefault();

@@ -6,6 +6,8 @@ namespace Qwen3Tts.Rank;
 
 static class RankMain
 {
+    static readonly TimeSpan OthersWaitForRank0 = TimeSpan.FromSeconds(2);
+
     /// <summary>The trainer's entry: binds the training flags (<paramref name="bindOptions"/>) and resolves --device for
     /// this rank before any communicator starts, since the backend depends on where the tensors live (see
     /// <see cref="Communicators.Choose(BackendChoice, WorldInfo, bool, Func{string?}, TorchSharp.DeviceType?)"/>) and a
@@ -62,6 +64,9 @@ static class RankMain
             catch (Exception e)
             {
                 // Printed by the rank that found it, naming the rank; then every rank ends (MPI_Abort or the TCP abort frame).
+                // A user error (bad data, a missing model) is usually met by every rank at once: the others give rank 0
+                // a moment to report it and end the job, so it is printed once; one only they met is reported after it.
+                if (comm.WorldSize > 1 && comm.Rank != 0 && ErrorReport.IsUserError(e)) Thread.Sleep(OthersWaitForRank0);
                 int code = ErrorReport.Report(e, Console.Error, ErrorReport.DebugRequested(Environment.GetCommandLineArgs()),
                     comm.WorldSize > 1 ? $"rank {comm.Rank} of {comm.WorldSize}" : null);
                 if (comm.WorldSize > 1) comm.Abort(code); // does not return

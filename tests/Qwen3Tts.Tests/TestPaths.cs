@@ -23,8 +23,16 @@ static class TestPaths
     }
 
     /// <summary>qwen3tts-rank built in the test binary's own configuration (…/bin/Debug/net10.0/).</summary>
-    public static string RankDll { get; } = Path.Combine(RepoRoot, "src", "Rank", "bin",
-        new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name, "net10.0", "qwen3tts-rank.dll");
+    public static string RankDll { get; } = Built("src/Rank", "qwen3tts-rank.dll");
+
+    public static string CliDll { get; } = Built("src/Cli", "qwen3tts.dll");
+
+    public static string CoordinatorDll { get; } = Built("src/CoordinatorApp", "qwen3tts-coordinator.dll");
+
+    public static string BenchDll { get; } = Built("bench/Qwen3Tts.Bench", "qwen3tts-bench.dll");
+
+    static string Built(string project, string dll) => Path.Combine(RepoRoot, project, "bin",
+        new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name, "net10.0", dll);
 
     static readonly List<string> Created = [];
 

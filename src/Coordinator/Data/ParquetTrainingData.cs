@@ -87,11 +87,7 @@ public static class ParquetTrainingData
     /// <summary>Prepared when the file has <c>audio_codes</c> or <c>ref_audio</c>, raw audio when it has <c>audio</c> but neither.</summary>
     public static ParquetLayout Layout(string file)
     {
-        var schema = Run(file, async () =>
-        {
-            await using var reader = await ParquetReader.CreateAsync(file);
-            return reader.Schema;
-        });
+        var schema = ReadSchema(file);
         // A prepared file missing its audio_codes column still has ref_audio; raw datasets never do.
         if (Top(schema, "audio_codes") is not null || Top(schema, "ref_audio") is not null) return ParquetLayout.Prepared;
         if (Top(schema, "audio") is not null) return ParquetLayout.RawAudio;
@@ -266,6 +262,13 @@ public static class ParquetTrainingData
             Extra: extra,
             AudioCodes: g.CodesIfAny(row));
     }
+
+    /// <summary>The file's schema; a file that is not Parquet (or is cut short) is an InvalidDataException naming it.</summary>
+    public static ParquetSchema ReadSchema(string file) => Run(file, async () =>
+    {
+        await using var reader = await ParquetReader.CreateAsync(file);
+        return reader.Schema;
+    });
 
     static Field? Top(ParquetSchema schema, string name) => schema.Fields.FirstOrDefault(f => f.Name == name);
 

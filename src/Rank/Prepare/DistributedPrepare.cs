@@ -55,10 +55,7 @@ public static class DistributedPrepare
                 }
                 catch (System.Text.Json.JsonException) { return false; } // the trainer's reader names the bad line
             default:
-                string file = ParquetTrainingData.Files(path)[0];
-                var reader = Parquet.ParquetReader.CreateAsync(file).GetAwaiter().GetResult();
-                try { return reader.Schema.Fields.All(f => f.Name != "audio_codes"); }
-                finally { reader.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+                return ParquetTrainingData.ReadSchema(ParquetTrainingData.Files(path)[0]).Fields.All(f => f.Name != "audio_codes");
         }
     }
 }

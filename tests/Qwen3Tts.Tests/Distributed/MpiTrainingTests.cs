@@ -84,6 +84,29 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
     }
 
     int lastVictim;
+    TimeSpan? lastErrorToExit; // from the first "error:" line to the launcher's exit, in the last Launch
+
+    [Theory]
+    [InlineData("openmpi", "flag")]
+    [InlineData("openmpi", "model")]
+    [InlineData("mpich", "model")]
+    public void A_user_error_met_by_every_rank_is_printed_once_and_ends_the_job_within_seconds(string flavor, string fault)
+    {
+        if (Launcher(flavor) is not { } launcher) return;
+        var (_, data) = Fixture();
+        string missing = Path.Combine(TestPaths.NewTempDir("mpi-user-error"), "no-such-model");
+        string[] args = fault == "flag"
+            ? ["--train_jsonl", data, "--init_model_path", missing, "--batch_size", "abc"] // refused as the flags are parsed, before MPI
+            : ["--train_jsonl", data, "--init_model_path", missing, "--output_model_path", TestPaths.NewTempDir("mpi-user-error-out")]; // met inside the job
+        var (exit, log) = Launch(launcher, flavor, args, killRankAfter: null);
+        Assert.NotEqual(0, exit);
+        var errors = log.Split('\n').Where(l => l.StartsWith("error:", StringComparison.Ordinal)).ToList();
+        Assert.True(errors.Count == 1, $"expected one error line:\n{log}");
+        Assert.StartsWith(fault == "flag" ? "error: --batch_size: 'abc' is not a whole number" : $"error: rank 0 of 2: --init_model_path: no such model directory: {missing}", errors[0]);
+        Assert.DoesNotContain("   at ", log);
+        Assert.True(lastErrorToExit <= TimeSpan.FromSeconds(10), $"the job ended {lastErrorToExit?.TotalSeconds:F1} s after the error:\n{log}");
+        output.WriteLine($"job ended {lastErrorToExit?.TotalSeconds:F2} s after the error line");
+    }
 
     string? Launcher(string flavor)
     {
@@ -111,10 +134,16 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
         string Text() { lock (log) return log.ToString(); } // the output handlers append from other threads
         var killed = new TaskCompletionSource();
         using var process = new Process { StartInfo = start };
+        var clock = Stopwatch.StartNew();
+        TimeSpan? firstError = null;
         void OnLine(string? line)
         {
             if (line is null) return;
-            lock (log) log.AppendLine(line);
+            lock (log)
+            {
+                log.AppendLine(line);
+                if (firstError is null && line.StartsWith("error:", StringComparison.Ordinal)) firstError = clock.Elapsed;
+            }
             if (killRankAfter is not null && line.Contains(killRankAfter)) killed.TrySetResult();
         }
         process.OutputDataReceived += (_, e) => OnLine(e.Data);
@@ -126,7 +155,7 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
         {
             Assert.True(killed.Task.Wait(TimeSpan.FromSeconds(120)), $"training never reached '{killRankAfter}':\n{Text()}");
             int victim = lastVictim = RankPids(process.Id).Skip(1).First();
-            var clock = Stopwatch.StartNew();
+            clock.Restart();
             if (signal == "KILL") Process.GetProcessById(victim).Kill();
             else Process.Start("kill", ["-" + signal, victim.ToString()])!.WaitForExit();
             bool ended = process.WaitForExit(limit);
@@ -141,6 +170,7 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
             Assert.Fail($"mpiexec.{flavor} did not finish in 5 minutes:\n{Text()}");
         }
         process.WaitForExit();
+        lock (log) lastErrorToExit = clock.Elapsed - firstError;
         output.WriteLine(Text());
         return (process.ExitCode, Text());
     }
