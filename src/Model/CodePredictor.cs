@@ -23,7 +23,7 @@ public sealed class CodePredictorModel : nn.Module<Tensor, Tensor>
             .ToArray());
         norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, device, dtype);
         codec_embedding = new ModuleList<Embedding>(Enumerable.Range(0, c.NumCodeGroups - 1)
-            .Select(_ => nn.Embedding(c.VocabSize, talkerHidden, device: device, dtype: dtype))
+            .Select(_ => Embeddings.Create(c.VocabSize, talkerHidden, device, dtype))
             .ToArray());
         invFreq = Rotary.InverseFrequencies(c.HeadDim, c.RopeTheta);
         RegisterComponents();

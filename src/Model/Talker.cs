@@ -23,8 +23,8 @@ public sealed class TalkerModel : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
             .Select(_ => new DecoderLayer(c.HiddenSize, c.IntermediateSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.AttentionBias, c.RmsNormEps, device, dtype))
             .ToArray());
         norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, device, dtype);
-        codec_embedding = nn.Embedding(c.VocabSize, c.HiddenSize, device: device, dtype: dtype);
-        text_embedding = nn.Embedding(c.TextVocabSize, c.TextHiddenSize, device: device, dtype: dtype);
+        codec_embedding = Embeddings.Create(c.VocabSize, c.HiddenSize, device, dtype);
+        text_embedding = Embeddings.Create(c.TextVocabSize, c.TextHiddenSize, device, dtype);
         invFreq = Rotary.InverseFrequencies(c.HeadDim, c.RopeTheta);
         rope = c.RopeScaling;
         RegisterComponents();

@@ -10,8 +10,23 @@ namespace Qwen3Tts.Tests.Model;
 /// from the architecture, independently of the module code.</summary>
 public class LayoutTests
 {
-    static Dictionary<string, long[]> LayoutOf(string preset) =>
-        new Qwen3TtsModel(Presets.Config(preset), new Device("meta")).Layout().ToDictionary(e => e.Name, e => e.Shape);
+    static Dictionary<string, long[]> LayoutOf(string preset)
+    {
+        using var model = new Qwen3TtsModel(Presets.Config(preset), new Device("meta"));
+        return model.Layout().ToDictionary(e => e.Name, e => e.Shape);
+    }
+
+    [Fact]
+    public void The_released_shapes_on_the_meta_device_allocate_no_weights()
+    {
+        // TorchSharp's own Embedding builds its table on the CPU before moving it: 1.5 GB of tables for 1.7B.
+        // Built through Layers.Embeddings, the whole model stays far below one table (the text table is 1.2 GB).
+        long before = PeakMemoryReport.ResidentKiB();
+        using var model = new Qwen3TtsModel(Presets.Config("1.7b"), new Device("meta"));
+        long grown = PeakMemoryReport.ResidentKiB() - before;
+        Assert.All(model.parameters(), p => Assert.Equal(DeviceType.META, p.device_type));
+        Assert.True(grown < 256 * 1024, $"building the 1.7B layout on meta grew the process by {grown / 1024} MB");
+    }
 
     [Fact]
     public void Released_1_7B_names_and_shapes()
@@ -57,7 +72,8 @@ public class LayoutTests
     public void Custom_voice_has_no_speaker_encoder()
     {
         var c = Qwen3TtsConfig.Load(Path.Combine(ConfigTests.ReferenceDir, "Qwen3-TTS-12Hz-1.7B-CustomVoice", "config.json"));
-        var names = new Qwen3TtsModel(c, new Device("meta")).Layout().Select(e => e.Name).ToList();
+        using var model = new Qwen3TtsModel(c, new Device("meta"));
+        var names = model.Layout().Select(e => e.Name).ToList();
         Assert.DoesNotContain(names, n => n.StartsWith("speaker_encoder."));
         Assert.Contains("talker.codec_head.weight", names);
     }
