@@ -37,8 +37,9 @@ static class AudioTools
         p.StandardInput.Close();
         var stderr = p.StandardError.ReadToEndAsync(); // drained concurrently so a chatty tool cannot block
         var stdout = new MemoryStream();
-        p.StandardOutput.BaseStream.CopyTo(stdout);
-        if (!p.WaitForExit(120_000)) { p.Kill(); Assert.Fail($"{tool} {string.Join(' ', args)} did not finish in 120 s"); }
+        var copy = p.StandardOutput.BaseStream.CopyToAsync(stdout); // drained concurrently too: a hung tool cannot block the test
+        if (!p.WaitForExit(120_000)) { p.Kill(entireProcessTree: true); Assert.Fail($"{tool} {string.Join(' ', args)} did not finish in 120 s"); }
+        copy.Wait();
         Assert.True(p.ExitCode == 0, $"{tool} {string.Join(' ', args)} exited {p.ExitCode}: {stderr.Result}");
         return stdout.ToArray();
     }

@@ -374,7 +374,12 @@ public sealed class MpiPrepareTests(Xunit.Abstractions.ITestOutputHelper output)
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        await process.WaitForExitAsync(timeout.Token);
+        try { await process.WaitForExitAsync(timeout.Token); }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true); // the ranks too: nothing outlives the test
+            Assert.Fail($"mpiexec prepare did not finish in 5 minutes");
+        }
         string log = await stdout + await stderr;
         Assert.True(process.ExitCode == 0, $"mpiexec exited {process.ExitCode}:\n{log}");
         Assert.Contains("2 rank(s)", log);
