@@ -100,17 +100,7 @@ static class DecoderTestModels
 
     public static float[] Samples(Tensor wav) => wav.reshape(-1).data<float>().ToArray();
 
-    /// <summary>Equal up to float32 rounding of a differently shaped computation. Another batch size, chunk or CPU
-    /// (AVX2 against AVX-512, 1 thread against 2) lets oneDNN sum in another order: each of the decoder's ~20 layers
-    /// reduces a few hundred products, so rounding stays within a few thousand ulps of the waveform's peak. The bound,
-    /// 1e-4 of the peak (about 1700 ulps), is far below what a real fault moves (a lost frame or context changes
-    /// samples by the order of the peak itself).</summary>
-    public static void AssertClose(float[] expected, float[] actual, string what)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        double peak = expected.Max(v => Math.Abs(v));
-        Assert.True(peak > 0, $"{what}: silent reference");
-        double diff = expected.Zip(actual).Max(p => Math.Abs(p.First - p.Second));
-        Assert.True(diff <= 1e-4 * peak, $"{what}: max |difference| {diff:E2} against peak {peak:E2}");
-    }
+    /// <summary><see cref="Close.Assert"/> on waveforms: another batch size, chunk or CPU lets oneDNN sum in another order.</summary>
+    public static void AssertClose(float[] expected, float[] actual, string what) =>
+        Close.Assert(tensor(expected), tensor(actual), what);
 }

@@ -37,7 +37,7 @@ public class SpeechTokenizerDecoderTests(ITestOutputHelper output) : CleansTempD
         foreach (int n in new[] { 1, 7, 18 })
         {
             var prefix = decoder.forward(codes[.., .., ..n]);
-            Assert.True(prefix.allclose(full[.., .., ..(n * 1920)], rtol: 1e-4, atol: 1e-6), $"prefix of {n} frames");
+            Close.Assert(full[.., .., ..(n * 1920)], prefix, $"prefix of {n} frames"); // another sequence length: close, not bit-equal
         }
     }
 
