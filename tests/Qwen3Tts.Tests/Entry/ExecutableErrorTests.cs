@@ -135,6 +135,38 @@ public class ExecutableErrorTests : CleansTempDirs
         Assert.Contains(debug.ErrorLines, l => l.TrimStart().StartsWith("at Qwen3Tts.", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("INT")]
+    [InlineData("TERM")]
+    public async Task The_coordinator_stops_cleanly_on_a_signal(string signal)
+    {
+        // Signals reach the service through PosixSignalRegistration (not Console.CancelKeyPress, which sets up the terminal).
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])[TestPaths.CoordinatorDll, "--train_jsonl", Demo, "--output_model_path", Path.Combine(dir, "coord")])
+            start.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        try
+        {
+            var ready = Task.Run(() =>
+            {
+                for (string? line; (line = process.StandardOutput.ReadLine()) is not null;)
+                    if (line.Contains("Ctrl+C stops")) return true;
+                return false;
+            });
+            bool isReady = await ready.WaitAsync(TimeSpan.FromMinutes(1));
+            Assert.True(isReady, $"the coordinator never got ready: {(process.HasExited ? await stderr : "")}");
+            System.Diagnostics.Process.Start("kill", ["-" + signal, process.Id.ToString()])!.WaitForExit();
+            Assert.True(process.WaitForExit(TimeSpan.FromSeconds(30)), $"still running 30 s after SIG{signal}");
+            Assert.Equal(0, process.ExitCode);
+            Assert.Equal("", await stderr);
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
+    }
+
     [Fact]
     public void Output_on_a_pseudo_terminal_carries_no_escape_codes()
     {
