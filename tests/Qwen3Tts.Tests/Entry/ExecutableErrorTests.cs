@@ -110,6 +110,34 @@ public class ExecutableErrorTests : CleansTempDirs
         AssertNoStackTrace(rank);
     }
 
+    [Fact]
+    public void Bad_configs_name_the_file_without_a_trace()
+    {
+        // A --config of flag values that is not JSON.
+        string flags = Path.Combine(dir, "flags.json");
+        File.WriteAllText(flags, "{\"batch_size\": 2,");
+        var r = Run(TestPaths.RankDll, ["--train_jsonl", Demo, "--init_model_path", dir, "--config", flags]);
+        AssertUserError(r, r.ErrorLines[0]);
+        Assert.StartsWith($"error: --config {flags}: not valid JSON", r.ErrorLines[0]);
+
+        // A model folder whose config.json is broken: the trainer and inspect both name the file.
+        string model = Path.Combine(dir, "model");
+        Directory.CreateDirectory(model);
+        File.WriteAllText(Path.Combine(model, "config.json"), "{\"talker_config\": 7}");
+        foreach (var (dll, args) in new (string, string[])[]
+                 {
+                     (TestPaths.CliDll, ["inspect", model]),
+                     (TestPaths.RankDll, ["--train_jsonl", Demo, "--init_model_path", model, "--output_model_path", Path.Combine(dir, "out")]),
+                 })
+        {
+            var e = Run(dll, args);
+            Assert.True(e.Exit == 2, $"{Path.GetFileName(dll)}: exit {e.Exit}\n{e.Stderr}");
+            string line = e.ErrorLines.Single(l => l.StartsWith("error:", StringComparison.Ordinal));
+            Assert.Contains("config.json", line);
+            AssertNoStackTrace(e);
+        }
+    }
+
     [Theory]
     [InlineData("qwen3tts", "info|x.jsonl")]
     [InlineData("qwen3tts-rank", "--train_jsonl|x")]
