@@ -32,6 +32,9 @@ public sealed record DatasetInfo(
     /// <summary>The key under which records without a language or speaker are counted.</summary>
     public const string None = "(none)";
 
+    /// <summary>The records left out, each with its file, line (or row), field and reason.</summary>
+    public IReadOnlyList<BadRecord> Malformed { get; init; } = [];
+
     public double TotalSeconds => TotalFrames / FramesPerSecond;
     public double MeanFrames => Count == 0 ? 0 : (double)TotalFrames / Count;
     public double MinSeconds => MinFrames / FramesPerSecond;
@@ -39,11 +42,11 @@ public sealed record DatasetInfo(
     public double MeanSeconds => MeanFrames / FramesPerSecond;
 
     /// <summary>Reads <paramref name="path"/> leniently (malformed records are counted in <see cref="Skipped"/>) and
-    /// summarizes it.</summary>
-    public static DatasetInfo Compute(string path, string? split = null)
+    /// summarizes it. Codes are checked against <paramref name="bounds"/> (a model's; default the speech tokenizer's).</summary>
+    public static DatasetInfo Compute(string path, string? split = null, Qwen3Tts.Model.Config.CodeBounds? bounds = null)
     {
-        var records = TrainingData.Read(path, skipBad: true, out var skipped, split);
-        return Of(path, TrainingData.Detect(path), records, skipped.Count);
+        var records = TrainingData.Read(path, skipBad: true, out var skipped, split, bounds);
+        return Of(path, TrainingData.Detect(path), records, skipped.Count) with { Malformed = skipped };
     }
 
     /// <summary>The summary of records already read. Bins are equal integer ranges over [min, max]: each
@@ -77,6 +80,9 @@ public sealed record DatasetInfo(
         var s = new StringBuilder();
         s.AppendLine(c, $"{Path} ({Format.ToString().ToLowerInvariant()})");
         s.AppendLine(c, $"records   {Count}{(Skipped > 0 ? $" ({Skipped} malformed, skipped)" : "")}");
+        const int listed = 20;
+        foreach (var bad in Malformed.Take(listed)) s.AppendLine(c, $"  skipped {bad}");
+        if (Malformed.Count > listed) s.AppendLine(c, $"  ... and {Malformed.Count - listed} more");
         s.AppendLine(c, $"frames    {TotalFrames} total, min {MinFrames}, mean {MeanFrames:F1}, max {MaxFrames}");
         s.AppendLine(c, $"seconds   {TotalSeconds:F1} total ({TotalSeconds / 3600:F2} h), min {MinSeconds:F2}, mean {MeanSeconds:F2}, max {MaxSeconds:F2}");
         void Table(string title, IReadOnlyList<KeyValuePair<string, int>> rows)
@@ -110,6 +116,8 @@ public sealed record DatasetInfo(
             ["format"] = Format.ToString().ToLowerInvariant(),
             ["records"] = Count,
             ["skipped"] = Skipped,
+            ["malformed"] = new JsonArray(Malformed.Select(b => (JsonNode)new JsonObject
+                { ["source"] = b.Source, ["line"] = b.Line, ["field"] = b.Field, ["reason"] = b.Reason }).ToArray()),
             ["languages"] = Counts(Languages),
             ["speakers"] = Counts(Speakers),
             ["frames"] = new JsonObject { ["total"] = TotalFrames, ["min"] = MinFrames, ["mean"] = MeanFrames, ["max"] = MaxFrames },

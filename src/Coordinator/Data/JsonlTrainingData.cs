@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Qwen3Tts.Model.Config;
 
 namespace Qwen3Tts.Coordinator.Data;
 
@@ -10,20 +11,14 @@ namespace Qwen3Tts.Coordinator.Data;
 /// Every line is validated up front so a bad record fails the read, not a training step hours later.</summary>
 public static class JsonlTrainingData
 {
-    /// <summary>Codebooks per frame of the 12 Hz codec.</summary>
-    public const int DefaultCodebooks = 16;
-
-    /// <summary>Size of each codebook.</summary>
-    public const int DefaultCodebookSize = 2048;
-
     /// <summary>Reads every record; the first malformed line throws <see cref="DataException"/>.</summary>
     public static IReadOnlyList<TrainingRecord> Read(string path) => Read(path, skipBad: false, out _);
 
     /// <summary>Reads every record. A malformed line throws <see cref="DataException"/> naming file, line and field,
-    /// unless <paramref name="skipBad"/> is set: then it is left out and listed in <paramref name="skipped"/>.</summary>
-    public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped,
-        int codebooks = DefaultCodebooks, int codebookSize = DefaultCodebookSize)
-        => ReadLines(path, "training JSONL file", skipBad, out skipped, (text, line, folder) => ParseLine(text, path, line, folder, codebooks, codebookSize));
+    /// unless <paramref name="skipBad"/> is set: then it is left out and listed in <paramref name="skipped"/>.
+    /// <paramref name="bounds"/> are the model's (default: the speech tokenizer's 16 codebooks of 2048).</summary>
+    public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, CodeBounds? bounds = null)
+        => ReadLines(path, "training JSONL file", skipBad, out skipped, (text, line, folder) => ParseLine(text, path, line, folder, bounds));
 
     /// <summary>Every non-blank line of a JSONL file through <paramref name="parse"/> (text, 1-based line, the file's folder,
     /// against which relative paths resolve). A <see cref="DataException"/> stops the read, or with <paramref name="skipBad"/>
@@ -60,8 +55,7 @@ public static class JsonlTrainingData
     }
 
     /// <summary>Parses one non-blank line; <paramref name="folder"/> resolves a relative ref_audio.</summary>
-    public static TrainingRecord ParseLine(string text, string source, int line, string folder,
-        int codebooks = DefaultCodebooks, int codebookSize = DefaultCodebookSize)
+    public static TrainingRecord ParseLine(string text, string source, int line, string folder, CodeBounds? bounds = null)
     {
         DataException Bad(string field, string reason) => new(source, line, field, reason);
 
@@ -89,7 +83,7 @@ public static class JsonlTrainingData
             string audio = RequiredString("audio");
             string utterance = RequiredString("text");
             if (utterance.Length == 0) throw Bad("text", "is empty; a training sample needs text to speak");
-            var codes = ParseCodes(root, Bad, codebooks, codebookSize);
+            var codes = ParseCodes(root, Bad, bounds ?? CodeBounds.SpeechTokenizer);
 
             string refAudio = RequiredString("ref_audio");
             if (refAudio.Length == 0) throw Bad("ref_audio", "is empty");
@@ -119,8 +113,9 @@ public static class JsonlTrainingData
         json.WriteEndArray();
     }
 
-    static CodeGrid ParseCodes(JsonElement root, Func<string, string, DataException> bad, int codebooks, int codebookSize)
+    static CodeGrid ParseCodes(JsonElement root, Func<string, string, DataException> bad, CodeBounds bounds)
     {
+        int codebooks = bounds.Codebooks;
         const string name = "audio_codes";
         if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) throw bad(name, "missing required field");
         if (v.ValueKind != JsonValueKind.Array) throw bad(name, $"expected an array of frames, found {Kind(v)}");
@@ -139,8 +134,7 @@ public static class JsonlTrainingData
             {
                 if (code.ValueKind != JsonValueKind.Number || !code.TryGetInt32(out int c))
                     throw bad($"{name}[{f}][{g}]", $"expected an integer code, found {Describe(code)}");
-                if (c < 0 || c >= codebookSize)
-                    throw bad($"{name}[{f}][{g}]", $"is {c}, outside the codebook [0, {codebookSize})");
+                if (bounds.Problem(c, g) is { } problem) throw bad($"{name}[{f}][{g}]", problem);
                 codes[f, g++] = c;
             }
             f++;

@@ -1,5 +1,6 @@
 using Parquet;
 using Parquet.Schema;
+using Qwen3Tts.Model.Config;
 
 namespace Qwen3Tts.Coordinator.Data;
 
@@ -98,7 +99,7 @@ public static class ParquetTrainingData
     /// <summary>Reads every prepared record. A malformed row throws <see cref="DataException"/> naming file, row and
     /// column, unless <paramref name="skipBad"/> is set: then it is left out and listed in <paramref name="skipped"/>.</summary>
     public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped,
-        string? split = null, int codebooks = JsonlTrainingData.DefaultCodebooks, int codebookSize = JsonlTrainingData.DefaultCodebookSize)
+        string? split = null, CodeBounds? bounds = null)
     {
         var files = Files(path, split);
         foreach (string file in files)
@@ -106,7 +107,7 @@ public static class ParquetTrainingData
                 throw new InvalidDataException($"{file}: a raw audio dataset (audio and text, no audio_codes column); " +
                     "encode its audio to codec ids first (the prepare step reads it with RawSpeechData.Read; check it with qwen3tts preflight)");
         var clips = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        return ReadAll(files, skipBad, out skipped, (g, row) => PreparedRow(g, row, codebooks, codebookSize, clips));
+        return ReadAll(files, skipBad, out skipped, (g, row) => PreparedRow(g, row, bounds ?? CodeBounds.SpeechTokenizer, clips));
     }
 
     /// <summary>Reads the rows of a raw audio dataset (audio and text), validated like <see cref="Read"/>.</summary>
@@ -153,11 +154,11 @@ public static class ParquetTrainingData
 
     /// <param name="clips">inline reference clips seen so far, by content hash: a speaker's clip repeated on every row (as
     /// prepare writes it) is kept in memory once, not once per row.</param>
-    static TrainingRecord PreparedRow(RowGroup g, int row, int codebooks, int codebookSize, Dictionary<string, byte[]> clips)
+    static TrainingRecord PreparedRow(RowGroup g, int row, CodeBounds bounds, Dictionary<string, byte[]> clips)
     {
         string text = g.RequiredString("text", row);
         if (text.Length == 0) throw g.Bad(row, "text", "is empty; a training sample needs text to speak");
-        var codes = Codes(g, row, codebooks, codebookSize);
+        var codes = Codes(g, row, bounds);
 
         var refAudio = g.Audio("ref_audio", row) ?? throw g.Bad(row, "ref_audio", "missing required field");
         string refName;
@@ -185,8 +186,9 @@ public static class ParquetTrainingData
             RefAudioBytes: refBytes);
     }
 
-    static CodeGrid Codes(RowGroup g, int row, int codebooks, int codebookSize)
+    static CodeGrid Codes(RowGroup g, int row, CodeBounds bounds)
     {
+        int codebooks = bounds.Codebooks;
         const string name = "audio_codes";
         var frames = g.Codes(row) ?? throw g.Bad(row, name, "missing required field");
         if (frames.Length == 0) throw g.Bad(row, name, "is empty; a training sample needs at least one frame of codes");
@@ -200,7 +202,7 @@ public static class ParquetTrainingData
             for (int k = 0; k < codebooks; k++)
             {
                 long c = frame[k] ?? throw g.Bad(row, $"{name}[{f}][{k}]", "expected an integer code, found null");
-                if (c < 0 || c >= codebookSize) throw g.Bad(row, $"{name}[{f}][{k}]", $"is {c}, outside the codebook [0, {codebookSize})");
+                if (bounds.Problem(c, k) is { } problem) throw g.Bad(row, $"{name}[{f}][{k}]", problem);
                 codes[f, k] = c;
             }
         }

@@ -65,6 +65,9 @@ public sealed record PreflightThresholds
     /// <summary>The talker's max_position_embeddings when a model was given: a clip must fit with its text.</summary>
     public int? MaxPositions { get; init; }
 
+    /// <summary>The range of each codebook's codes: the model's when one was given, else the speech tokenizer's.</summary>
+    public Qwen3Tts.Model.Config.CodeBounds CodeBounds { get; init; } = Qwen3Tts.Model.Config.CodeBounds.SpeechTokenizer;
+
     /// <summary>Share of samples in clipped runs (<see cref="AudioLevels.ClippedShare"/>) from which a clip is flagged (warning).</summary>
     public double MaxClippedShare { get; init; } = 0.001;
 
@@ -271,9 +274,6 @@ public static class Preflight
     /// (<see cref="Qwen3Tts.Model.Sft.SftCollate"/>).</summary>
     public const int PromptPositions = 3 + Qwen3Tts.Model.Sft.SftCollate.PrefixRows;
 
-    public const int Codebooks = JsonlTrainingData.DefaultCodebooks;
-    public const int CodebookSize = JsonlTrainingData.DefaultCodebookSize;
-
     /// <summary>The longest clip, in seconds, that fits the talker's context with <paramref name="textBytes"/> of text:
     /// (positions - prompt - text tokens) / 12.5, where the text's UTF-8 byte count bounds its byte-level BPE tokens.</summary>
     public static double ContextLimit(int maxPositions, int textBytes) => Math.Max(0, maxPositions - PromptPositions - textBytes) / FramesPerSecond;
@@ -283,11 +283,13 @@ public static class Preflight
     public static PreflightThresholds ForModel(PreflightThresholds t, string modelSpec, double? maxSeconds = null)
     {
         var (json, source, _, _) = Qwen3Tts.Model.ModelDirectory.ResolveConfig(modelSpec);
-        int positions = Qwen3Tts.Model.Config.Qwen3TtsConfig.Parse(json, source).Talker.MaxPositionEmbeddings;
+        var talker = Qwen3Tts.Model.Config.Qwen3TtsConfig.Parse(json, source).Talker;
+        int positions = talker.MaxPositionEmbeddings;
         double context = ContextLimit(positions, 0);
         return t with
         {
             MaxPositions = positions,
+            CodeBounds = Qwen3Tts.Model.Config.CodeBounds.Of(talker),
             MaxSeconds = Math.Min(maxSeconds ?? context, context),
             MaxSecondsSource = maxSeconds is double m && m < context
                 ? "--max_seconds"
@@ -425,15 +427,17 @@ public static class Preflight
     static void CheckCodes(long?[]?[] codes, double? seconds, PreflightThresholds t, Action<string, string> error, Action<string, string> warn)
     {
         if (codes.Length == 0) { error("codes_malformed", "audio_codes is empty"); return; }
-        int badFrames = codes.Count(f => f is null || f.Length != Codebooks);
+        var bounds = t.CodeBounds;
+        int badFrames = codes.Count(f => f is null || f.Length != bounds.Codebooks);
         long nulls = codes.Where(f => f is not null).Sum(f => f!.LongCount(c => c is null));
-        long outside = codes.Where(f => f is not null).Sum(f => f!.LongCount(c => c is < 0 or >= CodebookSize));
-        if (badFrames > 0) error("codes_malformed", $"{badFrames} of {codes.Length} frames do not hold {Codebooks} codes");
+        var outside = codes.SelectMany((f, i) => (f ?? []).Select((c, k) => (i, k, c)))
+            .Where(x => x.c is long c && x.k < bounds.Codebooks && bounds.Problem(c, x.k) is not null).ToList();
+        if (badFrames > 0) error("codes_malformed", $"{badFrames} of {codes.Length} frames do not hold {bounds.Codebooks} codes");
         if (nulls > 0) error("codes_malformed", $"{nulls} codes are not integers");
-        if (outside > 0)
+        if (outside.Count > 0)
         {
-            var first = codes.SelectMany((f, i) => (f ?? []).Select((c, k) => (i, k, c))).First(x => x.c is < 0 or >= CodebookSize);
-            error("codes_out_of_range", $"{outside} codes lie outside 0..{CodebookSize - 1} (first: audio_codes[{first.i}][{first.k}] = {first.c})");
+            var (i, k, c) = outside[0];
+            error("codes_out_of_range", $"{outside.Count} codes lie outside their codebook's range (first: audio_codes[{i}][{k}] {bounds.Problem(c!.Value, k)})");
         }
         if (seconds is double s && Math.Abs(codes.Length / FramesPerSecond - s) > t.MaxCodeLengthMismatchSeconds)
             warn("codes_length_mismatch", $"{codes.Length} frames ({codes.Length / FramesPerSecond:F1} s) for {s:F1} s of audio");

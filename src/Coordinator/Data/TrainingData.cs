@@ -1,3 +1,4 @@
+using Qwen3Tts.Model.Config;
 namespace Qwen3Tts.Coordinator.Data;
 
 /// <summary>The one way training reads its data: a JSONL file (<see cref="JsonlTrainingData"/>), a Parquet file, or a
@@ -30,16 +31,18 @@ public static class TrainingData
     /// <summary>Reads every record of a JSONL file, a Parquet file, or a folder of Parquet shards (<paramref name="split"/>
     /// picks <c>{split}-*.parquet</c> in a folder; it must be null for JSONL). A malformed record throws
     /// <see cref="DataException"/> naming file, line or row, and field; with <paramref name="skipBad"/> it is listed in
-    /// <paramref name="skipped"/> instead.</summary>
-    public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null)
+    /// <paramref name="skipped"/> instead. Codes are checked against <paramref name="bounds"/>, the model's when one is
+    /// known (<see cref="CodeBounds.Of"/>), else the speech tokenizer's.</summary>
+    public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null,
+        CodeBounds? bounds = null)
     {
         switch (Detect(path))
         {
             case DataFormat.Jsonl:
                 if (split is not null) throw new ArgumentException($"{path}: a JSONL file has no splits; --split {split} applies to a folder of Parquet shards");
-                return JsonlTrainingData.Read(path, skipBad, out skipped);
+                return JsonlTrainingData.Read(path, skipBad, out skipped, bounds);
             default:
-                return ParquetTrainingData.Read(path, skipBad, out skipped, split);
+                return ParquetTrainingData.Read(path, skipBad, out skipped, split, bounds);
         }
     }
 }

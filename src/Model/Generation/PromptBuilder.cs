@@ -236,13 +236,7 @@ public sealed class PromptBuilder(Qwen3TtsModel model, Qwen3TextTokenizer tokeni
     static void CheckRefCodes(long[,] codes, TalkerConfig t)
     {
         if (codes.GetLength(0) == 0) throw new ArgumentException("the reference codes have no frames");
-        if (codes.GetLength(1) != t.NumCodeGroups)
-            throw new ArgumentException($"the reference codes have {codes.GetLength(1)} codebooks per frame; this model uses {t.NumCodeGroups}");
-        int vocab = t.CodePredictor.VocabSize;
-        for (int f = 0; f < codes.GetLength(0); f++)
-            for (int g = 0; g < codes.GetLength(1); g++)
-                if (codes[f, g] < 0 || codes[f, g] >= vocab)
-                    throw new ArgumentException($"reference codes[{f}][{g}] is {codes[f, g]}, outside the codebook [0, {vocab})");
+        CodeBounds.Of(t).Check(codes, "the reference codes");
     }
 
     /// <summary>The language's codec id, or null for "auto"; a dialect speaker speaking Chinese (or auto) takes its

@@ -156,14 +156,8 @@ public static class SftCollate
                 throw new ArgumentException($"sample {index}: text_ids[{k}] is {ids[k]}, outside the text vocabulary [0, {textVocab})");
 
         var codes = sample.AudioCodes ?? throw new ArgumentException($"sample {index}: audio_codes is null");
-        int groups = config.Talker.NumCodeGroups, codebook = config.Talker.CodePredictor.VocabSize;
         if (codes.GetLength(0) == 0) throw new ArgumentException($"sample {index}: audio_codes is empty; a sample needs at least one frame");
-        if (codes.GetLength(1) != groups)
-            throw new ArgumentException($"sample {index}: audio_codes is {codes.GetLength(0)} x {codes.GetLength(1)}; expected {groups} codebooks per frame");
-        for (int f = 0; f < codes.GetLength(0); f++)
-            for (int g = 0; g < groups; g++)
-                if (codes[f, g] < 0 || codes[f, g] >= codebook)
-                    throw new ArgumentException($"sample {index}: audio_codes[{f}][{g}] is {codes[f, g]}, outside the codebook [0, {codebook})");
+        CodeBounds.Of(config.Talker).Check(codes, $"sample {index}: audio_codes");
 
         var mel = sample.RefMel ?? throw new ArgumentException($"sample {index}: ref_mel is null");
         int melDim = config.SpeakerEncoder.MelDim;

@@ -1,3 +1,4 @@
+using Qwen3Tts.Model.Config;
 using Qwen3Tts.Coordinator.Data;
 using Qwen3Tts.Coordinator.Data.Prepare;
 using Qwen3Tts.Model.Codec;
@@ -18,6 +19,10 @@ public static class DistributedPrepare
         ArgumentNullException.ThrowIfNull(comm);
         string folder = Path.GetFullPath(SpeechTokenizer.ResolveFolder(modelDir));
         using var tokenizer = SpeechTokenizer.Load(folder);
+        // A model folder (not a bare speech tokenizer): its records must fit the talker's code ranges.
+        string config = Path.Combine(modelDir, Model.ModelDirectory.ConfigFile);
+        if (options.Bounds is null && folder != Path.GetFullPath(modelDir) && File.Exists(config))
+            options = options with { Bounds = CodeBounds.Of(Qwen3TtsConfig.Load(config).Talker) };
         return Run(options, tokenizer, folder, comm, log, cancel, recordDone);
     }
 

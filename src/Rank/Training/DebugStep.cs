@@ -26,7 +26,7 @@ public static class DebugStep
         using var model = ModelDirectory.Load(modelDir, ScalarType.Float32);
         model.SpeakerEncoder?.eval();
         using var trainable = new TrainableModel(model, TrainableModel.ParsePrecision(s.MixedPrecision));
-        var records = TrainingData.Read(dataPath, skipBad: false, out _);
+        var records = TrainingData.Read(dataPath, skipBad: false, out _, bounds: CodeBounds.Of(config.Talker));
         var data = new SftDataSource(records, Qwen3TextTokenizer.FromModelDirectory(modelDir), config);
         using var batch = data.Batch(Enumerable.Range(0, records.Count).ToList());
 

@@ -424,7 +424,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     /// then each distinct reference clip): a bad record stops the run naming file, line (or row) and field, or with --skip_bad_samples is listed in OUTPUT/skipped_{split}_samples.jsonl.</summary>
     SftDataSource OpenData(string path, int? max, string split, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
     {
-        var records = TrainingData.Read(path, o.SkipBadSamples, out var badLines);
+        var records = TrainingData.Read(path, o.SkipBadSamples, out var badLines, bounds: CodeBounds.Of(config.Talker));
         if (max is { } n) records = records.Take(n).ToList();
         var data = SftDataSource.Open(records, tokenizer, config, o.SkipBadSamples, out var badAudio);
         var skipped = badLines.Concat(badAudio).ToList();

@@ -144,7 +144,7 @@ public class JsonlTrainingDataTests
             { Edit(o => o["audio_codes"]![3]!.AsArray().Add(1)), "audio_codes[3][16]", "expected 16 codebooks, found 17" },
             { Edit(o => o["audio_codes"]![2]!.AsArray().RemoveAt(0)), "audio_codes[2]", "expected 16 codebooks, found 15" },
             { Edit(o => o["audio_codes"]![1] = 4), "audio_codes[1]", "expected an array of 16 codes" },
-            { Edit(o => o["audio_codes"]![4]![9] = 2048), "audio_codes[4][9]", "is 2048, outside the codebook [0, 2048)" },
+            { Edit(o => o["audio_codes"]![4]![9] = 2048), "audio_codes[4][9]", "is 2048, outside codebook 9's range [0, 2048)" },
             { Edit(o => o["audio_codes"]![0]![0] = -1), "audio_codes[0][0]", "is -1" },
             { Edit(o => o["audio_codes"]![0]![2] = 1.5), "audio_codes[0][2]", "expected an integer code, found 1.5" },
             { Edit(o => o["audio_codes"]![0]![2] = "7"), "audio_codes[0][2]", "found a string" },

@@ -247,7 +247,7 @@ public class ParquetTrainingDataTests : CleansTempDirs
     {
         string path = WriteBad(out _);
         var e = Assert.Throws<DataException>(() => ParquetTrainingData.Read(path, skipBad: false, out _));
-        Assert.Equal($"{path}: row 1: audio_codes[1][5]: is 2048, outside the codebook [0, 2048)", e.Message);
+        Assert.Equal($"{path}: row 1: audio_codes[1][5]: is 2048, outside codebook 5's range [0, 2048)", e.Message);
         Assert.Equal(2, e.Bad.Line);
     }
 
@@ -260,7 +260,7 @@ public class ParquetTrainingDataTests : CleansTempDirs
         Assert.Equal([0, 2, 5], records.Select(r => r.Line - 1));
         Assert.Equal(
         [
-            $"{path}: row 1: audio_codes[1][5]: is 2048, outside the codebook [0, 2048)",
+            $"{path}: row 1: audio_codes[1][5]: is 2048, outside codebook 5's range [0, 2048)",
             $"{path}: row 3: audio_codes[3]: expected 16 codebooks, found 15",
             $"{path}: row 4: text: missing required field (null)",
         ], skipped.Select(b => b.ToString()));

@@ -219,8 +219,8 @@ public class PreflightTests(ITestOutputHelper output) : CleansTempDirs
         Assert.Empty(r[0].Issues);
         var range = Assert.Single(r[1].Issues);
         Assert.Equal("codes_out_of_range", range.Code);
-        Assert.Contains("2 codes lie outside 0..2047", range.Message);
-        Assert.Contains("audio_codes[3][5] = 2048", range.Message);
+        Assert.Contains("2 codes lie outside their codebook's range", range.Message);
+        Assert.Contains("audio_codes[3][5] is 2048, outside codebook 5's range [0, 2048)", range.Message);
         Assert.Equal("codes_malformed", Assert.Single(r[2].Issues).Code);
         Assert.Equal("codes_length_mismatch", Assert.Single(r[3].Issues).Code);
     }

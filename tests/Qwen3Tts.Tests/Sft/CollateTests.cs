@@ -186,7 +186,7 @@ public class CollateTests
     {
         var e = Assert.Throws<ArgumentException>(() => SftCollate.Collate(new[] { new SftSample(ShortIds, Codes(3, groups: 15), Mel(10, 1)) }, Config));
         Assert.Contains("sample 0: audio_codes", e.Message);
-        Assert.Contains("16 codebooks", e.Message);
+        Assert.Contains("this model uses 16", e.Message);
 
         e = Assert.Throws<ArgumentException>(() => SftCollate.Collate(new[] { new SftSample(ShortIds, new long[0, 16], Mel(10, 1)) }, Config));
         Assert.Contains("sample 0: audio_codes is empty", e.Message);

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Qwen3Tts.Model.Audio;
 using Qwen3Tts.Model.Codec;
+using Qwen3Tts.Model.Config;
 
 namespace Qwen3Tts.Coordinator.Data.Prepare;
 
@@ -11,8 +12,10 @@ namespace Qwen3Tts.Coordinator.Data.Prepare;
 /// <param name="MaxSamples">prepare only the first N records.</param>
 /// <param name="Split">which split of an HF dataset folder (<c>train-*.parquet</c>, <c>data/validation-*.parquet</c>).</param>
 /// <param name="SkipBadSamples">list bad records in <see cref="PrepareJob.SkipReportPath"/> instead of stopping.</param>
+/// <param name="Bounds">the model's code ranges (<see cref="CodeBounds.Of"/>): an encoded code outside them makes the
+/// record bad, as the trainer would refuse it. Null: the codec's own range, nothing more to check.</param>
 public sealed record PrepareOptions(string Input, string Output, string? RefAudio = null, int? MaxSamples = null, string? Split = null,
-    bool SkipBadSamples = false);
+    bool SkipBadSamples = false, CodeBounds? Bounds = null);
 
 /// <summary>The outcome of <see cref="PrepareJob.Merge"/>.</summary>
 public sealed record PrepareResult(string Output, int Written, IReadOnlyList<BadRecord> Skipped, double AudioSeconds, string? SkipReport);
@@ -137,7 +140,7 @@ public sealed class PrepareJob
         {
             cancel.ThrowIfCancellationRequested();
             var record = Records[i];
-            var entry = Encode(tokenizer, i, record, refChecks);
+            var entry = Encode(tokenizer, i, record, refChecks, Options.Bounds);
             if (!entry.Ok && !Options.SkipBadSamples) throw new DataException(record.Source, record.Line, entry.BadField!, entry.BadReason!);
             writer.Append(entry);
             progress?.Advance(entry.Seconds);
@@ -152,7 +155,8 @@ public sealed class PrepareJob
     bool IsDone(Dictionary<int, JournalEntry> journal, int i) =>
         journal.TryGetValue(i, out var e) && e.Fingerprint == PrepareJournal.Fingerprint(Records[i]) && (e.Ok || Options.SkipBadSamples);
 
-    static JournalEntry Encode(SpeechTokenizer tokenizer, int index, RawSpeechRecord record, Dictionary<string, string?> refChecks)
+    static JournalEntry Encode(SpeechTokenizer tokenizer, int index, RawSpeechRecord record, Dictionary<string, string?> refChecks,
+        CodeBounds? bounds)
     {
         string fp = PrepareJournal.Fingerprint(record);
         JournalEntry Bad(string field, string reason) => new(index, fp, 0, null, field, reason);
@@ -176,6 +180,10 @@ public sealed class PrepareJob
         catch (AudioException e) { return Bad("audio", e.Message); }
         if (clip.Samples.Length == 0) return Bad("audio", $"'{record.Audio.Name}' has no samples");
         var codes = tokenizer.Encode(clip.Samples);
+        if (bounds is not null)
+            for (int f = 0; f < codes.GetLength(0); f++)
+                for (int g = 0; g < codes.GetLength(1); g++)
+                    if (bounds.Problem(codes[f, g], g) is { } problem) return Bad($"audio_codes[{f}][{g}]", problem + " (this model's)");
         return new JournalEntry(index, fp, clip.Samples.Length / (double)clip.SampleRate, codes);
     }
 
