@@ -11,7 +11,10 @@ public static partial class CheckpointRotation
     public const string Best = "best", Last = "last", Latest = "latest";
 
     public static string StepDir(string outputDir, long step) => Path.Combine(outputDir, $"checkpoint-{step}");
-    public static string EpochDir(string outputDir, int epoch) => Path.Combine(outputDir, $"epoch-{epoch}");
+    /// <summary>The folder written after <paramref name="epochsDone"/> epochs: epoch-1/ after the first, as the
+    /// pipelines users come from number them. (Runs before this numbering wrote epoch-0/ for the first; resuming finds
+    /// those too, by their trainer state.)</summary>
+    public static string EpochDir(string outputDir, int epochsDone) => Path.Combine(outputDir, $"epoch-{epochsDone}");
     public static string BestDir(string outputDir) => Path.Combine(outputDir, Best);
     public static string LastDir(string outputDir) => Path.Combine(outputDir, Last);
 

@@ -258,7 +258,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 Log(summary);
                 Metrics(step, audio);
             }
-            Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch), epoch + 1, 0);
+            Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch + 1), epoch + 1, 0);
         }
         Save(CheckpointRotation.LastDir(o.OutputModelPath), o.NumEpochs, 0);
         plan.Finish();

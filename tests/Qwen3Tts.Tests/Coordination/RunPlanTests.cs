@@ -38,7 +38,7 @@ public class RunPlanTests : CleansTempDirs
         Assert.Contains("length grouping (windows of 2 global batches)", log.ToString());
 
         // 8 samples / global batch 4 = 2 batches per epoch, 2 epochs: both ranks finished through epoch 1, and every
-        // checkpoint rank 0 wrote (epoch-0, epoch-1, last) was committed with the position it resumes from.
+        // checkpoint rank 0 wrote (epoch-1, epoch-2, last) was committed with the position it resumes from.
         var state = JsonNode.Parse(File.ReadAllText(Path.Combine(embedded, "coordinator", CoordinatorState.StateFileName)))!;
         Assert.Equal(2, state["world_size"]!.GetValue<int>());
         foreach (var rank in new[] { "0", "1" })
@@ -47,7 +47,7 @@ public class RunPlanTests : CleansTempDirs
             Assert.Equal(2, state["ranks"]![rank]!["next_batch"]!.GetValue<long>());
         }
         var committed = state["checkpoints"]!.AsArray().Select(c => (Path.GetFileName(c!["dir"]!.GetValue<string>()), c["epoch"]!.GetValue<int>(), c["next_batch"]!.GetValue<long>())).ToList();
-        Assert.Equal([("epoch-0", 1, 0L), ("epoch-1", 2, 0L), ("last", 2, 0L)], committed);
+        Assert.Equal([("epoch-1", 1, 0L), ("epoch-2", 2, 0L), ("last", 2, 0L)], committed);
     }
 
     [Fact]

@@ -279,7 +279,7 @@ public class CheckpointTests : CleansTempDirs
         Assert.Contains("no complete checkpoint", e.Message);
 
         // Written highest first, so neither write order nor name order gives the answer.
-        SaveSmall(CheckpointRotation.EpochDir(output, 0), 150, init);
+        SaveSmall(CheckpointRotation.EpochDir(output, 0), 150, init); // epoch-0/: the name runs before epoch-1.. numbering wrote
         SaveSmall(CheckpointRotation.StepDir(output, 100), 100, init);
         SaveSmall(CheckpointRotation.LastDir(output), 120, init);
         // Leftovers of crashed writes hold higher steps but must never be picked.

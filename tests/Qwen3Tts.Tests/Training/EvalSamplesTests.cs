@@ -28,13 +28,13 @@ public class EvalSamplesTests : CleansTempDirs
         var log = new StringWriter();
         new Trainer(o, log) { Wandb = new WandbSettings { Mode = WandbMode.Offline, Project = "samples" } }.Run();
 
-        // 4 samples / batch 2 = 2 steps; the end-of-epoch evaluation is at step 2 and epoch-0/ holds its weights.
+        // 4 samples / batch 2 = 2 steps; the end-of-epoch evaluation is at step 2 and epoch-1/ holds its weights.
         string dir = Path.Combine(output, "samples", "step-2");
         Assert.Contains($"eval samples: 2 clips", log.ToString());
         var lines = File.ReadAllLines(Path.Combine(dir, "codes.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.Equal(["Sannu da zuwa.", "Ina kwana?"], lines.Select(l => l["text"]!.GetValue<string>()));
 
-        using var trained = ModelDirectory.Load(Path.Combine(output, "epoch-0"));
+        using var trained = ModelDirectory.Load(Path.Combine(output, "epoch-1"));
         var synth = new Synthesizer(trained, Qwen3TextTokenizer.FromModelDirectory(model));
         var voice = SpeakerEmbeddings.Load(Path.Combine(output, "samples", "voice.safetensors"));
         // max_new_tokens = ceil(0.5 s × 12.5) + 1 = 8, seed 7 + sentence index.
