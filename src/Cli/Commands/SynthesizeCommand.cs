@@ -132,7 +132,7 @@ public static class SynthesizeCommand
         bool wantWav = batch ? !s.CodesOnly : s.Out is not null;
         var generation = s.Sampling.Apply(GenerationConfig.FromModelDirectory(s.ModelDir));
         var tokenizer = Qwen3TextTokenizer.FromModelDirectory(s.ModelDir);
-        using var model = ModelDirectory.Load(s.ModelDir, s.Dtype == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32);
+        using var model = LoadModel(s, s.Dtype == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32);
         model.eval();
         var synthesizer = new Synthesizer(model, tokenizer) { UseKvCache = s.UseKvCache };
         var xvectors = new Dictionary<string, float[]>(StringComparer.Ordinal);
@@ -176,6 +176,14 @@ public static class SynthesizeCommand
             if (!refCodesByClip.TryGetValue(wav, out var c)) refCodesByClip[wav] = c = encoder.Value.EncodeFile(wav);
             return c;
         }
+    }
+
+    /// <summary>The model; a training checkpoint asked for a speaker by name loads as the custom voice its export would
+    /// be (its speaker table, <see cref="CheckpointVoices"/>), so best/, last/, epoch-N/ and checkpoint-N/ all speak.</summary>
+    static Qwen3TtsModel LoadModel(Settings s, ScalarType dtype)
+    {
+        if (s.Inputs.Any(i => i.Speaker is not null) && CheckpointVoices.LoadSpeaking(s.ModelDir, dtype) is { } speaking) return speaking;
+        return ModelDirectory.Load(s.ModelDir, dtype);
     }
 
     /// <summary>The model's speech_tokenizer/, or for a training checkpoint (which does not copy the codec) the one of the

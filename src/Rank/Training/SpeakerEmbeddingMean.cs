@@ -27,6 +27,17 @@ public sealed class SpeakerEmbeddingMean
         Accumulate(speaker, rows.sum([0L]).data<double>().ToArray(), rows.shape[0]);
     }
 
+    /// <summary>Adds the one embedding in <paramref name="embedding"/> [1, H] as <paramref name="rows"/> rows (a
+    /// reference clip that many training rows share).</summary>
+    public void Add(string speaker, Tensor embedding, long rows)
+    {
+        if (embedding.dim() != 2 || embedding.shape[0] != 1) throw new ArgumentException($"speaker '{speaker}': expected one embedding [1, hidden], got {Shape(embedding)}", nameof(embedding));
+        if (rows < 1) throw new ArgumentOutOfRangeException(nameof(rows), rows, "a clip counts for at least one row");
+        using var scope = NewDisposeScope();
+        var row = embedding.detach().cpu().to_type(ScalarType.Float64)[0].data<double>().ToArray();
+        Accumulate(speaker, row.Select(v => v * rows).ToArray(), rows);
+    }
+
     /// <summary>Adds row i of <paramref name="embeddings"/> [B, H] to speaker <paramref name="speakerOfRow"/>[i] (mixed batches).</summary>
     public void Add(IReadOnlyList<string> speakerOfRow, Tensor embeddings)
     {

@@ -111,6 +111,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         long startBatch = 0;
         double? bestEval = null;
         long? bestEvalStep = null;
+        IReadOnlyList<CheckpointVoice> resumedVoices = [];
         if (o.ResumeFromCheckpoint is { } resumeSpec)
         {
             string dir = CheckpointRotation.ResolveResume(o.OutputModelPath, resumeSpec);
@@ -120,10 +121,16 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             optimizer.LoadState(loaded.Optimizer, loaded.State.OptimizerStep);
             (step, startEpoch, startBatch) = (loaded.State.GlobalStep, loaded.State.Epoch, loaded.State.BatchInEpoch);
             (bestEval, bestEvalStep) = (loaded.State.BestEvalLoss, loaded.State.BestEvalStep);
+            resumedVoices = CheckpointVoices.Read(loaded.Directory);
             if (loaded.State.Seed != (ulong)o.Seed)
                 throw new ArgumentException($"--seed {o.Seed} differs from the checkpoint's {loaded.State.Seed} ({dir}): the data order would change mid-run");
             Log($"resumed from {dir}: step {step}, epoch {startEpoch}, batch {startBatch}");
         }
+
+        // The run's voice, which every checkpoint carries so it speaks by name: the frozen speaker encoder's mean over every
+        // training row, computed once (a resumed run takes it from its checkpoint). Rank 0 alone writes checkpoints.
+        IReadOnlyList<CheckpointVoice> voices = !Main ? []
+            : resumedVoices.Any(v => v.Name == o.SpeakerName) ? resumedVoices : [RunVoice(model, train)];
 
         // Every rank starts from rank 0's weights (a resumed run loaded them from the same files), and checks it.
         sync.BroadcastParameters(root: 0);
@@ -185,7 +192,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             if (Main)
             {
                 using var scope = NewDisposeScope();
-                TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizer.StateTensors(), State(epoch, batchInEpoch));
+                TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizer.StateTensors(), State(epoch, batchInEpoch), voices: voices);
                 plan.CheckpointSaved(step, dir, new Qwen3Tts.Coordinator.PlanPosition(epoch, batchInEpoch));
             }
             Telemetry.CheckpointDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
@@ -263,7 +270,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         Save(CheckpointRotation.LastDir(o.OutputModelPath), o.NumEpochs, 0);
         plan.Finish();
         Progress?.Dispose(); // the live display stops before the export's line
-        if (Main) ExportVoice(model, train);
+        if (Main) ExportVoice(model, voices.Single(v => v.Name == o.SpeakerName));
         wandb?.Finish(0);
         return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath, trainSeconds);
 
@@ -402,22 +409,29 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         return (talker + o.SubTalkerWeight * sub, talker, sub);
     }
 
-    /// <summary>The custom-voice export: the final weights with codec row 3000 set to the mean speaker embedding
-    /// over every training sample's reference clip (fp32), not the first batch's.</summary>
-    void ExportVoice(Qwen3TtsModel model, SftDataSource train)
+    /// <summary>The run's voice: the mean speaker embedding over every training row's reference clip (fp32), not the
+    /// first batch's as the reference keeps. Each distinct clip is embedded once and counted for the rows that use it.</summary>
+    CheckpointVoice RunVoice(Qwen3TtsModel model, SftDataSource train)
     {
         using var scope = NewDisposeScope();
         var mean = new SpeakerEmbeddingMean();
         using (no_grad())
-            foreach (var indices in Enumerable.Range(0, train.Count).Chunk(o.BatchSize))
+            foreach (var (index, rows) in train.DistinctClips())
             {
                 using var batchScope = NewDisposeScope();
-                using var batch = train.Batch(indices, device);
-                mean.Add(o.SpeakerName, SftCollate.SpeakerEmbeddings(model.SpeakerEncoder!, batch)); // summed in fp64 on the CPU
+                using var batch = train.Batch([index], device);
+                mean.Add(o.SpeakerName, SftCollate.SpeakerEmbeddings(model.SpeakerEncoder!, batch), rows); // summed in fp64 on the CPU
             }
+        return new CheckpointVoice(o.SpeakerName, VoiceExport.SpeakerRow, mean.Mean(o.SpeakerName).data<float>().ToArray());
+    }
+
+    /// <summary>The custom-voice export: the final weights with codec row 3000 set to the run's voice.</summary>
+    void ExportVoice(Qwen3TtsModel model, CheckpointVoice voice)
+    {
+        using var scope = NewDisposeScope();
         string dir = Path.Combine(o.OutputModelPath, "custom_voice");
-        VoiceExport.Export(dir, o.InitModelPath, o.SpeakerName, model, mean.Mean(o.SpeakerName));
-        log.WriteLine($"exported custom voice '{o.SpeakerName}' to {dir}");
+        VoiceExport.Export(dir, o.InitModelPath, voice.Name, model, tensor(voice.Embedding));
+        log.WriteLine($"exported custom voice '{voice.Name}' to {dir}");
     }
 
     /// <summary>Reads and checks a split up front (records of a JSONL file, a Parquet file or a folder of Parquet shards,

@@ -44,15 +44,17 @@ public static class TrainingCheckpoint
 
     /// <summary>Saves <paramref name="model"/>'s whole state dict (in its own dtypes) with its config.</summary>
     public static void Save(string dir, Qwen3TtsModel model, string initModelDir, IReadOnlyDictionary<string, Tensor> optimizer,
-        TrainerState state, Action<string>? beforeStep = null) =>
-        Save(dir, model.Config.Json, model.state_dict().Select(kv => (kv.Key, kv.Value)), initModelDir, optimizer, state, beforeStep);
+        TrainerState state, Action<string>? beforeStep = null, IReadOnlyList<CheckpointVoice>? voices = null) =>
+        Save(dir, model.Config.Json, model.state_dict().Select(kv => (kv.Key, kv.Value)), initModelDir, optimizer, state, beforeStep, voices);
 
     /// <summary>Writes the checkpoint folder <paramref name="dir"/> (replacing one that exists): the given weights
     /// and config, the companion files copied from <paramref name="initModelDir"/>, the optimizer tensors bit for
-    /// bit and the state. <paramref name="beforeStep"/> is a test seam called with each stage name
+    /// bit and the state, and the run's <paramref name="voices"/> (<see cref="CheckpointVoices"/>), so the checkpoint speaks by
+    /// name. <paramref name="beforeStep"/> is a test seam called with each stage name
     /// (<see cref="AllStages"/>); an exception from it stands for a crash at that point.</summary>
     public static void Save(string dir, JsonObject config, IEnumerable<(string Name, Tensor Tensor)> weights, string initModelDir,
-        IReadOnlyDictionary<string, Tensor> optimizer, TrainerState state, Action<string>? beforeStep = null)
+        IReadOnlyDictionary<string, Tensor> optimizer, TrainerState state, Action<string>? beforeStep = null,
+        IReadOnlyList<CheckpointVoice>? voices = null)
     {
         var missing = ModelDirectory.CompanionFiles.Where(f => !File.Exists(Path.Combine(initModelDir, f))).ToList();
         if (missing.Count > 0)
@@ -73,6 +75,7 @@ public static class TrainingCheckpoint
             beforeStep?.Invoke("companions");
             foreach (var file in ModelDirectory.CompanionFiles)
                 AtomicDirectory.CopyFile(Path.Combine(initModelDir, file), Path.Combine(temp, file));
+            if (voices is { Count: > 0 }) CheckpointVoices.Write(temp, voices);
             string stateDir = Directory.CreateDirectory(Path.Combine(temp, StateFolder)).FullName;
             beforeStep?.Invoke("optimizer");
             Safetensors.Save(Path.Combine(stateDir, OptimizerFile), optimizer.Select(kv => (kv.Key, kv.Value)));

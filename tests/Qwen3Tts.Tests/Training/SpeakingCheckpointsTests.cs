@@ -1,0 +1,67 @@
+using Qwen3Tts.Cli.Commands;
+using Qwen3Tts.Model.Checkpoint;
+using Qwen3Tts.Rank.Training;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Tests.Training;
+
+/// <summary>Every checkpoint carries the run's voice (name, codec row, mean speaker embedding), so synthesis by
+/// name works from best/, last/, epoch-N/ and checkpoint-N/, not only from the final custom_voice export.</summary>
+public class SpeakingCheckpointsTests : CleansTempDirs
+{
+    const string Speaker = "hausa_speaker";
+
+    [Fact]
+    public void Every_checkpoint_of_a_two_epoch_run_speaks_by_name_deterministically()
+    {
+        string model = TrainingFixture.TinyModel(51, "speak-model");
+        string output = TestPaths.NewTempDir("speak-out");
+        // 4 rows in batches of 2: 2 steps an epoch, 4 in all; checkpoint-3 from --save_steps 3.
+        new Trainer(new TrainingOptions
+        {
+            TrainData = TrainingFixture.DemoData(4, tag: "speak-data"), ValidationData = TrainingFixture.DemoData(2, tag: "speak-val"),
+            InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 2, BatchSize = 2,
+            GradientAccumulationSteps = 1, SaveSteps = 3, SpeakerName = Speaker,
+        }, TextWriter.Null).Run();
+
+        Assert.True(Directory.Exists(Path.Combine(output, "epoch-1")));
+        Assert.True(Directory.Exists(Path.Combine(output, "epoch-2")));
+        Assert.False(Directory.Exists(Path.Combine(output, "epoch-0")));
+
+        var voice = Assert.Single(CheckpointVoices.Read(Path.Combine(output, "last")));
+        Assert.Equal((Speaker, VoiceExport.SpeakerRow), (voice.Name, voice.CodecRow));
+        // The custom_voice export stores the same voice in its codec row.
+        using (var exported = CheckpointFiles.Open(Path.Combine(output, "custom_voice")))
+        using (var codec = exported.Read(VoiceExport.CodecEmbedding))
+            Assert.Equal(voice.Embedding, codec[VoiceExport.SpeakerRow].data<float>().ToArray());
+
+        foreach (string name in new[] { "best", "last", "epoch-2", "checkpoint-3" })
+        {
+            string dir = Path.Combine(output, name);
+            Assert.Equal(voice.Embedding, Assert.Single(CheckpointVoices.Read(dir)).Embedding); // computed once per run
+            string first = Speak(dir, "a"), second = Speak(dir, "b");
+            Assert.Equal(File.ReadAllText(first), File.ReadAllText(second)); // greedy: the same codes twice
+            Assert.Contains("\"audio_codes\"", File.ReadAllText(first));
+        }
+    }
+
+    [Fact]
+    public void A_checkpoint_without_a_speaker_table_still_says_it_has_no_named_speakers()
+    {
+        string model = TrainingFixture.TinyModel(52, "speak-plain");
+        Assert.Empty(CheckpointVoices.Read(model));
+        Assert.Null(CheckpointVoices.LoadSpeaking(model, ScalarType.Float32));
+        var e = Assert.Throws<ArgumentException>(() => Speak(model, "x"));
+        Assert.Contains("has no named speakers", e.Message);
+    }
+
+    static string Speak(string dir, string tag)
+    {
+        string codes = Path.Combine(dir, $"..", $"speak-{Path.GetFileName(dir)}-{tag}.jsonl");
+        var settings = new SynthesizeCommand.Settings(dir, [new SynthesisInput { Id = "0000", Text = "Sannu da zuwa.", Language = "auto", Speaker = Speaker }],
+            Out: null, OutDir: null, CodesOut: codes, CodesOnly: true,
+            new SynthesizeCommand.SamplingOverrides(DoSample: false, SubtalkerDoSample: false, MaxNewTokens: 8), Seed: 0);
+        Assert.Equal(0, SynthesizeCommand.Run(settings, TextWriter.Null, TextWriter.Null));
+        return codes;
+    }
+}
