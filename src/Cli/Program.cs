@@ -15,4 +15,5 @@ root.Subcommands.Add(CodecCommand.Create());
 root.Subcommands.Add(PrepareCommand.Create());
 root.Subcommands.Add(SynthesizeCommand.Create());
 root.Subcommands.Add(SpeakerEmbeddingCommand.Create());
+root.Subcommands.Add(ExportVoiceCommand.Create());
 return EntryPoint.Invoke(root, args);

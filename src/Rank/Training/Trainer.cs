@@ -266,11 +266,16 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 Metrics(step, audio);
             }
             Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch + 1), epoch + 1, 0);
+            if (Main && o.ExportEveryEpoch)
+                ExportVoice(CheckpointRotation.EpochDir(o.OutputModelPath, epoch + 1), Path.Combine(o.OutputModelPath, $"epoch-{epoch + 1}-custom_voice"));
         }
         Save(CheckpointRotation.LastDir(o.OutputModelPath), o.NumEpochs, 0);
         plan.Finish();
         Progress?.Dispose(); // the live display stops before the export's line
-        if (Main) ExportVoice(model, voices.Single(v => v.Name == o.SpeakerName));
+        // custom_voice/ from the best checkpoint when validation chose one, else from the final weights.
+        string exportFrom = validation is not null && Directory.Exists(CheckpointRotation.BestDir(o.OutputModelPath))
+            ? CheckpointRotation.BestDir(o.OutputModelPath) : CheckpointRotation.LastDir(o.OutputModelPath);
+        if (Main) ExportVoice(exportFrom, Path.Combine(o.OutputModelPath, "custom_voice"));
         wandb?.Finish(0);
         return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath, trainSeconds);
 
@@ -425,13 +430,12 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         return new CheckpointVoice(o.SpeakerName, VoiceExport.SpeakerRow, mean.Mean(o.SpeakerName).data<float>().ToArray());
     }
 
-    /// <summary>The custom-voice export: the final weights with codec row 3000 set to the run's voice.</summary>
-    void ExportVoice(Qwen3TtsModel model, CheckpointVoice voice)
+    /// <summary>A custom-voice export of a checkpoint just written: its weights with codec row 3000 set to the run's
+    /// voice (what <c>qwen3tts export-voice --checkpoint</c> writes from the same folder).</summary>
+    void ExportVoice(string checkpoint, string dir)
     {
-        using var scope = NewDisposeScope();
-        string dir = Path.Combine(o.OutputModelPath, "custom_voice");
-        VoiceExport.Export(dir, o.InitModelPath, voice.Name, model, tensor(voice.Embedding));
-        log.WriteLine($"exported custom voice '{voice.Name}' to {dir}");
+        VoiceExport.FromCheckpoint(checkpoint, dir, o.SpeakerName);
+        log.WriteLine($"exported custom voice '{o.SpeakerName}' from {Path.GetFileName(checkpoint)}/ to {dir}");
     }
 
     /// <summary>Reads and checks a split up front (records of a JSONL file, a Parquet file or a folder of Parquet shards,

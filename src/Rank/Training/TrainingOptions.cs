@@ -38,6 +38,8 @@ public sealed record TrainingOptions
     public double SubTalkerWeight { get; init; } = 0.3;
     public string? ResumeFromCheckpoint { get; init; }
     public bool SkipBadSamples { get; init; }
+    /// <summary>Also export OUTPUT/epoch-N-custom_voice/ after each epoch, as the upstream script's per-epoch checkpoints are.</summary>
+    public bool ExportEveryEpoch { get; init; }
     public int BucketSizeMb { get; init; } = 25;
     public bool UseWandb { get; init; }
     public string? WandbProject { get; init; }
@@ -142,6 +144,7 @@ public static class TrainingFlags
         var subWeight = Flag<double?>("sub_talker_weight", "weight of the code predictor loss (default 0.3)");
         var resume = Flag<string?>("resume_from_checkpoint", "a checkpoint folder, or 'latest' in the output folder");
         var skipBad = Flag<bool>("skip_bad_samples", "skip malformed records (listed in OUTPUT/skipped_train_samples.jsonl) instead of stopping");
+        var exportEveryEpoch = Flag<bool>("export_every_epoch", "also export OUTPUT/epoch-N-custom_voice/ after each epoch (custom_voice/ is always exported at the end, from best/ or last/)");
         var beta1 = Flag<double?>("adam_beta1", "AdamW beta1 (default 0.9)");
         var beta2 = Flag<double?>("adam_beta2", "AdamW beta2 (default 0.999)");
         var epsilon = Flag<double?>("adam_epsilon", "AdamW epsilon (default 1e-8)");
@@ -158,7 +161,7 @@ public static class TrainingFlags
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -201,6 +204,7 @@ public static class TrainingFlags
                 SubTalkerWeight = Pick(subWeight, "sub_talker_weight") ?? d.SubTalkerWeight,
                 ResumeFromCheckpoint = PickString(resume, "resume_from_checkpoint"),
                 SkipBadSamples = parse.GetValue(skipBad) || (ValueFromFile<bool>(file, "skip_bad_samples") ?? false),
+                ExportEveryEpoch = parse.GetValue(exportEveryEpoch) || (ValueFromFile<bool>(file, "export_every_epoch") ?? false),
                 BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
                 GradSync = PickString(gradSync, "grad_sync") ?? d.GradSync,
                 EvalSentences = PickString(evalSentences, "eval_sentences"),

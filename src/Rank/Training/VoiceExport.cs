@@ -41,7 +41,7 @@ public static class VoiceExport
         Export(outDir, baseModelDir, speaker, trained.state_dict().Select(kv => (kv.Key, kv.Value)), meanEmbedding);
 
     public static void Export(string outDir, string baseModelDir, string speaker,
-        IEnumerable<(string Name, Tensor Tensor)> trainedWeights, Tensor meanEmbedding)
+        IEnumerable<(string Name, Tensor Tensor)> trainedWeights, Tensor meanEmbedding, string? speechTokenizerDir = null, JsonObject? source = null)
     {
         if (string.IsNullOrWhiteSpace(speaker)) throw new ArgumentException("the speaker name must not be empty", nameof(speaker));
         string configPath = Path.Combine(baseModelDir, ModelDirectory.ConfigFile);
@@ -84,9 +84,40 @@ public static class VoiceExport
             AtomicDirectory.WriteFile(Path.Combine(temp, ModelDirectory.ConfigFile), s => s.Write(Encoding.UTF8.GetBytes(configText)));
             foreach (var file in ModelDirectory.CompanionFiles)
                 AtomicDirectory.CopyFile(Path.Combine(baseModelDir, file), Path.Combine(temp, file));
-            string speechTokenizer = Path.Combine(baseModelDir, "speech_tokenizer");
+            string speechTokenizer = speechTokenizerDir ?? Path.Combine(baseModelDir, "speech_tokenizer");
             if (Directory.Exists(speechTokenizer)) AtomicDirectory.CopyTree(speechTokenizer, Path.Combine(temp, "speech_tokenizer"));
+            if (source is not null)
+                AtomicDirectory.WriteFile(Path.Combine(temp, SourceFile), s => s.Write(Encoding.UTF8.GetBytes(source.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n")));
         });
+    }
+
+    /// <summary>Beside an export from a checkpoint: which checkpoint (full path), its global step, and the speaker.</summary>
+    public const string SourceFile = "exported_from.json";
+
+    /// <summary>Exports the training checkpoint <paramref name="checkpointDir"/> (best/, last/, epoch-N/, checkpoint-N/) as
+    /// a custom_voice model speaking as <paramref name="speaker"/> (default: its only voice), from the checkpoint's own
+    /// weights, config, companions and speaker table, with the base model's speech_tokenizer/ when the trainer state
+    /// names one. <see cref="SourceFile"/> says which checkpoint it came from.</summary>
+    public static void FromCheckpoint(string checkpointDir, string outDir, string? speaker = null)
+    {
+        var state = TrainingCheckpoint.ReadState(checkpointDir);
+        var voices = CheckpointVoices.Read(checkpointDir);
+        if (voices.Count == 0)
+            throw new TrainingCheckpointException($"{checkpointDir}: the checkpoint has no {CheckpointVoices.FileName} (written by runs before checkpoints " +
+                "carried their voice); export from a checkpoint of a newer run, or from the run's custom_voice/");
+        var voice = speaker is null
+            ? voices.Count == 1 ? voices[0] : throw new ArgumentException($"{checkpointDir} speaks as {string.Join(", ", voices.Select(v => v.Name))}: name one with --speaker")
+            : voices.FirstOrDefault(v => v.Name == speaker)
+              ?? throw new ArgumentException($"--speaker {speaker}: {checkpointDir} speaks as {string.Join(", ", voices.Select(v => v.Name))}");
+        string? speechTokenizer = state.BaseModel is { Length: > 0 } baseModel && Directory.Exists(Path.Combine(baseModel, "speech_tokenizer"))
+            ? Path.Combine(baseModel, "speech_tokenizer") : null;
+        var source = new JsonObject
+        {
+            ["checkpoint"] = Path.GetFullPath(checkpointDir), ["global_step"] = state.GlobalStep, ["speaker"] = voice.Name, ["codec_row"] = voice.CodecRow,
+        };
+        using var scope = NewDisposeScope();
+        using var weights = CheckpointFiles.Open(checkpointDir);
+        Export(outDir, checkpointDir, voice.Name, weights.Entries.Select(e => (e.Name, weights.Read(e.Name))), tensor(voice.Embedding), speechTokenizer, source);
     }
 
     /// <summary>The exported weights must be exactly the custom_voice model's state dict, so it loads strictly.</summary>

@@ -21,7 +21,7 @@ public class SpeakingCheckpointsTests : CleansTempDirs
         {
             TrainData = TrainingFixture.DemoData(4, tag: "speak-data"), ValidationData = TrainingFixture.DemoData(2, tag: "speak-val"),
             InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 2, BatchSize = 2,
-            GradientAccumulationSteps = 1, SaveSteps = 3, SpeakerName = Speaker,
+            GradientAccumulationSteps = 1, SaveSteps = 3, SpeakerName = Speaker, ExportEveryEpoch = true,
         }, TextWriter.Null).Run();
 
         Assert.True(Directory.Exists(Path.Combine(output, "epoch-1")));
@@ -34,6 +34,23 @@ public class SpeakingCheckpointsTests : CleansTempDirs
         using (var exported = CheckpointFiles.Open(Path.Combine(output, "custom_voice")))
         using (var codec = exported.Read(VoiceExport.CodecEmbedding))
             Assert.Equal(voice.Embedding, codec[VoiceExport.SpeakerRow].data<float>().ToArray());
+
+        // custom_voice/ came from best/ (validation ran): export-voice from best/ writes the same folder, file for file.
+        var source = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(output, "custom_voice", VoiceExport.SourceFile)))!;
+        Assert.Equal(Path.GetFullPath(Path.Combine(output, "best")), (string)source["checkpoint"]!);
+        string again = Path.Combine(TestPaths.NewTempDir("speak-export"), "voice");
+        var cli = Qwen3Tts.Tests.Entry.Executables.Run(TestPaths.CliDll, ["export-voice", "--checkpoint", Path.Combine(output, "best"), "--out", again]);
+        Assert.True(cli.Exit == 0, cli.Stderr);
+        AssertSameFiles(Path.Combine(output, "custom_voice"), again);
+        Assert.True(Qwen3Tts.Model.ModelInspector.Inspect(again).IsValid);
+        using (Qwen3Tts.Model.ModelDirectory.Load(again)) { } // strict: exactly the custom_voice layout
+        // --export_every_epoch: one per epoch, each from its epoch's checkpoint.
+        foreach (int epoch in new[] { 1, 2 })
+        {
+            string perEpoch = Path.Combine(output, $"epoch-{epoch}-custom_voice");
+            Assert.True(Qwen3Tts.Model.ModelInspector.Inspect(perEpoch).IsValid, perEpoch);
+            Assert.EndsWith($"epoch-{epoch}", (string)System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(perEpoch, VoiceExport.SourceFile)))!["checkpoint"]!);
+        }
 
         foreach (string name in new[] { "best", "last", "epoch-2", "checkpoint-3" })
         {
@@ -53,6 +70,14 @@ public class SpeakingCheckpointsTests : CleansTempDirs
         Assert.Null(CheckpointVoices.LoadSpeaking(model, ScalarType.Float32));
         var e = Assert.Throws<ArgumentException>(() => Speak(model, "x"));
         Assert.Contains("has no named speakers", e.Message);
+    }
+
+    static void AssertSameFiles(string expected, string actual)
+    {
+        string[] Files(string root) => Directory.GetFiles(root, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(root, f)).Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(Files(expected), Files(actual));
+        foreach (string file in Files(expected))
+            Assert.True(File.ReadAllBytes(Path.Combine(expected, file)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(actual, file))), file);
     }
 
     static string Speak(string dir, string tag)
