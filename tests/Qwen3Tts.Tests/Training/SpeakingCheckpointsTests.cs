@@ -90,3 +90,59 @@ public class SpeakingCheckpointsTests : CleansTempDirs
         return codes;
     }
 }
+
+/// <summary>A rank killed with SIGKILL after a checkpoint, then resumed, ends exactly as the uninterrupted run: weights,
+/// optimizer state, the checkpoints' voice and the custom_voice export, byte for byte.</summary>
+public class KilledRunTests : CleansTempDirs
+{
+    [Fact]
+    public void Sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run()
+    {
+        string model = TrainingFixture.TinyModel(53, "kill-model"), data = TrainingFixture.DemoData(8, copies: 6, tag: "kill-data");
+        string whole = TestPaths.NewTempDir("kill-whole"), split = TestPaths.NewTempDir("kill-split");
+        string[] Args(string output) => ["--train_jsonl", data, "--init_model_path", model, "--output_model_path", output, "--mixed_precision", "fp32",
+            "--num_epochs", "2", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--lr", "1e-3", "--save_steps", "2", "--logging_steps", "1",
+            "--speaker_name", "amina"];
+        var env = new Dictionary<string, string> { ["OMP_NUM_THREADS"] = "1" };
+
+        var uninterrupted = Qwen3Tts.Tests.Entry.Executables.Run(TestPaths.RankDll, Args(whole), env, TimeSpan.FromMinutes(3));
+        Assert.True(uninterrupted.Exit == 0, uninterrupted.Stderr);
+
+        // The killed run: SIGKILL as soon as checkpoint-2/ is in place (it appears whole, by rename), far from the run's
+        // 48 steps; a save under way at that moment is cut short.
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])[TestPaths.RankDll, .. Args(split)]) start.ArgumentList.Add(a);
+        start.Environment["OMP_NUM_THREADS"] = "1";
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("OMPI_") || k.StartsWith("PMI") || k is "RANK" or "WORLD_SIZE").ToList())
+            start.Environment.Remove(key);
+        using (var process = System.Diagnostics.Process.Start(start)!)
+        {
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            try
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                string marker = Path.Combine(split, "checkpoint-2", "training_state", "trainer_state.json");
+                // Polled from this thread: the thread pool may be busy draining the pipes, so no Task.Delay here.
+                while (!File.Exists(marker) && !process.HasExited && clock.Elapsed < TimeSpan.FromMinutes(3)) Thread.Sleep(10);
+                Assert.False(process.HasExited, "the run ended before it was killed");
+                process.Kill(entireProcessTree: true); // SIGKILL to the rank (and any host process above it): no handler runs
+                Assert.True(process.WaitForExit(TimeSpan.FromSeconds(30)), "still running after SIGKILL");
+            }
+            finally
+            {
+                if (!process.HasExited) process.Kill(entireProcessTree: true);
+            }
+        }
+        Assert.True(Directory.Exists(Path.Combine(split, "checkpoint-2")));
+        Assert.False(File.Exists(Path.Combine(split, "custom_voice", "model.safetensors")), string.Join(", ", Directory.GetFileSystemEntries(split).Select(Path.GetFileName)));
+
+        var resumed = Qwen3Tts.Tests.Entry.Executables.Run(TestPaths.RankDll, [.. Args(split), "--resume_from_checkpoint", "latest"], env, TimeSpan.FromMinutes(3));
+        Assert.True(resumed.Exit == 0, resumed.Stderr);
+        Assert.Contains("resumed from", resumed.Stdout);
+
+        foreach (string file in new[] { "last/model.safetensors", "last/training_state/optimizer.safetensors", $"last/{CheckpointVoices.FileName}",
+                     $"epoch-2/{CheckpointVoices.FileName}", "custom_voice/model.safetensors", "custom_voice/config.json" })
+            Assert.True(File.ReadAllBytes(Path.Combine(whole, file)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(split, file))), file);
+    }
+}
