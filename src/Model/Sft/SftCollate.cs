@@ -32,6 +32,27 @@ public static class SftCollate
     /// <summary>The speaker-embedding row of the codec channel.</summary>
     public const int SpeakerRow = 6;
 
+    /// <summary>Rows of the talker sequence a sample takes: its chat ids less the trailing ones, its frames, the prefix.</summary>
+    public static int SequenceLength(int textIds, int frames) => textIds - TrailingChatIds + frames + PrefixRows;
+
+    /// <summary>Why a sample of these chat ids and frames cannot train on this model, as (field, reason); null when it
+    /// can. Checked for every record before the first step, so no batch is built (or allocated) for a record the model
+    /// cannot take: ids outside the text vocabulary, too few ids, a sequence beyond max_position_embeddings.</summary>
+    public static (string Field, string Reason)? Problem(IReadOnlyList<int> textIds, int frames, Qwen3TtsConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(textIds);
+        ArgumentNullException.ThrowIfNull(config);
+        int vocab = config.Talker.TextVocabSize;
+        for (int k = 0; k < textIds.Count; k++)
+            if (textIds[k] < 0 || textIds[k] >= vocab) return ($"text_ids[{k}]", $"is {textIds[k]}, outside the text vocabulary [0, {vocab})");
+        if (textIds.Count < MinTextIds) return ("text", $"has {textIds.Count} chat ids, fewer than the {MinTextIds} a sample needs (the text is empty)");
+        int length = SequenceLength(textIds.Count, frames), limit = config.Talker.MaxPositionEmbeddings;
+        if (length > limit)
+            return ("audio_codes", $"the training sequence is {length} positions ({textIds.Count - TrailingChatIds - 3} text tokens + {frames} frames + " +
+                $"{PrefixRows + 3} prompt rows), above the talker's max_position_embeddings {limit}");
+        return null;
+    }
+
     /// <summary>Label value ignored by the cross-entropy.</summary>
     public const long IgnoreLabel = -100;
 

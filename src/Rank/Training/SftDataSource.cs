@@ -33,6 +33,19 @@ public sealed class SftDataSource
     public static SftDataSource Open(IReadOnlyList<TrainingRecord> records, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config,
         bool skipBad, out IReadOnlyList<BadRecord> skipped)
     {
+        // Every record against the model first (text ids, sequence length), so no batch is ever built for one it cannot take.
+        var refused = new List<BadRecord>();
+        var fits = new List<TrainingRecord>(records.Count);
+        foreach (var record in records)
+        {
+            var ids = record.TextIds ?? tokenizer.EncodeChat(record.Text);
+            if (SftCollate.Problem(ids, record.AudioCodes.Frames, config) is not { } problem) { fits.Add(record); continue; }
+            var bad1 = new BadRecord(record.Source, record.Line, problem.Field, problem.Reason);
+            if (!skipBad) throw new DataException(bad1);
+            refused.Add(bad1);
+        }
+        records = fits;
+
         var probe = new SftDataSource(records, tokenizer, config);
         var bad = new Dictionary<string, DataException>(StringComparer.Ordinal);
         foreach (var record in records.DistinctBy(SftSampleBuilder.ClipKey))
@@ -40,8 +53,8 @@ public sealed class SftDataSource
             try { probe.builder.Build(record).RefMel.Dispose(); }
             catch (DataException e) when (skipBad) { bad[SftSampleBuilder.ClipKey(record)] = e; }
         }
-        skipped = records.Where(r => bad.ContainsKey(SftSampleBuilder.ClipKey(r)))
-            .Select(r => new BadRecord(r.Source, r.Line, "ref_audio", bad[SftSampleBuilder.ClipKey(r)].Bad.Reason)).ToList();
+        skipped = refused.Concat(records.Where(r => bad.ContainsKey(SftSampleBuilder.ClipKey(r)))
+            .Select(r => new BadRecord(r.Source, r.Line, "ref_audio", bad[SftSampleBuilder.ClipKey(r)].Bad.Reason))).ToList();
         return bad.Count == 0 ? probe : new SftDataSource(records.Where(r => !bad.ContainsKey(SftSampleBuilder.ClipKey(r))).ToList(), tokenizer, config);
     }
 
