@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Qwen3Tts.Model.Config;
@@ -31,16 +32,89 @@ public static class JsonlTrainingData
         string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
         var records = new List<T>();
         var bad = new List<BadRecord>();
-        int line = 0;
-        foreach (string text in File.ReadLines(path))
+        foreach (var (line, text, problem) in StrictLines(path))
         {
-            line++;
-            if (string.IsNullOrWhiteSpace(text)) continue;
-            try { records.Add(parse(text, line, folder)); }
+            try
+            {
+                if (problem is not null) throw new DataException(path, line, "line", problem);
+                if (string.IsNullOrWhiteSpace(text)) continue;
+                records.Add(parse(text!, line, folder));
+            }
             catch (DataException e) when (skipBad) { bad.Add(e.Bad); }
         }
         skipped = bad;
         return records;
+    }
+
+    /// <summary>Longest JSONL line read (bytes): a line past it is refused without being held in memory.</summary>
+    public const int MaxLineBytes = 64 << 20;
+
+    static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>The file's lines (1-based, without \n or \r\n; a leading BOM dropped), each either its text or why it
+    /// cannot be read: bytes that are not UTF-8 (named by their offset in the line; decoding them leniently would train on
+    /// mangled text) or a line longer than <see cref="MaxLineBytes"/> (skipped to its end, never buffered whole).</summary>
+    static IEnumerable<(int Line, string? Text, string? Problem)> StrictLines(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        var buffer = new byte[1 << 16];
+        var current = new MemoryStream();
+        bool tooLong = false;
+        int line = 1;
+        bool first = true;
+        while (true)
+        {
+            int n = stream.Read(buffer, 0, buffer.Length);
+            int start = 0;
+            for (int i = 0; i < n; i++)
+            {
+                if (buffer[i] != (byte)'\n') continue;
+                Append(buffer.AsSpan(start, i - start));
+                yield return Finish();
+                start = i + 1;
+            }
+            if (n == 0)
+            {
+                if (current.Length > 0 || tooLong) yield return Finish();
+                yield break;
+            }
+            Append(buffer.AsSpan(start, n - start));
+        }
+
+        void Append(ReadOnlySpan<byte> bytes)
+        {
+            if (tooLong) return;
+            if (current.Length + bytes.Length > MaxLineBytes) { tooLong = true; current.SetLength(0); return; }
+            current.Write(bytes);
+        }
+
+        (int, string?, string?) Finish()
+        {
+            var bytes = current.GetBuffer().AsSpan(0, (int)current.Length);
+            if (first && bytes.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF])) bytes = bytes[3..];
+            if (bytes.EndsWith((ReadOnlySpan<byte>)[(byte)'\r'])) bytes = bytes[..^1];
+            (int, string?, string?) result = tooLong
+                ? (line, null, $"longer than {MaxLineBytes >> 20} MB; not read")
+                : InvalidUtf8At(bytes) is { } offset
+                    ? (line, null, $"byte {offset} of the line is not valid UTF-8 (0x{bytes[offset]:X2}); save the file as UTF-8")
+                    : (line, Strict.GetString(bytes), null);
+            current.SetLength(0);
+            tooLong = false;
+            first = false;
+            line++;
+            return result;
+        }
+    }
+
+    static int? InvalidUtf8At(ReadOnlySpan<byte> bytes)
+    {
+        if (System.Text.Unicode.Utf8.IsValid(bytes)) return null; // the vectorized check; the scan below only names the byte
+        for (int i = 0; i < bytes.Length;)
+        {
+            if (System.Text.Rune.DecodeFromUtf8(bytes[i..], out _, out int consumed) != System.Buffers.OperationStatus.Done) return i;
+            i += consumed;
+        }
+        return null;
     }
 
     /// <summary>Writes what a lenient read skipped as JSONL: one <c>{"source", "line", "field", "reason"}</c> per line.</summary>

@@ -293,3 +293,50 @@ public class JsonlTrainingDataTests
         Assert.Contains("100 samples", e.Message);
     }
 }
+
+/// <summary>The JSONL reader decodes strictly: bytes that are not UTF-8 are refused naming line and byte offset (they
+/// used to be decoded to U+FFFD and trained on), and a line past the size bound is refused without being held whole.</summary>
+public class JsonlStrictLinesTests : CleansTempDirs
+{
+    [Fact]
+    public void Invalid_utf8_names_the_line_and_the_byte_and_is_skippable()
+    {
+        string dir = TestPaths.NewTempDir("jsonl-utf8");
+        string good = Training.TrainingFixture.DemoData(3, tag: "jsonl-utf8-data");
+        var lines = File.ReadAllLines(good);
+        string path = Path.Combine(Path.GetDirectoryName(good)!, "mixed.jsonl");
+        // Line 2: "Sannu" with a Latin-1 é (0xE9), not UTF-8; BOM and CRLF elsewhere are fine.
+        byte[] broken = Encoding.UTF8.GetBytes(lines[1].Replace("\"text\": \"", "\"text\": \"caf"));
+        int at = Array.IndexOf(broken, (byte)'f', Array.IndexOf(broken, (byte)'c')) + 1;
+        broken = [.. broken[..at], 0xE9, .. broken[at..]];
+        using (var f = File.Create(path))
+        {
+            f.Write([0xEF, 0xBB, 0xBF]);
+            f.Write(Encoding.UTF8.GetBytes(lines[0] + "\r\n"));
+            f.Write(broken);
+            f.Write(Encoding.UTF8.GetBytes("\n" + lines[2] + "\n"));
+        }
+        var e = Assert.Throws<DataException>(() => JsonlTrainingData.Read(path));
+        Assert.Equal($"{path}:2: line: byte {at} of the line is not valid UTF-8 (0xE9); save the file as UTF-8", e.Message);
+        var records = JsonlTrainingData.Read(path, skipBad: true, out var skipped);
+        Assert.Equal(2, records.Count);
+        Assert.Equal([1, 3], records.Select(r => r.Line));
+        Assert.Equal(2, Assert.Single(skipped).Line);
+        Assert.DoesNotContain(records, r => r.Text.Contains('\uFFFD'));
+    }
+
+    [Fact]
+    public void A_line_past_the_bound_is_refused_by_number()
+    {
+        string path = Path.Combine(TestPaths.NewTempDir("jsonl-long"), "long.jsonl");
+        using (var f = File.Create(path))
+        {
+            f.Write(Encoding.UTF8.GetBytes("{\"text\": \""));
+            var chunk = Encoding.ASCII.GetBytes(new string('a', 1 << 20));
+            for (int i = 0; i <= JsonlTrainingData.MaxLineBytes >> 20; i++) f.Write(chunk);
+            f.Write(Encoding.UTF8.GetBytes("\"}\n"));
+        }
+        var e = Assert.Throws<DataException>(() => JsonlTrainingData.Read(path));
+        Assert.Equal($"{path}:1: line: longer than 64 MB; not read", e.Message);
+    }
+}
