@@ -279,7 +279,9 @@ public static class ParquetTrainingData
     static T Run<T>(string file, Func<Task<T>> work)
     {
         try { return Task.Run(work).GetAwaiter().GetResult(); }
-        catch (Exception e) when (e is not (DataException or InvalidDataException or FileNotFoundException or ArgumentException))
+        // Parquet.Net's own failures (a corrupt page reads as InvalidDataException or anything else) get the file's name;
+        // ours already carry it.
+        catch (Exception e) when (e is not (DataException or FileNotFoundException) && !e.Message.StartsWith(file, StringComparison.Ordinal))
         {
             throw new InvalidDataException($"{file}: cannot read it as Parquet ({e.GetType().Name}: {e.Message})", e);
         }

@@ -400,3 +400,33 @@ public class ParquetTrainingDataTests : CleansTempDirs
         Assert.True(info.Histogram.Count <= 10);
     }
 }
+
+/// <summary>A Parquet file damaged inside its pages (not only its footer) is refused naming the file, whatever
+/// Parquet.Net throws for it.</summary>
+public class ParquetDamageTests : CleansTempDirs
+{
+    [Fact]
+    public void A_damaged_page_names_the_file()
+    {
+        string dir = TestPaths.NewTempDir("parquet-damage");
+        string path = Path.Combine(dir, "train.parquet");
+        var codes = Enumerable.Range(0, 40).Select(f => Enumerable.Range(0, 16).Select(g => (long?)((f * 7 + g) % 2048)).ToArray()).ToArray<long?[]?>();
+        ArrowParquet.Write(path, Enumerable.Range(0, 12).Select(i => new ParquetRow(Text: $"sentence {i}", Codes: codes)).ToList(), rowGroupSize: 4);
+        byte[] clean = File.ReadAllBytes(path);
+        int refused = 0;
+        foreach (double at in Enumerable.Range(1, 18).Select(i => i / 20.0))
+        {
+            byte[] damaged = (byte[])clean.Clone();
+            int start = (int)(clean.Length * at);
+            for (int i = start; i < start + 64; i++) damaged[i] = 0xFF;
+            File.WriteAllBytes(path, damaged);
+            try { TrainingData.Read(path, false, out _); }
+            catch (Exception e) when (e is InvalidDataException or DataException)
+            {
+                Assert.StartsWith(path, e.Message);
+                refused++;
+            }
+        }
+        Assert.True(refused > 0, "no damage was detected at all");
+    }
+}
