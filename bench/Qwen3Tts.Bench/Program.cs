@@ -2,7 +2,6 @@ using Qwen3Tts.Bench;
 using Qwen3Tts.Entry;
 
 // Benchmarks print measurements side by side with a baseline from the same run.
-Qwen3Tts.Model.TorchRuntime.Configure(); // NNPACK off: no "Could not initialize NNPACK" lines
 return EntryPoint.Guard(args, args => args.FirstOrDefault() switch
 {
     "train-step" => TrainStepBench.Run(args[1..]),
@@ -17,7 +16,7 @@ return EntryPoint.Guard(args, args => args.FirstOrDefault() switch
     "codec-decode" => CodecDecodeBench.Run(args[1..]),
     "synthesize" => SynthesisBench.Run(args[1..]),
     _ => Usage(),
-});
+}, beforeRun: Qwen3Tts.Model.TorchRuntime.Configure); // NNPACK off: no "Could not initialize NNPACK" lines
 
 static int Usage()
 {

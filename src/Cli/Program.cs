@@ -2,7 +2,6 @@ using System.CommandLine;
 using Qwen3Tts.Cli.Commands;
 using Qwen3Tts.Entry;
 
-Qwen3Tts.Model.TorchRuntime.Configure(); // NNPACK off: no "Could not initialize NNPACK" lines
 var root = new RootCommand("qwen3tts: Qwen3-TTS-12Hz model tools.");
 root.Subcommands.Add(InitModelCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
@@ -16,4 +15,4 @@ root.Subcommands.Add(PrepareCommand.Create());
 root.Subcommands.Add(SynthesizeCommand.Create());
 root.Subcommands.Add(SpeakerEmbeddingCommand.Create());
 root.Subcommands.Add(ExportVoiceCommand.Create());
-return EntryPoint.Invoke(root, args);
+return EntryPoint.Invoke(root, args, beforeRun: Qwen3Tts.Model.TorchRuntime.Configure); // NNPACK off: no "Could not initialize NNPACK" lines

@@ -23,11 +23,14 @@ public static class EntryPoint
     /// exit-70 report through the built executables without a real bug.</summary>
     public const string SimulateBugVariable = "QWEN3TTS_SIMULATE_INTERNAL_ERROR";
 
-    public static int Invoke(RootCommand root, string[] args) => InvokeAsync(root, args).GetAwaiter().GetResult();
+    /// <summary><paramref name="beforeRun"/> runs once the flags have parsed, just before the command (process set-up a
+    /// flag error or --help need not pay for, such as loading libtorch).</summary>
+    public static int Invoke(RootCommand root, string[] args, Action? beforeRun = null) =>
+        InvokeAsync(root, args, beforeRun: beforeRun).GetAwaiter().GetResult();
 
     /// <summary>With <paramref name="cancelOnSignal"/> (a long-running async service), the first SIGINT or SIGTERM
     /// cancels the action's token so it can shut down cleanly; otherwise signals keep their default (end the process).</summary>
-    public static async Task<int> InvokeAsync(RootCommand root, string[] args, bool cancelOnSignal = false)
+    public static async Task<int> InvokeAsync(RootCommand root, string[] args, bool cancelOnSignal = false, Action? beforeRun = null)
     {
         PlainConsole.Install();
         if (!root.Options.Contains(Debug)) root.Options.Add(Debug);
@@ -47,8 +50,8 @@ public static class EntryPoint
                 }
                 return ExitCodes.UserError;
             }
-            if (Environment.GetEnvironmentVariable(SimulateBugVariable) == "1")
-                throw new InvalidOperationException($"{SimulateBugVariable}=1: a simulated internal error");
+            ThrowIfSimulatedBug();
+            beforeRun?.Invoke();
             // No ProcessTerminationTimeout: it hooks Console.CancelKeyPress, which sets up the terminal and writes
             // keypad escape codes into output that a launcher's pseudo-terminal carries to the logs.
             return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null }, cancel.Token);
@@ -68,16 +71,22 @@ public static class EntryPoint
 
     /// <summary>For an executable without a parser (the benchmarks): runs <paramref name="body"/> under the same
     /// reporting; --debug is taken out of the arguments.</summary>
-    public static int Guard(string[] args, Func<string[], int> body)
+    public static int Guard(string[] args, Func<string[], int> body, Action? beforeRun = null)
     {
         PlainConsole.Install();
         bool debug = ErrorReport.DebugRequested(args);
         try
         {
-            if (Environment.GetEnvironmentVariable(SimulateBugVariable) == "1")
-                throw new InvalidOperationException($"{SimulateBugVariable}=1: a simulated internal error");
+            ThrowIfSimulatedBug();
+            beforeRun?.Invoke();
             return body(args.Where(a => a != "--debug").ToArray());
         }
         catch (Exception e) { return ErrorReport.Report(e, Console.Error, debug); }
+    }
+
+    static void ThrowIfSimulatedBug()
+    {
+        if (Environment.GetEnvironmentVariable(SimulateBugVariable) == "1")
+            throw new InvalidOperationException($"{SimulateBugVariable}=1: a simulated internal error");
     }
 }

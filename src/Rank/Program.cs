@@ -9,7 +9,6 @@ using Qwen3Tts.Rank.Training;
 // qwen3tts-rank: one process of a fine-tuning job. Alone it is the single-process trainer; under mpiexec or
 // srun --mpi=pmix (MPI), or with RANK/WORLD_SIZE/MASTER_ADDR
 // (torchrun style, Kubernetes Indexed Jobs: TCP), it is one rank of a data-parallel job.
-Qwen3Tts.Model.TorchRuntime.Configure(); // NNPACK off: no "Could not initialize NNPACK" lines
 var root = new RootCommand("qwen3tts-rank: fine-tune a Qwen3-TTS-12Hz Base model on one speaker's data (one rank of a data-parallel job).");
 var bind = TrainingFlags.AddTo(root);
 var stopAfter = new Option<long?>("--stop_after_steps", "--stop-after-steps")
@@ -78,6 +77,6 @@ EntryPoint.PrintsSharedErrors = () =>
     try { return WorldDiscovery.Resolve(EnvVars.Snapshot(), new ExplicitWorld(null, null, null)).Rank == 0; }
     catch (ArgumentException) { return true; }
 };
-return EntryPoint.Invoke(root, args);
+return EntryPoint.Invoke(root, args, beforeRun: Qwen3Tts.Model.TorchRuntime.Configure); // NNPACK off: no "Could not initialize NNPACK" lines
 
 static string? NonEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;

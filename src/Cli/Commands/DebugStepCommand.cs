@@ -29,7 +29,7 @@ public static class DebugStepCommand
         {
             model, data, output, alignment, optimizerStep, precision, lr, decay, beta1, beta2, eps, clip, subWeight,
         };
-        command.SetAction(parse => Cli.Run(() =>
+        command.SetAction(parse =>
         {
             var settings = new DebugStep.Settings(
                 parse.GetValue(alignment) == "upstream" ? LossAlignment.Upstream : LossAlignment.Fixed,
@@ -41,7 +41,7 @@ public static class DebugStepCommand
             var step = DebugStep.Run(parse.GetValue(model)!, parse.GetValue(data)!, parse.GetValue(output)!, settings);
             Console.WriteLine(step.ToJsonString());
             return 0;
-        }));
+        });
         return command;
     }
 }

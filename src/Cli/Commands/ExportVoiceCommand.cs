@@ -17,13 +17,13 @@ public static class ExportVoiceCommand
         {
             checkpoint, speaker, output,
         };
-        command.SetAction(parse => Cli.Run(() =>
+        command.SetAction(parse =>
         {
             string from = parse.GetValue(checkpoint)!, to = parse.GetValue(output)!;
             VoiceExport.FromCheckpoint(from, to, parse.GetValue(speaker));
             Console.WriteLine($"exported {from} to {to}");
             return 0;
-        }));
+        });
         return command;
     }
 }

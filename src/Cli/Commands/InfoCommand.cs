@@ -17,7 +17,7 @@ public static class InfoCommand
             Description = "check codes against this model's code ranges (a model folder, its config.json, or a preset); default: the speech tokenizer's 16 x 2048",
         };
         var command = new Command("info", "Count, languages, speakers, durations and the code-length histogram of a training dataset.") { path, split, json, model };
-        command.SetAction(parse => Cli.Run(() =>
+        command.SetAction(parse =>
         {
             CodeBounds? bounds = null;
             if (parse.GetValue(model) is { } spec)
@@ -28,7 +28,7 @@ public static class InfoCommand
             var info = DatasetInfo.Compute(parse.GetValue(path)!, parse.GetValue(split), bounds);
             Console.WriteLine(parse.GetValue(json) ? info.ToJson() : info.ToText());
             return 0;
-        }));
+        });
         return command;
     }
 }

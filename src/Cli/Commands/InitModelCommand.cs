@@ -23,7 +23,7 @@ public static class InitModelCommand
         {
             config, output, seed, dtype,
         };
-        command.SetAction(parse => Cli.Run(() =>
+        command.SetAction(parse =>
         {
             string dir = parse.GetValue(output)!;
             var type = parse.GetValue(dtype) == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
@@ -31,7 +31,7 @@ public static class InitModelCommand
             var report = ModelInspector.Inspect(dir);
             Console.WriteLine($"wrote {dir}: {c.TtsModelType} {c.TtsModelSize}, {report.Total:N0} parameters ({parse.GetValue(dtype)})");
             return 0;
-        }));
+        });
         return command;
     }
 }

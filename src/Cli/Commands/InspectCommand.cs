@@ -12,13 +12,13 @@ public static class InspectCommand
         var dir = new Argument<string>("DIR") { Description = "a model directory (config.json, with or without weights)" };
         var json = new Option<bool>("--json") { Description = "print {\"total\": N, \"tensors\": {name: shape}} instead of the summary" };
         var command = new Command("inspect", "Summarize a model directory and validate its tensor layout against config.json.") { dir, json };
-        command.SetAction(parse => Cli.Run(() =>
+        command.SetAction(parse =>
         {
             var report = ModelInspector.Inspect(parse.GetValue(dir)!);
             if (parse.GetValue(json)) Console.WriteLine(ToJson(report));
             else Console.Write(ToText(report));
             return report.IsValid ? 0 : 1;
-        }));
+        });
         return command;
     }
 

@@ -35,7 +35,7 @@ public static class PreflightCommand
         {
             data, json, refAudio, model, maxSeconds, split, all,
         };
-        command.SetAction(parse => Cli.Run(() =>
+        command.SetAction(parse =>
         {
             var thresholds = defaults;
             double? max = parse.GetValue(maxSeconds);
@@ -45,7 +45,7 @@ public static class PreflightCommand
             var report = Preflight.Run(parse.GetValue(data)!, thresholds, parse.GetValue(refAudio), parse.GetValue(split));
             parse.InvocationConfiguration.Output.WriteLine(parse.GetValue(json) ? report.ToJson() : report.ToText(parse.GetValue(all)));
             return report.ExitCode;
-        }));
+        });
         return command;
     }
 }

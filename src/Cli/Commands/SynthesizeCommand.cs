@@ -98,7 +98,7 @@ public static class SynthesizeCommand
             else if (!batch && r.GetValue(output) is null && r.GetValue(codesOut) is null) r.AddError("say where the result goes: --out OUT.wav and/or --codes_out OUT.jsonl");
             else if (!batch && r.GetValue(outDir) is not null) r.AddError("--out-dir is for --requests; use --out and/or --codes_out");
         });
-        command.SetAction(parse => Cli.Run(() =>
+        command.SetAction(parse =>
         {
             var inputs = parse.GetValue(requests) is { } file
                 ? SynthesisInputs.ReadRequests(file)
@@ -122,7 +122,7 @@ public static class SynthesizeCommand
             return Run(new Settings(parse.GetValue(model)!, inputs, parse.GetValue(output), parse.GetValue(outDir), parse.GetValue(codesOut),
                 parse.GetValue(codesOnly), sampling, parse.GetValue(seed), !parse.GetValue(noCache), parse.GetValue(dtype)!) { SpeechTokenizerDir = parse.GetValue(speechTokenizerDir) },
                 parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);
-        }));
+        });
         return command;
     }
 
@@ -244,7 +244,7 @@ public static class SpeakerEmbeddingCommand
         {
             model, refAudio, output,
         };
-        command.SetAction(parse => Cli.Run(() =>
+        command.SetAction(parse =>
         {
             string dir = parse.GetValue(model)!, wav = parse.GetValue(refAudio)!, path = parse.GetValue(output)!;
             using var m = ModelDirectory.Load(dir);
@@ -252,7 +252,7 @@ public static class SpeakerEmbeddingCommand
             SpeakerEmbeddings.Save(path, embedding, source: Path.GetFileName(wav));
             parse.InvocationConfiguration.Output.WriteLine($"{path}: speaker embedding [{embedding.Length}] of {wav}");
             return 0;
-        }));
+        });
         return command;
     }
 }

@@ -21,15 +21,23 @@ public sealed record CodeBounds(int Codebooks, int FirstCodebook, int OtherCodeb
     /// <summary>Codes of <paramref name="codebook"/> lie in [0, Bound).</summary>
     public int Bound(int codebook) => codebook == 0 ? FirstCodebook : OtherCodebooks;
 
-    /// <summary>The largest bound of any codebook (what a code may be at most, whichever codebook it is in).</summary>
-    public int MaxBound => Math.Max(FirstCodebook, OtherCodebooks);
-
     /// <summary>Null when <paramref name="code"/> is a valid code of <paramref name="codebook"/>; else why not, worded
     /// to follow the field: "is 461, outside codebook 1's range [0, 16)".</summary>
     public string? Problem(long code, int codebook)
     {
         int bound = Bound(codebook);
         return code >= 0 && code < bound ? null : $"is {code}, outside codebook {codebook}'s range [0, {bound})";
+    }
+
+    /// <summary>The first code of <paramref name="codes"/> [frames, codebooks] out of its codebook's range, with why;
+    /// null when every code is in range.</summary>
+    public (int Frame, int Codebook, string Problem)? FirstProblem(long[,] codes)
+    {
+        ArgumentNullException.ThrowIfNull(codes);
+        for (int f = 0; f < codes.GetLength(0); f++)
+            for (int g = 0; g < codes.GetLength(1); g++)
+                if (Problem(codes[f, g], g) is { } problem) return (f, g, problem);
+        return null;
     }
 
     /// <summary>Throws an ArgumentException naming <paramref name="what"/>[f][g] for the first code out of range or a
@@ -39,8 +47,6 @@ public sealed record CodeBounds(int Codebooks, int FirstCodebook, int OtherCodeb
         ArgumentNullException.ThrowIfNull(codes);
         if (codes.GetLength(1) != Codebooks)
             throw new ArgumentException($"{what} has {codes.GetLength(1)} codebooks per frame; this model uses {Codebooks}");
-        for (int f = 0; f < codes.GetLength(0); f++)
-            for (int g = 0; g < Codebooks; g++)
-                if (Problem(codes[f, g], g) is { } problem) throw new ArgumentException($"{what}[{f}][{g}] {problem}");
+        if (FirstProblem(codes) is (var f, var g, var problem)) throw new ArgumentException($"{what}[{f}][{g}] {problem}");
     }
 }

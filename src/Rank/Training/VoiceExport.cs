@@ -23,15 +23,8 @@ public static class VoiceExport
 
     /// <summary>The Base config JSON turned custom_voice: tts_model_type = "custom_voice",
     /// talker_config.spk_id = {speaker: 3000}, talker_config.spk_is_dialect = {speaker: false}; every other key kept.</summary>
-    public static JsonObject CustomVoiceConfig(JsonObject baseConfig, string speaker)
-    {
-        var json = (JsonObject)baseConfig.DeepClone();
-        json["tts_model_type"] = "custom_voice";
-        if (json["talker_config"] is not JsonObject talker) throw new ConfigException("the Base config has no talker_config object");
-        talker["spk_id"] = new JsonObject { [speaker] = SpeakerRow };
-        talker["spk_is_dialect"] = new JsonObject { [speaker] = false };
-        return json;
-    }
+    public static JsonObject CustomVoiceConfig(JsonObject baseConfig, string speaker) =>
+        CheckpointVoices.CustomVoiceConfig(baseConfig, [new CheckpointVoice(speaker, SpeakerRow, [])]);
 
     /// <summary>Writes <paramref name="outDir"/> (replacing it atomically): the Base directory's companion files (and
     /// speech_tokenizer/ when it has one), its config turned custom_voice for <paramref name="speaker"/>, and the

@@ -180,10 +180,7 @@ public sealed class PrepareJob
         catch (AudioException e) { return Bad("audio", e.Message); }
         if (clip.Samples.Length == 0) return Bad("audio", $"'{record.Audio.Name}' has no samples");
         var codes = tokenizer.Encode(clip.Samples);
-        if (bounds is not null)
-            for (int f = 0; f < codes.GetLength(0); f++)
-                for (int g = 0; g < codes.GetLength(1); g++)
-                    if (bounds.Problem(codes[f, g], g) is { } problem) return Bad($"audio_codes[{f}][{g}]", problem + " (this model's)");
+        if (bounds?.FirstProblem(codes) is (var f, var g, var outside)) return Bad($"audio_codes[{f}][{g}]", outside + " (this model's)");
         return new JournalEntry(index, fp, clip.Samples.Length / (double)clip.SampleRate, codes);
     }
 
