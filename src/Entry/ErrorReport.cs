@@ -29,6 +29,8 @@ public static class ErrorReport
         if (IsUserError(e))
         {
             error.WriteLine(prefix + OneLine(e.Message));
+            if (e is UserInputException input)
+                foreach (string detail in input.Details) error.WriteLine("  " + OneLine(detail));
             if (debug) error.WriteLine(e.ToString());
             error.Flush();
             return ExitCodes.UserError;

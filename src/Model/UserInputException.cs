@@ -7,4 +7,7 @@ public abstract class UserInputException : Exception
 {
     protected UserInputException(string message) : base(message) { }
     protected UserInputException(string message, Exception? inner) : base(message, inner) { }
+
+    /// <summary>Lines printed under the message, one per item (e.g. every record a run refused); the message stays one line.</summary>
+    public virtual IReadOnlyList<string> Details => [];
 }

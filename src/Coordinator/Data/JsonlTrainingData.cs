@@ -8,7 +8,7 @@ namespace Qwen3Tts.Coordinator.Data;
 /// <summary>Reads the fine-tuning JSONL (the reference's <c>train_jsonl</c>): one JSON object per line with
 /// <c>audio</c>, <c>text</c>, <c>audio_codes</c> ([frames][16] ints), <c>ref_audio</c> (path relative to the file's
 /// folder, or absolute), and optional <c>ref_text</c>, <c>language</c>, <c>speaker_id</c>, <c>gender</c>,
-/// <c>age_range</c> (strings) and <c>text_ids</c> (pre-tokenized chat ids). Unknown keys are ignored; blank lines skipped.
+/// <c>age_range</c> (strings) and <c>text_ids</c> (pre-tokenized chat ids). Unknown keys are ignored; blank lines skipped with a warning.
 /// Every line is validated up front so a bad record fails the read, not a training step hours later.</summary>
 public static class JsonlTrainingData
 {
@@ -21,28 +21,43 @@ public static class JsonlTrainingData
     public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, CodeBounds? bounds = null)
         => ReadLines(path, "training JSONL file", skipBad, out skipped, (text, line, folder) => ParseLine(text, path, line, folder, bounds));
 
-    /// <summary>Every non-blank line of a JSONL file through <paramref name="parse"/> (text, 1-based line, the file's folder,
-    /// against which relative paths resolve). A <see cref="DataException"/> stops the read, or with <paramref name="skipBad"/>
-    /// leaves the line out and lists it in <paramref name="skipped"/>.</summary>
+    /// <summary>Every record; refused lines go to <paramref name="refusals"/>.</summary>
+    public static IReadOnlyList<TrainingRecord> Read(string path, Refusals refusals, CodeBounds? bounds = null)
+        => ReadLines(path, "training JSONL file", refusals, (text, line, folder) => ParseLine(text, path, line, folder, bounds));
+
+    /// <summary>Every non-blank line of a JSONL file through <paramref name="parse"/>, as
+    /// <see cref="ReadLines{T}(string, string, Refusals, Func{string, int, string, T})"/>: a refused line stops the read
+    /// (after the whole file, listing every refusal), or with <paramref name="skipBad"/> is listed in <paramref name="skipped"/>.</summary>
     public static IReadOnlyList<T> ReadLines<T>(string path, string what, bool skipBad, out IReadOnlyList<BadRecord> skipped,
         Func<string, int, string, T> parse)
     {
+        var refusals = new Refusals(skipBad);
+        var records = ReadLines(path, what, refusals, parse);
+        refusals.ThrowIfAny();
+        skipped = refusals.Kept;
+        return records;
+    }
+
+    /// <summary>Every non-blank line of a JSONL file through <paramref name="parse"/> (text, 1-based line, the file's folder,
+    /// against which relative paths resolve). A line it refuses (<see cref="DataException"/>), or one that is not UTF-8 or
+    /// too long, goes to <paramref name="refusals"/>; a blank line is counted there as a warning.</summary>
+    public static IReadOnlyList<T> ReadLines<T>(string path, string what, Refusals refusals, Func<string, int, string, T> parse)
+    {
         ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(refusals);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such {what}", path);
         string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
         var records = new List<T>();
-        var bad = new List<BadRecord>();
         foreach (var (line, text, problem) in StrictLines(path))
         {
             try
             {
                 if (problem is not null) throw new DataException(path, line, "line", problem);
-                if (string.IsNullOrWhiteSpace(text)) continue;
+                if (string.IsNullOrWhiteSpace(text)) { refusals.AddBlankLine(path, line); continue; }
                 records.Add(parse(text!, line, folder));
             }
-            catch (DataException e) when (skipBad) { bad.Add(e.Bad); }
+            catch (DataException e) { refusals.Add(e.Bad); }
         }
-        skipped = bad;
         return records;
     }
 

@@ -101,18 +101,37 @@ public static class ParquetTrainingData
     public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped,
         string? split = null, CodeBounds? bounds = null)
     {
+        var refusals = new Refusals(skipBad);
+        var records = Read(path, refusals, split, bounds);
+        refusals.ThrowIfAny();
+        skipped = refusals.Kept;
+        return records;
+    }
+
+    /// <summary>Every prepared record; refused rows go to <paramref name="refusals"/>.</summary>
+    public static IReadOnlyList<TrainingRecord> Read(string path, Refusals refusals, string? split = null, CodeBounds? bounds = null)
+    {
         var files = Files(path, split);
         foreach (string file in files)
             if (Layout(file) == ParquetLayout.RawAudio)
                 throw new InvalidDataException($"{file}: a raw audio dataset (audio and text, no audio_codes column); " +
                     "encode its audio to codec ids first (the prepare step reads it with RawSpeechData.Read; check it with qwen3tts preflight)");
         var clips = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        return ReadAll(files, skipBad, out skipped, (g, row) => PreparedRow(g, row, bounds ?? CodeBounds.SpeechTokenizer, clips));
+        return ReadAll(files, refusals, (g, row) => PreparedRow(g, row, bounds ?? CodeBounds.SpeechTokenizer, clips));
     }
 
     /// <summary>Reads the rows of a raw audio dataset (audio and text), validated like <see cref="Read"/>.</summary>
     public static IReadOnlyList<RawAudioRecord> ReadRaw(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null) =>
         ReadAll(Files(path, split), skipBad, out skipped, RawRow);
+
+    static IReadOnlyList<T> ReadAll<T>(IReadOnlyList<string> files, bool skipBad, out IReadOnlyList<BadRecord> skipped, Func<RowGroup, int, T> parse)
+    {
+        var refusals = new Refusals(skipBad);
+        var records = ReadAll(files, refusals, parse);
+        refusals.ThrowIfAny();
+        skipped = refusals.Kept;
+        return records;
+    }
 
     /// <summary>Reads the rows of any speech dataset in Parquet, raw or prepared, as <see cref="RawSpeechRecord"/>s (what
     /// <see cref="RawSpeechData"/> returns for Parquet): <c>audio</c> (audio struct or path) and <c>text</c> required,
@@ -125,11 +144,9 @@ public static class ParquetTrainingData
 
     static readonly string[] RawKnown = ["audio", "text", "language", "speaker_id", "gender", "age_range"];
 
-    static IReadOnlyList<T> ReadAll<T>(IReadOnlyList<string> files, bool skipBad, out IReadOnlyList<BadRecord> skipped,
-        Func<RowGroup, int, T> parse)
+    static IReadOnlyList<T> ReadAll<T>(IReadOnlyList<string> files, Refusals refusals, Func<RowGroup, int, T> parse)
     {
         var records = new List<T>();
-        var bad = new List<BadRecord>();
         foreach (string file in files)
             Run(file, async () =>
             {
@@ -142,13 +159,12 @@ public static class ParquetTrainingData
                     for (int row = 0; row < group.Rows; row++)
                     {
                         try { records.Add(parse(group, row)); }
-                        catch (DataException e) when (skipBad) { bad.Add(e.Bad); }
+                        catch (DataException e) { refusals.Add(e.Bad); }
                     }
                     first += group.Rows;
                 }
                 return 0;
             });
-        skipped = bad;
         return records;
     }
 

@@ -182,6 +182,15 @@ public static class RawSpeechData
     /// A clip without a transcript is a bad record; a transcript without a clip is ignored.</summary>
     public static IReadOnlyList<RawSpeechRecord> ReadFolder(string folder, bool skipBad, out IReadOnlyList<BadRecord> skipped)
     {
+        var refusals = new Refusals(skipBad);
+        var records = ReadFolder(folder, refusals);
+        refusals.ThrowIfAny();
+        skipped = refusals.Kept;
+        return records;
+    }
+
+    static IReadOnlyList<RawSpeechRecord> ReadFolder(string folder, Refusals refusals)
+    {
         ArgumentNullException.ThrowIfNull(folder);
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"{folder}: no such folder");
         string root = Path.GetFullPath(folder);
@@ -192,7 +201,6 @@ public static class RawSpeechData
         if (clips.Count == 0)
             throw new InvalidDataException($"{folder}: no .wav, .flac or .mp3 clips (nor .parquet files) in it or below it");
         var records = new List<RawSpeechRecord>();
-        var bad = new List<BadRecord>();
         var ids = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (full, relative) in clips)
         {
@@ -207,9 +215,8 @@ public static class RawSpeechData
                 ids[id] = full;
                 records.Add(new RawSpeechRecord(transcript, 1, id, AudioSource.FromFile(full), File.ReadAllText(transcript).Trim()));
             }
-            catch (DataException e) when (skipBad) { bad.Add(e.Bad); }
+            catch (DataException e) { refusals.Add(e.Bad); }
         }
-        skipped = bad;
         return records;
     }
 }

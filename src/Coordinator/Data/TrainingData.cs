@@ -36,13 +36,25 @@ public static class TrainingData
     public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null,
         CodeBounds? bounds = null)
     {
+        var refusals = new Refusals(skipBad);
+        var records = Read(path, refusals, split, bounds);
+        refusals.ThrowIfAny();
+        skipped = refusals.Kept;
+        return records;
+    }
+
+    /// <summary>Every record <see cref="Read(string, bool, out IReadOnlyList{BadRecord}, string?, CodeBounds?)"/> reads;
+    /// the refused ones (and blank lines, as warnings) go to <paramref name="refusals"/>, for the caller to add its own
+    /// checks to before it stops or skips.</summary>
+    public static IReadOnlyList<TrainingRecord> Read(string path, Refusals refusals, string? split = null, CodeBounds? bounds = null)
+    {
         switch (Detect(path))
         {
             case DataFormat.Jsonl:
                 if (split is not null) throw new ArgumentException($"{path}: a JSONL file has no splits; --split {split} applies to a folder of Parquet shards");
-                return JsonlTrainingData.Read(path, skipBad, out skipped, bounds);
+                return JsonlTrainingData.Read(path, refusals, bounds);
             default:
-                return ParquetTrainingData.Read(path, skipBad, out skipped, split, bounds);
+                return ParquetTrainingData.Read(path, refusals, split, bounds);
         }
     }
 }

@@ -92,10 +92,95 @@ public sealed record BadRecord(string Source, int Line, string Field, string Rea
 
 /// <summary>A training-data line that cannot be used. The message names file, line and field, e.g.
 /// <c>train.jsonl:17: audio_codes[3][16]: expected 16 codebooks, found 17</c>, or for Parquet file, row and column,
-/// e.g. <c>train-00001-of-00004.parquet: row 17: audio_codes[3]: expected 16 codebooks, found 15</c>.</summary>
-public sealed class DataException(BadRecord bad) : Qwen3Tts.Model.UserInputException(bad.ToString())
+/// e.g. <c>train-00001-of-00004.parquet: row 17: audio_codes[3]: expected 16 codebooks, found 15</c>. A run that
+/// refuses several records says how many in its message and lists the first <see cref="Refusals.Listed"/> in
+/// <see cref="Details"/>.</summary>
+public sealed class DataException : Qwen3Tts.Model.UserInputException
 {
-    public BadRecord Bad { get; } = bad;
+    readonly IReadOnlyList<BadRecord> listed;
+
+    public DataException(BadRecord bad) : base(bad.ToString()) => (Bad, listed, Count) = (bad, [bad], 1);
 
     public DataException(string source, int line, string field, string reason) : this(new BadRecord(source, line, field, reason)) { }
+
+    /// <summary>Several refusals at once: <paramref name="count"/> in all, from <paramref name="files"/> files, the first
+    /// of them in <paramref name="listed"/>. The message names the file when there is one.</summary>
+    public DataException(IReadOnlyList<BadRecord> listed, int count, int files, string hint)
+        : base($"{(files == 1 ? $"{listed[0].Source}: {count} records" : $"{count} records in {files} files")} cannot be used" +
+            $"{(count > listed.Count ? $" (the first {listed.Count} listed)" : "")}; {hint}") =>
+        (Bad, this.listed, Count) = (listed[0], listed, count);
+
+    /// <summary>The first refused record.</summary>
+    public BadRecord Bad { get; }
+
+    /// <summary>How many records were refused.</summary>
+    public int Count { get; }
+
+    public IReadOnlyList<BadRecord> Listed => listed;
+
+    public override IReadOnlyList<string> Details => Count == 1 ? [] :
+        [.. listed.Select(b => b.ToString()), .. Count > listed.Count ? new[] { $"... and {Count - listed.Count} more" } : []];
+}
+
+/// <summary>The records a read or a check refused. When they are skipped every one is kept, for the skipped report (up
+/// to <see cref="MaxKept"/>); otherwise the first <see cref="Listed"/> and a count, so that a file of nothing but bad
+/// lines cannot fill memory, and <see cref="ThrowIfAny"/> then stops the run naming them all at once. Blank lines of a
+/// JSONL file are not refusals: they are counted here as warnings, by line.</summary>
+public sealed class Refusals(bool skip)
+{
+    /// <summary>Refusals a stopped run lists (the rest are counted).</summary>
+    public const int Listed = 20;
+
+    /// <summary>Refusals kept for a skipped report; past this many the data is refused as a whole.</summary>
+    public const int MaxKept = 1_000_000;
+
+    /// <summary>What a stopped run tells the user to do instead.</summary>
+    public const string SkipHint = "--skip_bad_samples leaves them out and trains on the rest";
+
+    readonly List<BadRecord> kept = [];
+    readonly List<(string Source, int Line)> blank = [];
+    readonly HashSet<string> sources = new(StringComparer.Ordinal);
+
+    /// <summary>Whether refused records are left out (true) or stop the run (false).</summary>
+    public bool Skip => skip;
+
+    public int Count { get; private set; }
+
+    /// <summary>Every refusal when skipping, else the first <see cref="Listed"/>.</summary>
+    public IReadOnlyList<BadRecord> Kept => kept;
+
+    /// <summary>Blank lines met (first <see cref="Listed"/> kept) and how many.</summary>
+    public IReadOnlyList<(string Source, int Line)> BlankLines => blank;
+
+    public int BlankLineCount { get; private set; }
+
+    public void Add(BadRecord bad)
+    {
+        ArgumentNullException.ThrowIfNull(bad);
+        Count++;
+        sources.Add(bad.Source);
+        if (!skip && kept.Count >= Listed) return;
+        if (kept.Count >= MaxKept)
+            throw new InvalidDataException($"{bad.Source}: more than {MaxKept} records refused (the last: {bad}); this is not training data as the reader expects it");
+        kept.Add(bad);
+    }
+
+    public void AddBlankLine(string source, int line)
+    {
+        if (BlankLineCount++ < Listed) blank.Add((source, line));
+    }
+
+    /// <summary>The blank-line warning ("train.jsonl: 2 blank lines (3, 9) skipped"), or null when there were none.</summary>
+    public string? BlankLineWarning => BlankLineCount == 0 ? null
+        : string.Join("; ", blank.GroupBy(b => b.Source).Select(g => $"{g.Key}: blank line{(g.Count() > 1 ? "s" : "")} {string.Join(", ", g.Select(b => b.Line))}"))
+          + (BlankLineCount > blank.Count ? $" and {BlankLineCount - blank.Count} more" : "") + " skipped";
+
+    /// <summary>Stops the run when records were refused and are not to be skipped: one refusal as itself, several
+    /// with a count and the first <see cref="Listed"/>.</summary>
+    public void ThrowIfAny(string hint = SkipHint)
+    {
+        if (skip || Count == 0) return;
+        if (Count == 1) throw new DataException(kept[0]);
+        throw new DataException(kept, Count, sources.Count, hint);
+    }
 }

@@ -27,35 +27,27 @@ public sealed class SftDataSource
     /// <summary>Each record's length for the plan's length grouping (<see cref="TrainingRecord.PlanLength"/>).</summary>
     public IReadOnlyList<int> PlanLengths => records.Select(r => r.PlanLength).ToArray();
 
-    /// <summary>Decodes every distinct reference clip once, up front, so an unreadable or too-short clip stops the run
-    /// before training starts (naming the first record that uses it), or, with <paramref name="skipBad"/>, drops the
-    /// records that use it and lists them.</summary>
+    /// <summary>Checks every record up front, before any batch is built: against <paramref name="rules"/> (text ids,
+    /// sequence length, frame limit), then each distinct reference clip decoded once (an unreadable or too-short clip
+    /// refuses every record that uses it). Refused records go to <paramref name="refusals"/>; the source holds the rest.</summary>
     public static SftDataSource Open(IReadOnlyList<TrainingRecord> records, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config,
-        bool skipBad, out IReadOnlyList<BadRecord> skipped)
+        RecordRules rules, Refusals refusals)
     {
-        // Every record against the model first (text ids, sequence length), so no batch is ever built for one it cannot take.
-        var refused = new List<BadRecord>();
-        var fits = new List<TrainingRecord>(records.Count);
-        foreach (var record in records)
-        {
-            var ids = record.TextIds ?? tokenizer.EncodeChat(record.Text);
-            if (SftCollate.Problem(ids, record.AudioCodes.Frames, config) is not { } problem) { fits.Add(record); continue; }
-            var bad1 = new BadRecord(record.Source, record.Line, problem.Field, problem.Reason);
-            if (!skipBad) throw new DataException(bad1);
-            refused.Add(bad1);
-        }
-        records = fits;
+        ArgumentNullException.ThrowIfNull(rules);
+        ArgumentNullException.ThrowIfNull(refusals);
+        records = rules.Apply(records, refusals);
 
         var probe = new SftDataSource(records, tokenizer, config);
         var bad = new Dictionary<string, DataException>(StringComparer.Ordinal);
         foreach (var record in records.DistinctBy(SftSampleBuilder.ClipKey))
         {
             try { probe.builder.Build(record).RefMel.Dispose(); }
-            catch (DataException e) when (skipBad) { bad[SftSampleBuilder.ClipKey(record)] = e; }
+            catch (DataException e) { bad[SftSampleBuilder.ClipKey(record)] = e; }
         }
-        skipped = refused.Concat(records.Where(r => bad.ContainsKey(SftSampleBuilder.ClipKey(r)))
-            .Select(r => new BadRecord(r.Source, r.Line, "ref_audio", bad[SftSampleBuilder.ClipKey(r)].Bad.Reason))).ToList();
-        return bad.Count == 0 ? probe : new SftDataSource(records.Where(r => !bad.ContainsKey(SftSampleBuilder.ClipKey(r))).ToList(), tokenizer, config);
+        if (bad.Count == 0) return probe;
+        foreach (var r in records)
+            if (bad.TryGetValue(SftSampleBuilder.ClipKey(r), out var e)) refusals.Add(new BadRecord(r.Source, r.Line, "ref_audio", e.Bad.Reason));
+        return new SftDataSource(records.Where(r => !bad.ContainsKey(SftSampleBuilder.ClipKey(r))).ToList(), tokenizer, config);
     }
 
     float[] LoadClip(TrainingRecord record)

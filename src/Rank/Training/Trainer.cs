@@ -442,15 +442,18 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     /// then each distinct reference clip): a bad record stops the run naming file, line (or row) and field, or with --skip_bad_samples is listed in OUTPUT/skipped_{split}_samples.jsonl.</summary>
     SftDataSource OpenData(string path, int? max, string split, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
     {
-        var records = TrainingData.Read(path, o.SkipBadSamples, out var badLines, bounds: CodeBounds.Of(config.Talker));
+        var rules = new RecordRules(config, tokenizer.EncodeChat, o.MaxFrames);
+        var refusals = new Refusals(o.SkipBadSamples);
+        var records = TrainingData.Read(path, refusals, bounds: rules.Bounds);
         if (max is { } n) records = records.Take(n).ToList();
-        var data = SftDataSource.Open(records, tokenizer, config, o.SkipBadSamples, out var badAudio);
-        var skipped = badLines.Concat(badAudio).ToList();
-        if (skipped.Count > 0)
+        var data = SftDataSource.Open(records, tokenizer, config, rules, refusals);
+        if (refusals.BlankLineWarning is { } blank) Log($"warning: {blank}");
+        refusals.ThrowIfAny();
+        if (refusals.Count > 0)
         {
             string report = Path.Combine(o.OutputModelPath, $"skipped_{split}_samples.jsonl");
-            if (Main) JsonlTrainingData.WriteSkipReport(report, skipped);
-            Log($"skipped {skipped.Count} malformed {split} records (see {report})");
+            if (Main) JsonlTrainingData.WriteSkipReport(report, refusals.Kept);
+            Log($"skipped {refusals.Count} malformed {split} records (see {report})");
         }
         return data;
     }

@@ -33,6 +33,13 @@ public sealed record TrainingOptions
     public string MixedPrecision { get; init; } = "bf16";
     public int? MaxTrainSamples { get; init; }
     public int? MaxEvalSamples { get; init; }
+
+    /// <summary>--max_frames / --max_seconds: records with a longer target are refused up front (or skipped).</summary>
+    public int? MaxFramesFlag { get; init; }
+    public double? MaxSeconds { get; init; }
+
+    /// <summary>The one frame limit of --max_frames and --max_seconds (the smaller), or null.</summary>
+    public int? MaxFrames => Qwen3Tts.Coordinator.Data.RecordRules.FrameLimit(MaxFramesFlag, MaxSeconds);
     public long Seed { get; init; } = 42;
     public LossAlignment LossAlignment { get; init; } = LossAlignment.Fixed;
     public double SubTalkerWeight { get; init; } = 0.3;
@@ -92,6 +99,9 @@ public sealed record TrainingOptions
         Require(BucketSizeMb >= 1, "bucket_size_mb", $"must be at least 1, got {BucketSizeMb}");
         Require(EvalSentences is null || File.Exists(EvalSentences), "eval_sentences", $"no such file: {EvalSentences}");
         Require(EvalSampleMaxSeconds > 0 && double.IsFinite(EvalSampleMaxSeconds), "eval_sample_max_seconds", $"must be a positive number of seconds, got {EvalSampleMaxSeconds}");
+        Require(MaxFramesFlag is null or >= 1, "max_frames", $"must be at least 1, got {MaxFramesFlag}");
+        Require(MaxSeconds is null || (MaxSeconds >= 1 / Qwen3Tts.Coordinator.Data.RecordRules.FramesPerSecond && double.IsFinite(MaxSeconds.Value)),
+            "max_seconds", $"must be at least one frame (0.08 s), got {MaxSeconds}");
         Require(BucketWindow >= 0, "bucket_window", $"must be 0 (random batching) or more, got {BucketWindow}");
         Require(TrainingDevice.SyntaxError(Device) is null, "device", TrainingDevice.SyntaxError(Device) ?? "");
         Require(HeartbeatTimeout > 0 && double.IsFinite(HeartbeatTimeout), "heartbeat_timeout", $"must be a positive number of seconds, got {HeartbeatTimeout}");
@@ -139,6 +149,8 @@ public static class TrainingFlags
         var precision = Flag<string?>("mixed_precision", "bf16 (bf16 compute, fp32 master weights) or fp32 (default bf16)");
         var maxTrain = Flag<int?>("max_train_samples", "use only the first N training records");
         var maxEval = Flag<int?>("max_eval_samples", "use only the first N validation records");
+        var maxFrames = Flag<int?>("max_frames", "refuse (or with --skip_bad_samples skip) records whose target is longer than N codec frames (12.5 per second)");
+        var maxSeconds = Flag<double?>("max_seconds", "the same limit in seconds of target audio");
         var seed = Flag<long?>("seed", "seed of initialization-independent randomness: shuffling (default 42)");
         var alignment = Flag<string?>("loss_alignment", "fixed (as the model generates, default) or upstream (the reference script's numbers, see README)");
         var subWeight = Flag<double?>("sub_talker_weight", "weight of the code predictor loss (default 0.3)");
@@ -161,7 +173,7 @@ public static class TrainingFlags
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -194,6 +206,8 @@ public static class TrainingFlags
                 MixedPrecision = PickString(precision, "mixed_precision") ?? d.MixedPrecision,
                 MaxTrainSamples = Pick(maxTrain, "max_train_samples"),
                 MaxEvalSamples = Pick(maxEval, "max_eval_samples"),
+                MaxFramesFlag = Pick(maxFrames, "max_frames"),
+                MaxSeconds = Pick(maxSeconds, "max_seconds"),
                 Seed = Pick(seed, "seed") ?? d.Seed,
                 LossAlignment = alignmentText switch
                 {

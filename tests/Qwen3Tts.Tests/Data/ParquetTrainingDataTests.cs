@@ -247,7 +247,8 @@ public class ParquetTrainingDataTests : CleansTempDirs
     {
         string path = WriteBad(out _);
         var e = Assert.Throws<DataException>(() => ParquetTrainingData.Read(path, skipBad: false, out _));
-        Assert.Equal($"{path}: row 1: audio_codes[1][5]: is 2048, outside codebook 5's range [0, 2048)", e.Message);
+        Assert.Equal($"{path}: row 1: audio_codes[1][5]: is 2048, outside codebook 5's range [0, 2048)", e.Bad.ToString());
+        Assert.Equal($"{path}: 3 records cannot be used; {Refusals.SkipHint}", e.Message);
         Assert.Equal(2, e.Bad.Line);
     }
 
@@ -279,7 +280,7 @@ public class ParquetTrainingDataTests : CleansTempDirs
     {
         string path = WriteBad(out _, omit: new HashSet<string> { "audio_codes" });
         var e = Assert.Throws<DataException>(() => ParquetTrainingData.Read(path, skipBad: false, out _));
-        Assert.Equal($"{path}: row 0: audio_codes: missing required field (the file has no such column)", e.Message);
+        Assert.Equal($"{path}: row 0: audio_codes: missing required field (the file has no such column)", e.Bad.ToString());
 
         path = WriteBad(out _, omit: new HashSet<string> { "ref_audio" });
         ParquetTrainingData.Read(path, skipBad: true, out var skipped);

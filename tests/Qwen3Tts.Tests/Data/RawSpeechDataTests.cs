@@ -173,7 +173,8 @@ public class RawSpeechDataTests : CleansTempDirs
         Assert.Equal("expected an array of frames, found string", skipped[4].Reason);
 
         var e = Assert.Throws<DataException>(() => RawSpeechData.ReadJsonl(jsonl, skipBad: false, out _));
-        Assert.Equal($"{jsonl}:4: audio: missing required field", e.Message);
+        Assert.Equal($"{jsonl}:4: audio: missing required field", e.Bad.ToString());
+        Assert.StartsWith($"{jsonl}: {e.Count} records cannot be used", e.Message); // every bad line at once
     }
 
     [Fact]
@@ -190,7 +191,7 @@ public class RawSpeechDataTests : CleansTempDirs
         Assert.Contains(skipped, s => s.Source.EndsWith("utt0.wav") && s.Reason.Contains("utt0.flac has the same name"));
         Assert.Contains(skipped, s => s.Source.EndsWith("orphan.wav") && s.Field == "text" && s.Reason.Contains("expected orphan.txt"));
         var e = Assert.Throws<DataException>(() => RawSpeechData.ReadFolder(corpus, skipBad: false, out _));
-        Assert.Contains("utt0.flac has the same name", e.Message);
+        Assert.Contains("utt0.flac has the same name", string.Join("\n", e.Details));
 
         var empty = TestPaths.NewTempDir("empty");
         var none = Assert.Throws<InvalidDataException>(() => RawSpeechData.Read(empty, false, out _));

@@ -1,0 +1,65 @@
+using Qwen3Tts.Model.Config;
+using Qwen3Tts.Model.Sft;
+
+namespace Qwen3Tts.Coordinator.Data;
+
+/// <summary>The one rule set every record meets before the first step, against the model it will train: codes within
+/// each codebook's range (<see cref="Bounds"/>, which the readers apply), chat ids within the text vocabulary, the whole
+/// training sequence within max_position_embeddings (<see cref="SftCollate.Problem"/>), and <c>--max_frames</c> /
+/// <c>--max_seconds</c>. The trainer, <c>info --model</c> and <c>preflight --model</c> judge by this one rule set, so
+/// whatever the trainer would refuse the others report.</summary>
+/// <param name="Tokenize">chat ids of a record's text, for records without <c>text_ids</c>; null where no tokenizer
+/// is at hand (then only given ids and frames are checked).</param>
+/// <param name="MaxFrames">longest target a record may have, in codec frames; null: only the context limits it.</param>
+public sealed record RecordRules(Qwen3TtsConfig Config, Func<string, IReadOnlyList<int>>? Tokenize = null, int? MaxFrames = null)
+{
+    /// <summary>Codec frames per second of the 12 Hz tokenizer.</summary>
+    public const double FramesPerSecond = 12.5;
+
+    /// <summary>Each codebook's range, the talker's.</summary>
+    public CodeBounds Bounds => CodeBounds.Of(Config.Talker);
+
+    /// <summary><c>--max_frames</c> / <c>--max_seconds</c> as one frame limit (the smaller when both are given).</summary>
+    public static int? FrameLimit(int? maxFrames, double? maxSeconds)
+    {
+        int? fromSeconds = maxSeconds is double s ? (int)Math.Floor(s * FramesPerSecond) : null;
+        return (maxFrames, fromSeconds) switch
+        {
+            (int f, int g) => Math.Min(f, g),
+            (int f, null) => f,
+            (null, int g) => g,
+            _ => null,
+        };
+    }
+
+    /// <summary>Why a record of this text (or these chat ids) and this many target frames cannot train, as (field,
+    /// reason); null when it can.</summary>
+    public (string Field, string Reason)? Problem(string text, IReadOnlyList<int>? textIds, int frames)
+    {
+        if (MaxFrames is int max && frames > max)
+            return ("audio_codes", $"has {frames} frames ({frames / FramesPerSecond:F1} s), above the limit of {max} frames " +
+                $"({max / FramesPerSecond:F1} s) set by --max_frames / --max_seconds");
+        var ids = textIds ?? Tokenize?.Invoke(text);
+        return ids is null ? null : SftCollate.Problem(ids, frames, Config);
+    }
+
+    public BadRecord? Check(TrainingRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        return Problem(record.Text, record.TextIds, record.AudioCodes.Frames) is { } p ? new BadRecord(record.Source, record.Line, p.Field, p.Reason) : null;
+    }
+
+    /// <summary>The records that pass; the others go to <paramref name="refusals"/>.</summary>
+    public IReadOnlyList<TrainingRecord> Apply(IReadOnlyList<TrainingRecord> records, Refusals refusals)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        ArgumentNullException.ThrowIfNull(refusals);
+        var fits = new List<TrainingRecord>(records.Count);
+        foreach (var record in records)
+        {
+            if (Check(record) is { } bad) refusals.Add(bad);
+            else fits.Add(record);
+        }
+        return fits;
+    }
+}
