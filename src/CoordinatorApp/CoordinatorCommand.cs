@@ -16,6 +16,9 @@ public static class CoordinatorCommand
         var train = new Option<string>("--train_jsonl", "--train_data") { Description = "training data (JSONL, Parquet file or folder of shards): its sample count fixes the plan", Required = true };
         var maxTrain = new Option<int?>("--max_train_samples") { Description = "use only the first N records, as the trainer does (default: all)" };
         var skipBad = new Option<bool>("--skip_bad_samples") { Description = "skip malformed records instead of failing, as the trainer does" };
+        var model = new Option<string?>("--init_model_path") { Description = "the model the ranks train: its records are judged by the trainer's rules (text ids, context length), so the plan holds exactly the records the ranks keep" };
+        var maxFrames = new Option<int?>("--max_frames") { Description = "as the trainer's --max_frames" };
+        var maxSeconds = new Option<double?>("--max_seconds") { Description = "as the trainer's --max_seconds" };
         var seed = new Option<long>("--seed") { Description = "seed of the data order (default 42, the trainer's)", DefaultValueFactory = _ => 42 };
         var batch = new Option<int>("--batch_size") { Description = "samples per rank per micro-step; global batch = batch_size × world_size (default 2)", DefaultValueFactory = _ => 2 };
         var window = new Option<int>("--bucket_window") { Description = "group batches by length within windows of N global batches, as the trainer does (default 32; 0: random batching)", DefaultValueFactory = _ => 32 };
@@ -30,15 +33,21 @@ public static class CoordinatorCommand
 
         var command = new RootCommand("qwen3tts-coordinator: owns a training run's data plan; ranks lease batches, report steps and heartbeat over gRPC.")
         {
-            train, maxTrain, skipBad, seed, batch, window, world, output, timeout, address, port, metricsPort, token, cert,
+            train, maxTrain, skipBad, model, maxFrames, maxSeconds, seed, batch, window, world, output, timeout, address, port, metricsPort, token, cert,
         };
         command.SetAction(async (parse, cancel) =>
         {
-            try
             {
                 string outputDir = parse.GetValue(output)!;
-                var records = TrainingData.Read(parse.GetValue(train)!, parse.GetValue(skipBad), out _);
+                int? limit = RecordRules.FrameLimit(parse.GetValue(maxFrames), parse.GetValue(maxSeconds));
+                var rules = parse.GetValue(model) is { } spec ? RecordRules.ForModel(spec, limit) : new RecordRules(null, MaxFrames: limit);
+                var refusals = new Refusals(parse.GetValue(skipBad));
+                // In the trainer's order: read, the first --max_train_samples, then the rules.
+                var records = TrainingData.Read(parse.GetValue(train)!, refusals, bounds: rules.Bounds);
                 if (parse.GetValue(maxTrain) is { } max) records = records.Take(max).ToList();
+                records = rules.Apply(records, refusals);
+                refusals.ThrowIfAny();
+                if (refusals.Count > 0) Console.WriteLine($"coordinator: {refusals.Count} records refused and left out of the plan, as the ranks leave them out");
                 int count = records.Count;
                 // The same lengths the ranks compute from the same records: the plans are identical, and Register checks it.
                 var plan = PlanSettings.Bucketed(records.Select(r => r.PlanLength).ToArray(), parse.GetValue(seed), parse.GetValue(batch), parse.GetValue(window));
@@ -63,11 +72,6 @@ public static class CoordinatorCommand
                 Console.WriteLine($"coordinator: {count} samples, seed {parse.GetValue(seed)}, batch {parse.GetValue(batch)} per rank, bucket window {parse.GetValue(window)}; Ctrl+C stops");
                 await host.WaitForShutdownAsync(cancel);
                 return 0;
-            }
-            catch (Exception e) when (e is IOException or ArgumentException or InvalidDataException or InvalidOperationException or DataException)
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return 2;
             }
         });
         return command;

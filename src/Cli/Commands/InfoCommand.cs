@@ -1,7 +1,5 @@
 using System.CommandLine;
 using Qwen3Tts.Coordinator.Data;
-using Qwen3Tts.Model;
-using Qwen3Tts.Model.Config;
 
 namespace Qwen3Tts.Cli.Commands;
 
@@ -14,20 +12,25 @@ public static class InfoCommand
         var json = new Option<bool>("--json") { Description = "print the numbers as JSON" };
         var model = new Option<string?>("--model")
         {
-            Description = "check codes against this model's code ranges (a model folder, its config.json, or a preset); default: the speech tokenizer's 16 x 2048",
+            Description = "judge every record as the trainer would for this model (a model folder, its config.json, or a preset): codes within its " +
+                "ranges, text ids within its vocabulary, the training sequence within its context; default: the speech tokenizer's 16 x 2048 code ranges only",
         };
-        var command = new Command("info", "Count, languages, speakers, durations and the code-length histogram of a training dataset.") { path, split, json, model };
+        var maxFrames = new Option<int?>("--max_frames", "--max-frames") { Description = "refuse records longer than N codec frames, as the trainer's --max_frames" };
+        var maxSeconds = new Option<double?>("--max_seconds", "--max-seconds") { Description = "the same limit in seconds, as the trainer's --max_seconds" };
+        var skipBad = new Option<bool>("--skip_bad_samples", "--skip-bad-samples") { Description = "exit 0 even when records are refused (the trainer would skip them)" };
+        var command = new Command("info", "Count, languages, speakers, durations and the code-length histogram of a training dataset, and every " +
+            "record the trainer would refuse (file, line or row, field). Exit 2 when a record is refused (unless --skip_bad_samples) or the data cannot be read.")
+        {
+            path, split, json, model, maxFrames, maxSeconds, skipBad,
+        };
         command.SetAction(parse =>
         {
-            CodeBounds? bounds = null;
-            if (parse.GetValue(model) is { } spec)
-            {
-                var (config, source, _, _) = ModelDirectory.ResolveConfig(spec);
-                bounds = CodeBounds.Of(Qwen3TtsConfig.Parse(config, source).Talker);
-            }
-            var info = DatasetInfo.Compute(parse.GetValue(path)!, parse.GetValue(split), bounds);
-            Console.WriteLine(parse.GetValue(json) ? info.ToJson() : info.ToText());
-            return 0;
+            int? limit = RecordRules.FrameLimit(parse.GetValue(maxFrames), parse.GetValue(maxSeconds));
+            if (limit is <= 0) throw new ArgumentException("--max_frames / --max_seconds: must be at least one frame (0.08 s)");
+            var rules = parse.GetValue(model) is { } spec ? RecordRules.ForModel(spec, limit) : new RecordRules(null, MaxFrames: limit);
+            var info = DatasetInfo.Compute(parse.GetValue(path)!, parse.GetValue(split), rules);
+            parse.InvocationConfiguration.Output.WriteLine(parse.GetValue(json) ? info.ToJson() : info.ToText());
+            return info.Skipped > 0 && !parse.GetValue(skipBad) ? Qwen3Tts.Entry.ExitCodes.UserError : 0;
         });
         return command;
     }

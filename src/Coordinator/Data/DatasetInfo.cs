@@ -41,12 +41,18 @@ public sealed record DatasetInfo(
     public double MaxSeconds => MaxFrames / FramesPerSecond;
     public double MeanSeconds => MeanFrames / FramesPerSecond;
 
-    /// <summary>Reads <paramref name="path"/> leniently (malformed records are counted in <see cref="Skipped"/>) and
-    /// summarizes it. Codes are checked against <paramref name="bounds"/> (a model's; default the speech tokenizer's).</summary>
-    public static DatasetInfo Compute(string path, string? split = null, Qwen3Tts.Model.Config.CodeBounds? bounds = null)
+    /// <summary>Blank lines met (a warning: "train.jsonl: blank lines 3, 9 skipped"), or null.</summary>
+    public string? BlankLines { get; init; }
+
+    /// <summary>Reads <paramref name="path"/> leniently and summarizes the records the trainer would take: those the reader
+    /// or <paramref name="rules"/> (the trainer's, with a model; default: the speech tokenizer's code ranges) refuse are
+    /// counted in <see cref="Skipped"/> and listed in <see cref="Malformed"/>.</summary>
+    public static DatasetInfo Compute(string path, string? split = null, RecordRules? rules = null)
     {
-        var records = TrainingData.Read(path, skipBad: true, out var skipped, split, bounds);
-        return Of(path, TrainingData.Detect(path), records, skipped.Count) with { Malformed = skipped };
+        var refusals = new Refusals(skip: true);
+        var records = TrainingData.Read(path, refusals, split, rules?.Bounds);
+        if (rules is not null) records = rules.Apply(records, refusals);
+        return Of(path, TrainingData.Detect(path), records, refusals.Count) with { Malformed = refusals.Kept, BlankLines = refusals.BlankLineWarning };
     }
 
     /// <summary>The summary of records already read. Bins are equal integer ranges over [min, max]: each
@@ -79,10 +85,11 @@ public sealed record DatasetInfo(
         var c = CultureInfo.InvariantCulture;
         var s = new StringBuilder();
         s.AppendLine(c, $"{Path} ({Format.ToString().ToLowerInvariant()})");
-        s.AppendLine(c, $"records   {Count}{(Skipped > 0 ? $" ({Skipped} malformed, skipped)" : "")}");
-        const int listed = 20;
-        foreach (var bad in Malformed.Take(listed)) s.AppendLine(c, $"  skipped {bad}");
-        if (Malformed.Count > listed) s.AppendLine(c, $"  ... and {Malformed.Count - listed} more");
+        s.AppendLine(c, $"records   {Count}{(Skipped > 0 ? $" usable; {Skipped} refused (the trainer stops on them unless --skip_bad_samples):" : "")}");
+        const int listed = Refusals.Listed;
+        foreach (var bad in Malformed.Take(listed)) s.AppendLine(c, $"  refused {bad}");
+        if (Malformed.Count > listed) s.AppendLine(c, $"  ... and {Malformed.Count - listed} more (--json lists every one)");
+        if (BlankLines is not null) s.AppendLine(c, $"warning   {BlankLines}");
         s.AppendLine(c, $"frames    {TotalFrames} total, min {MinFrames}, mean {MeanFrames:F1}, max {MaxFrames}");
         s.AppendLine(c, $"seconds   {TotalSeconds:F1} total ({TotalSeconds / 3600:F2} h), min {MinSeconds:F2}, mean {MeanSeconds:F2}, max {MaxSeconds:F2}");
         void Table(string title, IReadOnlyList<KeyValuePair<string, int>> rows)
@@ -116,6 +123,7 @@ public sealed record DatasetInfo(
             ["format"] = Format.ToString().ToLowerInvariant(),
             ["records"] = Count,
             ["skipped"] = Skipped,
+            ["blank_lines"] = BlankLines,
             ["malformed"] = new JsonArray(Malformed.Select(b => (JsonNode)new JsonObject
                 { ["source"] = b.Source, ["line"] = b.Line, ["field"] = b.Field, ["reason"] = b.Reason }).ToArray()),
             ["languages"] = Counts(Languages),

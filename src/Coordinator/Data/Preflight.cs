@@ -56,7 +56,7 @@ public sealed record PreflightThresholds
     public double MinSeconds { get; init; } = 0.5;
 
     /// <summary>Longer clips are an error. The default when no model is given; with a model the limit comes from the
-    /// talker's context (<see cref="Preflight.ContextLimit"/>).</summary>
+    /// talker's context, and each record is judged by the trainer's <see cref="Rules"/>.</summary>
     public double MaxSeconds { get; init; } = 60;
 
     /// <summary>Where <see cref="MaxSeconds"/> came from, for the report.</summary>
@@ -64,6 +64,10 @@ public sealed record PreflightThresholds
 
     /// <summary>The talker's max_position_embeddings when a model was given: a clip must fit with its text.</summary>
     public int? MaxPositions { get; init; }
+
+    /// <summary>The trainer's rules when a model was given (<see cref="Preflight.ForModel"/>): every record is judged by
+    /// them exactly, so whatever the trainer would refuse is an error here.</summary>
+    public RecordRules? Rules { get; init; }
 
     /// <summary>The range of each codebook's codes: the model's when one was given, else the speech tokenizer's.</summary>
     public Qwen3Tts.Model.Config.CodeBounds CodeBounds { get; init; } = Qwen3Tts.Model.Config.CodeBounds.SpeechTokenizer;
@@ -270,30 +274,23 @@ public static class Preflight
     /// <summary>Codec frames per second of the 12 Hz tokenizer.</summary>
     public const double FramesPerSecond = 12.5;
 
-    /// <summary>Talker rows besides the text tokens and the frames: 3 chat-prefix ids and 8 prefix rows
-    /// (<see cref="Qwen3Tts.Model.Sft.SftCollate"/>).</summary>
-    public const int PromptPositions = 3 + Qwen3Tts.Model.Sft.SftCollate.PrefixRows;
-
-    /// <summary>The longest clip, in seconds, that fits the talker's context with <paramref name="textBytes"/> of text:
-    /// (positions - prompt - text tokens) / 12.5, where the text's UTF-8 byte count bounds its byte-level BPE tokens.</summary>
-    public static double ContextLimit(int maxPositions, int textBytes) => Math.Max(0, maxPositions - PromptPositions - textBytes) / FramesPerSecond;
-
     /// <summary>Thresholds for a model: <paramref name="modelSpec"/> is a model directory, its config.json, or a preset
     /// (tiny, 0.6b, 1.7b). Clips are limited by the talker's context; <paramref name="maxSeconds"/> may lower that.</summary>
     public static PreflightThresholds ForModel(PreflightThresholds t, string modelSpec, double? maxSeconds = null)
     {
-        var (json, source, _, _) = Qwen3Tts.Model.ModelDirectory.ResolveConfig(modelSpec);
-        var talker = Qwen3Tts.Model.Config.Qwen3TtsConfig.Parse(json, source).Talker;
-        int positions = talker.MaxPositionEmbeddings;
-        double context = ContextLimit(positions, 0);
+        var rules = RecordRules.ForModel(modelSpec, RecordRules.FrameLimit(null, maxSeconds));
+        var talker = rules.Config!.Talker;
+        // The longest clip the context could hold with the shortest text: an upper bound; each record is judged exactly by Rules.
+        double context = (talker.MaxPositionEmbeddings - Qwen3Tts.Model.Sft.SftCollate.SequenceLength(Qwen3Tts.Model.Sft.SftCollate.MinTextIds, 0)) / FramesPerSecond;
         return t with
         {
-            MaxPositions = positions,
-            CodeBounds = Qwen3Tts.Model.Config.CodeBounds.Of(talker),
+            MaxPositions = talker.MaxPositionEmbeddings,
+            CodeBounds = rules.Bounds,
+            Rules = rules,
             MaxSeconds = Math.Min(maxSeconds ?? context, context),
             MaxSecondsSource = maxSeconds is double m && m < context
                 ? "--max_seconds"
-                : string.Create(CultureInfo.InvariantCulture, $"talker max_position_embeddings {positions} of {source}"),
+                : string.Create(CultureInfo.InvariantCulture, $"talker max_position_embeddings {talker.MaxPositionEmbeddings} of {modelSpec}"),
         };
     }
 
@@ -334,7 +331,7 @@ public static class Preflight
 
         string maxSource = string.Create(CultureInfo.InvariantCulture, $"{t.MaxSeconds:0.##} s ({t.MaxSecondsSource})") + (t.MaxPositions is int positions
             ? string.Create(CultureInfo.InvariantCulture,
-                $" and within the talker context: ({positions} positions - {PromptPositions} prompt - text tokens) / {FramesPerSecond} frames/s, text tokens counted as UTF-8 bytes")
+                $" and, as the trainer judges it, the training sequence (the text's chat ids + frames + prompt rows) within the talker's {positions} positions")
             : "");
         var (verdict, reasons) = Judge(results, malformed, t);
         return new PreflightReport(path, format, t, maxSource, results, malformed, refs, verdict, reasons);
@@ -385,11 +382,7 @@ public static class Preflight
         {
             double seconds = audio.DurationSeconds;
             if (seconds < t.MinSeconds) Warn("too_short", $"{seconds:F2} s is shorter than {t.MinSeconds} s");
-            int textBytes = Encoding.UTF8.GetByteCount(r.Text);
-            if (seconds > t.MaxSeconds) Error("too_long", $"{seconds:F1} s is longer than the {t.MaxSeconds:0.##} s limit; split the clip");
-            else if (t.MaxPositions is int positions && seconds > ContextLimit(positions, textBytes))
-                Error("too_long", $"{seconds:F1} s with {textBytes} bytes of text does not fit the talker's {positions} positions " +
-                    $"(at most {ContextLimit(positions, textBytes):F1} s); split the clip");
+            if (t.Rules is null && seconds > t.MaxSeconds) Error("too_long", $"{seconds:F1} s is longer than the {t.MaxSeconds:0.##} s limit; split the clip");
             if (levels.SpeechDb < AudioLevels.SilenceDb)
                 Error("silent", $"no 20 ms frame reaches {AudioLevels.SilenceDb} dBFS (peak {levels.PeakDb:F1} dBFS)");
             else
@@ -406,6 +399,18 @@ public static class Preflight
         }
 
         if (r.AudioCodes is { } codes) CheckCodes(codes, audio?.DurationSeconds, t, Error, Warn);
+
+        // The trainer's own rules (text ids, the training sequence within the context, --max_seconds), on the codes'
+        // frames or, before prepare, the frames the audio will encode to.
+        int? frames = r.AudioCodes is { Length: > 0 } c ? c.Length : audio is null ? null : RecordRules.FramesOf(audio.DurationSeconds);
+        if (frames is int n)
+        {
+            if (t.Rules is not null && !issues.Any(i => i.Code == "empty_text") && t.Rules.Problem(r.Text, null, n) is { } problem)
+                Error(problem.Field.StartsWith("text_ids", StringComparison.Ordinal) ? "text_out_of_vocabulary" : "too_long",
+                    $"{problem.Field}: {problem.Reason}; split the clip");
+            else if (t.Rules is null && r.AudioCodes is not null && n / FramesPerSecond > t.MaxSeconds)
+                Error("too_long", $"{n} frames of audio_codes ({n / FramesPerSecond:F1} s) are longer than the {t.MaxSeconds:0.##} s limit; split the clip");
+        }
 
         string? referenceKey = null;
         if (reference is null)

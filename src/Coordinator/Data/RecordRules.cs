@@ -1,4 +1,6 @@
+using Qwen3Tts.Model;
 using Qwen3Tts.Model.Config;
+using Qwen3Tts.Model.Text;
 using Qwen3Tts.Model.Sft;
 
 namespace Qwen3Tts.Coordinator.Data;
@@ -8,16 +10,32 @@ namespace Qwen3Tts.Coordinator.Data;
 /// training sequence within max_position_embeddings (<see cref="SftCollate.Problem"/>), and <c>--max_frames</c> /
 /// <c>--max_seconds</c>. The trainer, <c>info --model</c> and <c>preflight --model</c> judge by this one rule set, so
 /// whatever the trainer would refuse the others report.</summary>
+/// <param name="Config">the model's config; null where no model is given (then only the frame limit and the speech
+/// tokenizer's code ranges apply).</param>
 /// <param name="Tokenize">chat ids of a record's text, for records without <c>text_ids</c>; null where no tokenizer
 /// is at hand (then only given ids and frames are checked).</param>
 /// <param name="MaxFrames">longest target a record may have, in codec frames; null: only the context limits it.</param>
-public sealed record RecordRules(Qwen3TtsConfig Config, Func<string, IReadOnlyList<int>>? Tokenize = null, int? MaxFrames = null)
+public sealed record RecordRules(Qwen3TtsConfig? Config, Func<string, IReadOnlyList<int>>? Tokenize = null, int? MaxFrames = null)
 {
+    /// <summary>The rules of a model given as a folder, its config.json or a preset (<see cref="ModelDirectory.ResolveConfig"/>),
+    /// with the folder's text tokenizer, or the released one (identical in every checkpoint) for a preset or a bare config.</summary>
+    public static RecordRules ForModel(string spec, int? maxFrames = null)
+    {
+        var (json, source, folder, _) = ModelDirectory.ResolveConfig(spec);
+        var tokenizer = folder is not null && File.Exists(Path.Combine(folder, Qwen3TextTokenizer.VocabFileName))
+            ? Qwen3TextTokenizer.FromModelDirectory(folder)
+            : Qwen3TextTokenizer.FromEmbeddedReference();
+        return new RecordRules(Qwen3TtsConfig.Parse(json, source), tokenizer.EncodeChat, maxFrames);
+    }
+
     /// <summary>Codec frames per second of the 12 Hz tokenizer.</summary>
     public const double FramesPerSecond = 12.5;
 
-    /// <summary>Each codebook's range, the talker's.</summary>
-    public CodeBounds Bounds => CodeBounds.Of(Config.Talker);
+    /// <summary>Each codebook's range: the talker's, else the speech tokenizer's.</summary>
+    public CodeBounds Bounds => Config is null ? CodeBounds.SpeechTokenizer : CodeBounds.Of(Config.Talker);
+
+    /// <summary>Frames the speech tokenizer encodes a clip of this length to: ceil(seconds × 12.5) (1920 samples at 24 kHz each).</summary>
+    public static int FramesOf(double seconds) => (int)Math.Ceiling(seconds * FramesPerSecond - 1e-9);
 
     /// <summary><c>--max_frames</c> / <c>--max_seconds</c> as one frame limit (the smaller when both are given).</summary>
     public static int? FrameLimit(int? maxFrames, double? maxSeconds)
@@ -39,6 +57,7 @@ public sealed record RecordRules(Qwen3TtsConfig Config, Func<string, IReadOnlyLi
         if (MaxFrames is int max && frames > max)
             return ("audio_codes", $"has {frames} frames ({frames / FramesPerSecond:F1} s), above the limit of {max} frames " +
                 $"({max / FramesPerSecond:F1} s) set by --max_frames / --max_seconds");
+        if (Config is null) return null;
         var ids = textIds ?? Tokenize?.Invoke(text);
         return ids is null ? null : SftCollate.Problem(ids, frames, Config);
     }

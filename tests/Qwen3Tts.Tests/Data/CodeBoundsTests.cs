@@ -61,10 +61,9 @@ public class CodeBoundsTests : CleansTempDirs
         }, TextWriter.Null).Run());
         Assert.Equal(where, trainer.Message);
 
-        var bounds = CodeBounds.Of(Qwen3TtsConfig.Load(Path.Combine(model, ModelDirectory.ConfigFile)).Talker);
-        var info = DatasetInfo.Compute(data, bounds: bounds);
+        var info = DatasetInfo.Compute(data, rules: RecordRules.ForModel(model));
         Assert.Equal(where, Assert.Single(info.Malformed).ToString());
-        Assert.Contains($"skipped {where}", info.ToText());
+        Assert.Contains($"refused {where}", info.ToText());
         // Without the model, info judges by the speech tokenizer's 16 x 2048: codebook 1's 16 is a valid code there.
         Assert.Equal(codebook == 1 ? 0 : 1, DatasetInfo.Compute(data).Malformed.Count);
 

@@ -172,33 +172,36 @@ public class PreflightTests(ITestOutputHelper output) : CleansTempDirs
     [Fact]
     public void The_duration_limit_comes_from_the_talker_context_when_a_model_is_given()
     {
-        // A config whose talker holds 50 positions: (50 - 11 - text bytes) / 12.5 frames per second.
+        // A config whose talker holds 50 positions; its folder has no tokenizer files, so the released tokenizer counts the text.
         var json = Presets.ConfigJson("tiny");
         json["talker_config"]!["max_position_embeddings"] = 50;
         string model = Path.Combine(dir, "model");
         Directory.CreateDirectory(model);
         File.WriteAllText(Path.Combine(model, "config.json"), json.ToJsonString());
-        Assert.Equal((50 - 11 - 3) / 12.5, Preflight.ContextLimit(50, 3)); // 2.88 s for "abc"
 
         Wav("ref.wav", Utterance(220, 24000, 3.0));
         Wav("fits.wav", Utterance(300, 24000, 2.4));   // 2.8 s
-        Wav("long.wav", Utterance(300, 24000, 2.6));   // 3.0 s
-        string data = Jsonl("limits.jsonl", Line("fits.wav", "abc"), Line("long.wav", "xyz"), Line("fits.wav", "a longer text"));
+        Wav("long.wav", Utterance(300, 24000, 2.9));   // 3.3 s
+        string[] texts = ["abc", "xyz", "a much longer text than the others, said slowly"];
+        string data = Jsonl("limits.jsonl", Line("fits.wav", texts[0]), Line("long.wav", texts[1]), Line("fits.wav", texts[2]));
 
         var t = Preflight.ForModel(new PreflightThresholds(), model);
         Assert.Equal(50, t.MaxPositions);
         var report = Preflight.Run(data, t);
-        Assert.Empty(report.Records[0].Issues);
-        Assert.Equal("too_long", Assert.Single(report.Records[1].Issues).Code);
-        Assert.Contains("50 positions", report.Records[1].Issues[0].Message);
-        // 13 bytes of text leave (50 - 11 - 13) / 12.5 = 2.08 s: the 2.8 s clip no longer fits.
-        Assert.Equal("too_long", Assert.Single(report.Records[2].Issues).Code);
+        // The trainer's rule, computed independently: chat ids - 5 + frames + 8 rows must fit 50 positions.
+        var tokenizer = Qwen3Tts.Model.Text.Qwen3TextTokenizer.FromEmbeddedReference();
+        var expected = report.Records.Select((r, i) =>
+            Qwen3Tts.Model.Sft.SftCollate.SequenceLength(tokenizer.EncodeChat(texts[i]).Count, (int)Math.Ceiling(r.Seconds * 12.5)) > 50).ToArray();
+        Assert.Equal([false, true, true], expected); // the short clip with short text fits; the long clip, and the short clip with long text, do not
+        for (int i = 0; i < 3; i++)
+            Assert.Equal(expected[i], report.Records[i].Issues.Any(x => x.Code == "too_long"));
+        Assert.Contains("above the talker's max_position_embeddings 50", Assert.Single(report.Records[1].Issues).Message);
 
         // Without a model the default is 60 s; --max_seconds replaces it.
         Assert.Empty(Preflight.Run(data).Records[1].Issues);
-        var (exit, text) = Invoke(data, "--max_seconds", "2.9");
-        Assert.Equal(2, exit); // the 3.0 s clip is 1 error of 3
-        Assert.Contains("2.9 s (--max_seconds)", text);
+        var (exit, text) = Invoke(data, "--max_seconds", "3.1");
+        Assert.Equal(2, exit); // the 3.3 s clip is 1 error of 3
+        Assert.Contains("3.1 s (--max_seconds)", text);
     }
 
     [Fact]
