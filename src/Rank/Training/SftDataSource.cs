@@ -13,16 +13,23 @@ public sealed class SftDataSource
     readonly IReadOnlyList<TrainingRecord> records;
     readonly SftSampleBuilder builder;
     readonly Qwen3TtsConfig config;
+    readonly Qwen3TextTokenizer tokenizer;
     readonly Dictionary<string, float[]> clips = new(StringComparer.Ordinal);
 
     public SftDataSource(IReadOnlyList<TrainingRecord> records, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
     {
         this.records = records;
         this.config = config;
+        this.tokenizer = tokenizer;
         builder = SftSampleBuilder.ForRecords(tokenizer, LoadClip);
     }
 
     public int Count => records.Count;
+
+    /// <summary>Each record's talker rows (its training sequence less the last row, which predicts nothing) and codec
+    /// frames: what <see cref="MemoryPlan"/> sizes batches by.</summary>
+    public IReadOnlyList<(int Positions, int Frames)> Shapes => records.Select(r =>
+        (SftCollate.SequenceLength((r.TextIds ?? tokenizer.EncodeChat(r.Text)).Count, r.AudioCodes.Frames) - 1, r.AudioCodes.Frames)).ToArray();
 
     /// <summary>Each record's length for the plan's length grouping (<see cref="TrainingRecord.PlanLength"/>).</summary>
     public IReadOnlyList<int> PlanLengths => records.Select(r => r.PlanLength).ToArray();

@@ -100,6 +100,9 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         int stepsPerEpoch = (batchesPerEpoch + o.GradientAccumulationSteps - 1) / o.GradientAccumulationSteps;
         long totalSteps = (long)stepsPerEpoch * o.NumEpochs;
 
+        // ---- memory, planned before the first step: the longest batch the plan can form, against the budget
+        memoryPlan = PlanMemory(model, trainable, precision, config, train);
+
         // ---- optimizer and schedule (AdamW over the talker only; its moments and the gradient buckets on the masters' device)
         using var optimizer = new AdamW(trainable.MasterParameters, new AdamWOptions(o.Lr, o.AdamBeta1, o.AdamBeta2, o.AdamEpsilon, o.WeightDecay));
         using var sync = new GradientSynchronizer(trainable.MasterParameters, collectives, BucketAssignment.CapBytes(o.BucketSizeMb),
@@ -204,6 +207,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         var window = new LossWindow();
         var clock = Stopwatch.StartNew();
         int epochsCompleted = startEpoch;
+        bool firstStepMeasured = false;
         Progress?.Begin(step, totalSteps);
         for (int epoch = startEpoch; epoch < o.NumEpochs; epoch++)
         {
@@ -214,6 +218,12 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 var stats = TrainStep(trainable, optimizer, sync, schedule.At(step), train, micro, step, stopRequested: plan.StopRequested is not null);
                 trainSeconds += Stopwatch.GetElapsedTime(started).TotalSeconds;
                 step++;
+                if (!firstStepMeasured && device.type == DeviceType.CPU)
+                {
+                    firstStepMeasured = true;
+                    using var self = Process.GetCurrentProcess();
+                    Log(string.Create(CultureInfo.InvariantCulture, $"memory after the first step: peak resident {self.PeakWorkingSet64 / 1e9:F2} GB (planned {memoryPlan!.Total / 1e9:F2} GB)"));
+                }
                 lastLoss = stats.Loss;
                 window.Add(stats);
                 Telemetry.RecordStep(stats.Loss, stats.TalkerLoss, stats.SubTalkerLoss, stats.Lr, stats.GradNorm, stats.Samples, stats.Tokens, stats.Seconds);
@@ -440,6 +450,43 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
     /// <summary>Reads and checks a split up front (records of a JSONL file, a Parquet file or a folder of Parquet shards,
     /// then each distinct reference clip): a bad record stops the run naming file, line (or row) and field, or with --skip_bad_samples is listed in OUTPUT/skipped_{split}_samples.jsonl.</summary>
+    MemoryPlan? memoryPlan;
+
+    /// <summary>The memory a step of the longest batch needs (<see cref="MemoryPlan"/>), logged, and refused with the
+    /// numbers and the fixes when it exceeds --max_memory_gb (default on the CPU: the memory available to this rank).</summary>
+    MemoryPlan PlanMemory(Qwen3TtsModel model, TrainableModel trainable, MixedPrecision precision, Qwen3TtsConfig config, SftDataSource train)
+    {
+        long total = model.parameters().Sum(p => p.numel());
+        long trainableCount = trainable.MasterParameters.Sum(p => p.Parameter.numel());
+        var shapes = train.Shapes;
+        MemoryPlan For(BatchShape batch) => MemoryPlan.Estimate(config.Talker, total, trainableCount, precision == MixedPrecision.Bf16,
+            comm.WorldSize > 1, batch, device.type == DeviceType.CUDA);
+        var plan = For(BatchShape.Longest(o.BatchSize, shapes));
+        var (budget, source) = o.MaxMemoryGb is double gb ? ((long)(gb * 1e9), "--max_memory_gb")
+            : device.type == DeviceType.CPU ? (MemoryBudget.AvailableToRank(EnvVars.Snapshot()), "the memory available to this rank") : (0L, "");
+        Log(budget > 0 ? string.Create(CultureInfo.InvariantCulture, $"memory plan per rank: {plan}; budget {budget / 1e9:F2} GB ({source})")
+            : $"memory plan per rank: {plan} (on {device} the budget is checked only with --max_memory_gb)");
+        if (budget <= 0 || plan.Total <= budget) return plan;
+
+        // The fixes, sized: the longest target that fits at this batch size, and whether batch size 1 fits.
+        int textRows = shapes.Max(s => s.Positions - s.Frames);
+        int fits = 0;
+        for (int lo = 1, hi = shapes.Max(s => s.Frames); lo <= hi;)
+        {
+            int mid = lo + (hi - lo) / 2;
+            if (For(new BatchShape(o.BatchSize, textRows + mid, (long)o.BatchSize * mid)).Total <= budget) { fits = mid; lo = mid + 1; }
+            else hi = mid - 1;
+        }
+        var single = For(BatchShape.Longest(1, shapes));
+        var fixes = new List<string>();
+        if (fits > 0) fixes.Add(string.Create(CultureInfo.InvariantCulture, $"--max_frames {fits} (--max_seconds {fits / RecordRules.FramesPerSecond:F1}) with --skip_bad_samples leaves out the longer records"));
+        if (o.BatchSize > 1 && single.Total <= budget)
+            fixes.Add($"--batch_size 1 --gradient_accumulation_steps {o.GradientAccumulationSteps * o.BatchSize} keeps the global batch ({single.Total / 1e9:F2} GB)");
+        if (fixes.Count == 0) fixes.Add(string.Create(CultureInfo.InvariantCulture, $"the weights and optimizer alone need {(plan.Total - plan.Activations) / 1e9:F2} GB: a larger device, or fewer ranks per node"));
+        throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+            $"memory plan: a step of the longest batch needs {plan} — more than the budget of {budget / 1e9:F2} GB ({source}). Fixes: {string.Join("; or ", fixes)}"));
+    }
+
     SftDataSource OpenData(string path, int? max, string split, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
     {
         var rules = new RecordRules(config, tokenizer.EncodeChat, o.MaxFrames);

@@ -38,6 +38,9 @@ public sealed record TrainingOptions
     public int? MaxFramesFlag { get; init; }
     public double? MaxSeconds { get; init; }
 
+    /// <summary>--max_memory_gb: the memory one rank may plan for; default on the CPU the memory available to it.</summary>
+    public double? MaxMemoryGb { get; init; }
+
     /// <summary>The one frame limit of --max_frames and --max_seconds (the smaller), or null.</summary>
     public int? MaxFrames => Qwen3Tts.Coordinator.Data.RecordRules.FrameLimit(MaxFramesFlag, MaxSeconds);
     public long Seed { get; init; } = 42;
@@ -102,6 +105,7 @@ public sealed record TrainingOptions
         Require(MaxFramesFlag is null or >= 1, "max_frames", $"must be at least 1, got {MaxFramesFlag}");
         Require(MaxSeconds is null || (MaxSeconds >= 1 / Qwen3Tts.Coordinator.Data.RecordRules.FramesPerSecond && double.IsFinite(MaxSeconds.Value)),
             "max_seconds", $"must be at least one frame (0.08 s), got {MaxSeconds}");
+        Require(MaxMemoryGb is null || (MaxMemoryGb > 0 && double.IsFinite(MaxMemoryGb.Value)), "max_memory_gb", $"must be a positive number of GB, got {MaxMemoryGb}");
         Require(BucketWindow >= 0, "bucket_window", $"must be 0 (random batching) or more, got {BucketWindow}");
         Require(TrainingDevice.SyntaxError(Device) is null, "device", TrainingDevice.SyntaxError(Device) ?? "");
         Require(HeartbeatTimeout > 0 && double.IsFinite(HeartbeatTimeout), "heartbeat_timeout", $"must be a positive number of seconds, got {HeartbeatTimeout}");
@@ -151,6 +155,7 @@ public static class TrainingFlags
         var maxEval = Flag<int?>("max_eval_samples", "use only the first N validation records");
         var maxFrames = Flag<int?>("max_frames", "refuse (or with --skip_bad_samples skip) records whose target is longer than N codec frames (12.5 per second)");
         var maxSeconds = Flag<double?>("max_seconds", "the same limit in seconds of target audio");
+        var maxMemory = Flag<double?>("max_memory_gb", "memory one rank may use: the run is refused before the first step when the longest batch's planned memory exceeds it (default on the CPU: available memory / ranks on the node)");
         var seed = Flag<long?>("seed", "seed of initialization-independent randomness: shuffling (default 42)");
         var alignment = Flag<string?>("loss_alignment", "fixed (as the model generates, default) or upstream (the reference script's numbers, see README)");
         var subWeight = Flag<double?>("sub_talker_weight", "weight of the code predictor loss (default 0.3)");
@@ -173,7 +178,7 @@ public static class TrainingFlags
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -208,6 +213,7 @@ public static class TrainingFlags
                 MaxEvalSamples = Pick(maxEval, "max_eval_samples"),
                 MaxFramesFlag = Pick(maxFrames, "max_frames"),
                 MaxSeconds = Pick(maxSeconds, "max_seconds"),
+                MaxMemoryGb = Pick(maxMemory, "max_memory_gb"),
                 Seed = Pick(seed, "seed") ?? d.Seed,
                 LossAlignment = alignmentText switch
                 {

@@ -1,0 +1,134 @@
+using System.Globalization;
+using Qwen3Tts.Model.Config;
+
+namespace Qwen3Tts.Rank.Training;
+
+/// <summary>The shape of the largest micro-batch a run's plan can form: its rows (batch size), the longest row's
+/// talker sequence (every row is padded to it) and the codec frames of the batch's longest rows (the code predictor
+/// and the talker's head see frames, not padding).</summary>
+public sealed record BatchShape(int Rows, int Positions, long Frames)
+{
+    /// <summary>The upper bound of any batch a plan forms from these records: <paramref name="rows"/> copies of the longest.</summary>
+    public static BatchShape Longest(int rows, IEnumerable<(int Positions, int Frames)> records)
+    {
+        var all = records.ToList();
+        if (all.Count == 0) return new BatchShape(rows, 0, 0);
+        int positions = all.Max(r => r.Positions);
+        long frames = all.Select(r => (long)r.Frames).OrderDescending().Take(rows).Sum();
+        return new BatchShape(rows, positions, frames);
+    }
+}
+
+/// <summary>Memory one rank needs for a training step, planned from the config before the first step instead of
+/// discovered by an out-of-memory kill: fp32 master weights (with the frozen speaker encoder), the bf16 compute copy,
+/// gradients (fp32, plus bf16 in bf16 mode), AdamW's two fp32 moments, the gradient buckets, and the activations
+/// autograd keeps for the longest batch (every talker and code-predictor layer's saved tensors, the attention mask,
+/// the embeddings and the fp32 logits), plus the runtime (.NET and libtorch on the CPU, the CUDA context on a GPU).
+/// An estimate, not an accounting: <c>MemoryPlanTests</c> holds it against a measured peak within a stated factor.</summary>
+public sealed record MemoryPlan(long Weights, long Gradients, long Optimizer, long Activations, long Runtime, BatchShape Batch)
+{
+    public long Total => Weights + Gradients + Optimizer + Activations + Runtime;
+
+    /// <summary>Bytes the process itself takes besides tensors: the .NET runtime and libtorch's code and pools on the
+    /// CPU; the CUDA context on a GPU (measured on this machine; see the README's memory section).</summary>
+    public const long CpuRuntimeBytes = 400L << 20, CudaRuntimeBytes = 600L << 20;
+
+    /// <param name="totalParameters">every parameter of the loaded model (fp32 masters and the frozen speaker encoder).</param>
+    /// <param name="trainableParameters">the talker's, which get gradients and AdamW moments.</param>
+    /// <param name="bf16">bf16 compute (a bf16 talker copy and its gradients) or fp32.</param>
+    /// <param name="distributed">whether gradients are reduced between ranks (buckets hold a copy of them).</param>
+    public static MemoryPlan Estimate(TalkerConfig talker, long totalParameters, long trainableParameters, bool bf16, bool distributed,
+        BatchShape batch, bool cuda)
+    {
+        ArgumentNullException.ThrowIfNull(talker);
+        ArgumentNullException.ThrowIfNull(batch);
+        long weights = 4 * totalParameters + (bf16 ? 2 * trainableParameters : 0);
+        long gradients = 4 * trainableParameters + (bf16 ? 2 * trainableParameters : 0) + (distributed ? 4 * trainableParameters : 0);
+        long optimizer = 8 * trainableParameters;
+        return new MemoryPlan(weights, gradients, optimizer, ActivationBytes(talker, bf16 ? 2 : 4, batch), cuda ? CudaRuntimeBytes : CpuRuntimeBytes, batch);
+    }
+
+    /// <summary>Bytes autograd keeps between forward and backward for one batch of this shape, at
+    /// <paramref name="bytes"/> per element of the compute dtype (fp32 for norms' statistics and logits).</summary>
+    public static long ActivationBytes(TalkerConfig talker, int bytes, BatchShape batch)
+    {
+        long tokens = (long)batch.Rows * batch.Positions;
+        // One decoder layer, per token: the norms' inputs and outputs and the residual (6 H), q, k, v before and after
+        // the q/k norms and rotary (4 per head dim of q and of k/v), the attention output, and the MLP's gate, up,
+        // activation and product (4 I).
+        static long Layer(int hidden, int intermediate, int heads, int kvHeads, int headDim) =>
+            6L * hidden + 4L * heads * headDim + 4L * kvHeads * headDim + (long)heads * headDim + 4L * intermediate;
+
+        var cp = talker.CodePredictor;
+        long talkerLayers = talker.NumHiddenLayers * Layer(talker.HiddenSize, talker.IntermediateSize, talker.NumAttentionHeads,
+            talker.NumKeyValueHeads, talker.HeadDim) * tokens * bytes;
+        // The [B, 1, T, T] bool mask of causality and padding, and the additive float mask attention makes of it.
+        long mask = (long)batch.Rows * batch.Positions * batch.Positions * (1 + bytes);
+        // Text embedding and its projection, the codec embedding, and the 15 code-predictor embeddings summed in.
+        long embeddings = tokens * (2L * talker.TextHiddenSize + 4L * talker.HiddenSize + (talker.NumCodeGroups - 1L) * talker.HiddenSize) * bytes;
+        // The talker's head on every frame (+ codec_eos): gathered hidden states, then logits in the compute dtype,
+        // their fp32 copy and the softmax's fp32 output.
+        long scored = batch.Frames + batch.Rows;
+        long talkerHead = scored * (talker.HiddenSize * (long)bytes + talker.VocabSize * (bytes + 8L));
+        // The code predictor runs each frame as a sequence of num_code_groups positions.
+        long cpTokens = batch.Frames * talker.NumCodeGroups;
+        long cpLayers = cp.NumHiddenLayers * Layer(cp.HiddenSize, cp.IntermediateSize, cp.NumAttentionHeads, cp.NumKeyValueHeads, cp.HeadDim)
+            * cpTokens * bytes;
+        long cpInput = cpTokens * (2L * talker.HiddenSize + cp.HiddenSize) * bytes;
+        long cpHeads = batch.Frames * (talker.NumCodeGroups - 1L) * (cp.HiddenSize * (long)bytes + cp.VocabSize * (bytes + 8L));
+        return talkerLayers + mask + embeddings + talkerHead + cpLayers + cpInput + cpHeads;
+    }
+
+    static string Gb(long bytes) => (bytes / 1e9).ToString("F2", CultureInfo.InvariantCulture);
+
+    /// <summary>"~3.41 GB for the longest batch (2 x 412 positions, 800 frames): weights 0.10, ..."</summary>
+    public override string ToString() =>
+        $"~{Gb(Total)} GB for the longest batch ({Batch.Rows} x {Batch.Positions} positions, {Batch.Frames} frames): weights {Gb(Weights)}, " +
+        $"gradients {Gb(Gradients)}, optimizer {Gb(Optimizer)}, activations {Gb(Activations)}, runtime {Gb(Runtime)}";
+}
+
+/// <summary>How much memory one rank may plan for on the CPU when --max_memory_gb is not given: the memory the kernel
+/// reports available (MemAvailable, or the cgroup's limit less its use where a container limit is lower), shared by
+/// the ranks of this node, plus what this rank already holds (its loaded weights are part of the plan).</summary>
+public static class MemoryBudget
+{
+    public static long AvailableToRank(IReadOnlyDictionary<string, string> env)
+    {
+        ArgumentNullException.ThrowIfNull(env);
+        long available = MemAvailable() ?? long.MaxValue / 4;
+        if (CgroupHeadroom() is long headroom) available = Math.Min(available, headroom);
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        return available / LocalRanks(env) + self.WorkingSet64;
+    }
+
+    /// <summary>Ranks on this node, from the launcher (Open MPI, MPICH, torchrun, Slurm); 1 when none says.</summary>
+    public static int LocalRanks(IReadOnlyDictionary<string, string> env)
+    {
+        foreach (string name in new[] { "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE" })
+            if (env.TryGetValue(name, out var v) && int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= 1) return n;
+        return 1;
+    }
+
+    static long? MemAvailable()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException) { }
+        return null;
+    }
+
+    static long? CgroupHeadroom()
+    {
+        try
+        {
+            string max = File.ReadAllText("/sys/fs/cgroup/memory.max").Trim(), current = File.ReadAllText("/sys/fs/cgroup/memory.current").Trim();
+            if (max == "max") return null;
+            return long.Parse(max, CultureInfo.InvariantCulture) - long.Parse(current, CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return null; }
+    }
+}
