@@ -151,9 +151,11 @@ public static class ParquetTrainingData
             Run(file, async () =>
             {
                 await using var reader = await ParquetReader.CreateAsync(file);
+                long length = new FileInfo(file).Length;
                 int first = 0; // global index of the row group's first row
                 for (int i = 0; i < reader.RowGroupCount; i++)
                 {
+                    if (reader.Metadata?.RowGroups is { } groups && i < groups.Count) CheckDeclaredSizes(file, length, groups[i], i);
                     using var rg = reader.OpenRowGroupReader(i);
                     var group = await RowGroup.ReadAsync(file, reader.Schema, rg, first);
                     for (int row = 0; row < group.Rows; row++)
@@ -289,6 +291,32 @@ public static class ParquetTrainingData
     });
 
     static Field? Top(ParquetSchema schema, string name) => schema.Fields.FirstOrDefault(f => f.Name == name);
+
+    /// <summary>Most bytes one column chunk of a row group may declare uncompressed: .NET holds no larger array, and a
+    /// writer that needs more should write smaller row groups.</summary>
+    public const long MaxChunkBytes = int.MaxValue;
+
+    /// <summary>Refuses a row group whose footer declares sizes the file cannot hold (chunks past its end, negative or
+    /// beyond <see cref="MaxChunkBytes"/> uncompressed), before anything is allocated for it: a damaged footer must not
+    /// make the reader ask for gigabytes.</summary>
+    public static void CheckDeclaredSizes(string file, long fileLength, Parquet.Meta.RowGroup group, int index)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        if (group.NumRows < 0 || group.NumRows > int.MaxValue)
+            throw new InvalidDataException($"{file}: row group {index} declares {group.NumRows} rows; the file is damaged");
+        foreach (var chunk in group.Columns)
+        {
+            if (chunk.MetaData is not { } m) continue;
+            string column = string.Join('.', m.PathInSchema);
+            long start = m.DictionaryPageOffset is long d && d > 0 ? Math.Min(d, m.DataPageOffset) : m.DataPageOffset;
+            if (start < 0 || m.TotalCompressedSize < 0 || start + m.TotalCompressedSize > fileLength)
+                throw new InvalidDataException($"{file}: row group {index}, column {column}: declares {m.TotalCompressedSize} bytes at offset {start}, " +
+                    $"past the end of the {fileLength}-byte file; the file is damaged or truncated");
+            if (m.TotalUncompressedSize < 0 || m.TotalUncompressedSize > MaxChunkBytes)
+                throw new InvalidDataException($"{file}: row group {index}, column {column}: declares {m.TotalUncompressedSize} bytes uncompressed, " +
+                    $"more than the {MaxChunkBytes >> 20} MB a column chunk may hold; the file is damaged, or its row groups are too large (write smaller ones)");
+        }
+    }
 
     /// <summary>Runs the async Parquet.Net calls off any synchronization context, so blocking on them cannot deadlock.
     /// Parquet.Net's own failures (not a Parquet file, a corrupt page) become <see cref="InvalidDataException"/> naming the file.</summary>

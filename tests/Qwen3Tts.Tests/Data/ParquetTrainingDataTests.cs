@@ -430,4 +430,30 @@ public class ParquetDamageTests : CleansTempDirs
         }
         Assert.True(refused > 0, "no damage was detected at all");
     }
+
+    [Fact]
+    public void Declared_sizes_the_file_cannot_hold_are_refused_before_reading()
+    {
+        static Parquet.Meta.RowGroup Group(long rows, long offset, long compressed, long uncompressed) => new()
+        {
+            NumRows = rows,
+            Columns = [new Parquet.Meta.ColumnChunk { MetaData = new Parquet.Meta.ColumnMetaData
+            {
+                PathInSchema = ["audio_codes", "list", "element"], DataPageOffset = offset, TotalCompressedSize = compressed, TotalUncompressedSize = uncompressed,
+            } }],
+        };
+        ParquetTrainingData.CheckDeclaredSizes("t.parquet", 10_000, Group(4, 4, 9_000, 40_000), 0); // fits
+        Assert.Equal("t.parquet: row group 1, column audio_codes.list.element: declares 9000 bytes at offset 4000, past the end of the 10000-byte file; the file is damaged or truncated",
+            Assert.Throws<InvalidDataException>(() => ParquetTrainingData.CheckDeclaredSizes("t.parquet", 10_000, Group(4, 4000, 9_000, 40_000), 1)).Message);
+        Assert.Contains("declares 4294967296 bytes uncompressed",
+            Assert.Throws<InvalidDataException>(() => ParquetTrainingData.CheckDeclaredSizes("t.parquet", 10_000, Group(4, 4, 9_000, 1L << 32), 0)).Message);
+        Assert.Contains("declares -1 rows", Assert.Throws<InvalidDataException>(() => ParquetTrainingData.CheckDeclaredSizes("t.parquet", 10_000, Group(-1, 4, 9, 9), 0)).Message);
+
+        // A real file's footer passes, and is checked on every read.
+        string path = Path.Combine(TestPaths.NewTempDir("parquet-sizes"), "train.parquet");
+        var codes = Enumerable.Range(0, 8).Select(f => Enumerable.Range(0, 16).Select(g => (long?)g).ToArray()).ToArray<long?[]?>();
+        ArrowParquet.Write(path, Enumerable.Range(0, 6).Select(i => new ParquetRow(Text: $"sentence {i}", Codes: codes)).ToList(), rowGroupSize: 2);
+        var refusals = new Refusals(skip: true);
+        Assert.Equal(6, ParquetTrainingData.Read(path, refusals).Count + refusals.Count); // every row read (these lack a reference clip)
+    }
 }
