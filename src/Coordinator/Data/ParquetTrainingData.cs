@@ -140,6 +140,10 @@ public static class ParquetTrainingData
     public static IReadOnlyList<RawSpeechRecord> ReadSpeech(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null) =>
         ReadAll(Files(path, split), skipBad, out skipped, SpeechRow);
 
+    /// <summary>As <see cref="ReadSpeech(string, bool, out IReadOnlyList{BadRecord}, string?)"/>; refused rows go to <paramref name="refusals"/>.</summary>
+    public static IReadOnlyList<RawSpeechRecord> ReadSpeech(string path, Refusals refusals, string? split = null) =>
+        ReadAll(Files(path, split), refusals, SpeechRow);
+
     static readonly string[] KnownStrings = ["text", "ref_text", "language", "speaker_id", "gender", "age_range"];
 
     static readonly string[] RawKnown = ["audio", "text", "language", "speaker_id", "gender", "age_range"];

@@ -91,6 +91,9 @@ public sealed record PreflightThresholds
     /// prepare gives each speaker its first usable clip, which preflight checks as that record's own audio.</summary>
     public bool RequireReference { get; init; } = true;
 
+    /// <summary>--allow_absolute_paths: records may name clips outside their data file's folder (else an error, path_outside).</summary>
+    public bool AllowOutsidePaths { get; init; }
+
     /// <summary>NO-GO when more than this share of the records has an error.</summary>
     public double MaxErrorShare { get; init; } = 0.05;
 }
@@ -299,7 +302,9 @@ public static class Preflight
     {
         var t = thresholds ?? new PreflightThresholds();
         var format = RawSpeechData.Detect(path);
-        var records = RawSpeechData.Read(path, skipBad: true, out var malformed, split);
+        var refusals = new Refusals(skip: true);
+        var records = RawSpeechData.Read(path, refusals, split);
+        var malformed = refusals.Kept;
         var fallback = refAudio is null ? null : AudioSource.FromFile(Path.GetFullPath(refAudio));
 
         // Each distinct reference clip is decoded once.
@@ -364,6 +369,12 @@ public static class Preflight
         void Warn(string code, string message) => issues.Add(new(Severity.Warning, code, message));
 
         if (string.IsNullOrWhiteSpace(r.Text)) Error("empty_text", "the text is empty; there is nothing to learn to say");
+        if (!t.AllowOutsidePaths && RawSpeechData.OutsidePath(r) is { } outside)
+        {
+            // Not read at all: a dataset must not make preflight open a file elsewhere on the machine.
+            Error("path_outside", $"{outside.Field}: {outside.Reason}");
+            return new PreflightRecord(r.Id, r.Where, r.Audio.Name, null, 0, 0, 0, 0, null, null, r.SpeakerId, r.Language, issues);
+        }
 
         AudioChannels? audio = null;
         AudioLevels? levels = null;

@@ -108,15 +108,35 @@ public static class RawSpeechData
     /// name, clips sorted by relative path). <paramref name="split"/> picks Parquet shards as in <see cref="ParquetTrainingData.Files"/>.</summary>
     public static IReadOnlyList<RawSpeechRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null)
     {
+        var refusals = new Refusals(skipBad);
+        var records = Read(path, refusals, split);
+        refusals.ThrowIfAny();
+        skipped = refusals.Kept;
+        return records;
+    }
+
+    /// <summary>Every record; refused ones (and blank JSONL lines, as warnings) go to <paramref name="refusals"/>.</summary>
+    public static IReadOnlyList<RawSpeechRecord> Read(string path, Refusals refusals, string? split = null)
+    {
         var format = Detect(path);
         if (split is not null && format != RawSpeechFormat.Parquet)
             throw new ArgumentException($"{path}: --split {split} applies to Parquet shards, not to a {format.ToString().ToLowerInvariant()} dataset");
         return format switch
         {
-            RawSpeechFormat.Jsonl => ReadJsonl(path, skipBad, out skipped),
-            RawSpeechFormat.Parquet => ParquetTrainingData.ReadSpeech(path, skipBad, out skipped, split),
-            _ => ReadFolder(path, skipBad, out skipped),
+            RawSpeechFormat.Jsonl => JsonlTrainingData.ReadLines(path, "JSONL file", refusals, (text, line, folder) => ParseJsonLine(text, path, line, folder)),
+            RawSpeechFormat.Parquet => ParquetTrainingData.ReadSpeech(path, refusals, split),
+            _ => ReadFolder(path, refusals),
         };
+    }
+
+    /// <summary>The record's clip (audio, then ref_audio) that lies outside its data file's folder, as a refusal; null
+    /// when none does (<see cref="DataPaths.Outside"/>; inline clips and a clip folder's own files never do).</summary>
+    public static BadRecord? OutsidePath(RawSpeechRecord r)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        foreach (var (field, clip) in new[] { ("audio", r.Audio), ("ref_audio", r.RefAudio) })
+            if (clip?.Path is { } p && DataPaths.Outside(p, r.Source) is { } why) return new BadRecord(r.Source, r.Line, field, why);
+        return null;
     }
 
     /// <summary>Reads a JSONL file of utterances; blank lines are skipped.</summary>

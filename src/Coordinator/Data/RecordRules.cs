@@ -15,17 +15,20 @@ namespace Qwen3Tts.Coordinator.Data;
 /// <param name="Tokenize">chat ids of a record's text, for records without <c>text_ids</c>; null where no tokenizer
 /// is at hand (then only given ids and frames are checked).</param>
 /// <param name="MaxFrames">longest target a record may have, in codec frames; null: only the context limits it.</param>
-public sealed record RecordRules(Qwen3TtsConfig? Config, Func<string, IReadOnlyList<int>>? Tokenize = null, int? MaxFrames = null)
+/// <param name="AllowOutsidePaths"><c>--allow_absolute_paths</c>: a record may name clips outside its data file's folder
+/// (<see cref="DataPaths.Outside"/>).</param>
+public sealed record RecordRules(Qwen3TtsConfig? Config, Func<string, IReadOnlyList<int>>? Tokenize = null, int? MaxFrames = null,
+    bool AllowOutsidePaths = false)
 {
     /// <summary>The rules of a model given as a folder, its config.json or a preset (<see cref="ModelDirectory.ResolveConfig"/>),
     /// with the folder's text tokenizer, or the released one (identical in every checkpoint) for a preset or a bare config.</summary>
-    public static RecordRules ForModel(string spec, int? maxFrames = null)
+    public static RecordRules ForModel(string spec, int? maxFrames = null, bool allowOutsidePaths = false)
     {
         var (json, source, folder, _) = ModelDirectory.ResolveConfig(spec);
         var tokenizer = folder is not null && File.Exists(Path.Combine(folder, Qwen3TextTokenizer.VocabFileName))
             ? Qwen3TextTokenizer.FromModelDirectory(folder)
             : Qwen3TextTokenizer.FromEmbeddedReference();
-        return new RecordRules(Qwen3TtsConfig.Parse(json, source), tokenizer.EncodeChat, maxFrames);
+        return new RecordRules(Qwen3TtsConfig.Parse(json, source), tokenizer.EncodeChat, maxFrames, allowOutsidePaths);
     }
 
     /// <summary>Codec frames per second of the 12 Hz tokenizer.</summary>
@@ -65,6 +68,8 @@ public sealed record RecordRules(Qwen3TtsConfig? Config, Func<string, IReadOnlyL
     public BadRecord? Check(TrainingRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
+        if (!AllowOutsidePaths && record.RefAudioBytes is null && DataPaths.Outside(record.RefAudio, record.Source) is { } outside)
+            return new BadRecord(record.Source, record.Line, "ref_audio", outside);
         return Problem(record.Text, record.TextIds, record.AudioCodes.Frames) is { } p ? new BadRecord(record.Source, record.Line, p.Field, p.Reason) : null;
     }
 
@@ -80,5 +85,25 @@ public sealed record RecordRules(Qwen3TtsConfig? Config, Func<string, IReadOnlyL
             else fits.Add(record);
         }
         return fits;
+    }
+}
+
+/// <summary>Where a record's files may be: under the folder of the data file that names them. A dataset from elsewhere
+/// must not make a run read any file on the machine through an absolute path or a <c>..</c> chain;
+/// <c>--allow_absolute_paths</c> lifts this for data the user trusts.</summary>
+public static class DataPaths
+{
+    public const string AllowFlag = "--allow_absolute_paths";
+
+    /// <summary>Why <paramref name="fullPath"/> may not be read for a record of <paramref name="source"/>, or null when
+    /// it lies under the source's folder.</summary>
+    public static string? Outside(string fullPath, string source)
+    {
+        ArgumentNullException.ThrowIfNull(fullPath);
+        ArgumentNullException.ThrowIfNull(source);
+        string folder = Path.GetDirectoryName(Path.GetFullPath(source))!;
+        string relative = Path.GetRelativePath(folder, Path.GetFullPath(fullPath));
+        bool outside = relative == ".." || relative.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) || Path.IsPathRooted(relative);
+        return outside ? $"resolves to {Path.GetFullPath(fullPath)}, outside the dataset's folder {folder}; move the clips under it, or pass {AllowFlag} to read files elsewhere" : null;
     }
 }

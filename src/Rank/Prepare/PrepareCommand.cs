@@ -31,15 +31,16 @@ public static class PrepareCommand
         var maxSamples = new Option<int?>("--max_samples", "--max-samples") { Description = "prepare only the first N records" };
         var split = new Option<string?>("--split") { Description = "split of a Hugging Face dataset folder: train-*.parquet or data/SPLIT-*.parquet (default: train when there are several)" };
         var skipBad = new Option<bool>("--skip_bad_samples", "--skip-bad-samples") { Description = "list bad records in OUTPUT-stem.skipped.jsonl instead of stopping at the first" };
+        var allowAbsolute = new Option<bool>(Qwen3Tts.Coordinator.Data.DataPaths.AllowFlag, "--allow-absolute-paths") { Description = "let records name clips outside the input's folder (absolute paths, ../ chains): only for data you trust" };
         var overwrite = new Option<bool>("--overwrite") { Description = "prepare again when OUTPUT already exists (by default a finished output is left as it is)" };
         var command = new Command("prepare", "Encode raw speech into training records with the 12 Hz speech tokenizer (the reference's prepare_data.py)")
         {
-            input, output, model, refAudio, maxSamples, split, skipBad, overwrite,
+            input, output, model, refAudio, maxSamples, split, skipBad, allowAbsolute, overwrite,
         };
         command.SetAction(parse =>
         {
             var options = new PrepareOptions(parse.GetRequiredValue(input), parse.GetRequiredValue(output), parse.GetValue(refAudio),
-                parse.GetValue(maxSamples), parse.GetValue(split), parse.GetValue(skipBad));
+                parse.GetValue(maxSamples), parse.GetValue(split), parse.GetValue(skipBad), AllowAbsolutePaths: parse.GetValue(allowAbsolute));
             string modelDir = parse.GetRequiredValue(model);
             if (Finished(options.Output) && !parse.GetValue(overwrite))
             {

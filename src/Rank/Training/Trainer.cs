@@ -489,7 +489,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
     SftDataSource OpenData(string path, int? max, string split, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
     {
-        var rules = new RecordRules(config, tokenizer.EncodeChat, o.MaxFrames);
+        var rules = new RecordRules(config, tokenizer.EncodeChat, o.MaxFrames, o.AllowAbsolutePaths);
         var refusals = new Refusals(o.SkipBadSamples);
         var records = TrainingData.Read(path, refusals, bounds: rules.Bounds);
         if (max is { } n) records = records.Take(n).ToList();

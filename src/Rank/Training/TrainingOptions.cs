@@ -38,6 +38,9 @@ public sealed record TrainingOptions
     public int? MaxFramesFlag { get; init; }
     public double? MaxSeconds { get; init; }
 
+    /// <summary>--allow_absolute_paths: records may name clips outside their data file's folder.</summary>
+    public bool AllowAbsolutePaths { get; init; }
+
     /// <summary>--max_memory_gb: the memory one rank may plan for; default on the CPU the memory available to it.</summary>
     public double? MaxMemoryGb { get; init; }
 
@@ -155,6 +158,7 @@ public static class TrainingFlags
         var maxEval = Flag<int?>("max_eval_samples", "use only the first N validation records");
         var maxFrames = Flag<int?>("max_frames", "refuse (or with --skip_bad_samples skip) records whose target is longer than N codec frames (12.5 per second)");
         var maxSeconds = Flag<double?>("max_seconds", "the same limit in seconds of target audio");
+        var allowAbsolute = Flag<bool>("allow_absolute_paths", "let records name clips outside their data file's folder (absolute paths, ../ chains): only for data you trust");
         var maxMemory = Flag<double?>("max_memory_gb", "memory one rank may use: the run is refused before the first step when the longest batch's planned memory exceeds it (default on the CPU: available memory / ranks on the node)");
         var seed = Flag<long?>("seed", "seed of initialization-independent randomness: shuffling (default 42)");
         var alignment = Flag<string?>("loss_alignment", "fixed (as the model generates, default) or upstream (the reference script's numbers, see README)");
@@ -178,7 +182,7 @@ public static class TrainingFlags
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -214,6 +218,7 @@ public static class TrainingFlags
                 MaxFramesFlag = Pick(maxFrames, "max_frames"),
                 MaxSeconds = Pick(maxSeconds, "max_seconds"),
                 MaxMemoryGb = Pick(maxMemory, "max_memory_gb"),
+                AllowAbsolutePaths = parse.GetValue(allowAbsolute) || (ValueFromFile<bool>(file, "allow_absolute_paths") ?? false),
                 Seed = Pick(seed, "seed") ?? d.Seed,
                 LossAlignment = alignmentText switch
                 {

@@ -83,7 +83,11 @@ public sealed class PrepareTests : CleansTempDirs
                 Assert.True(JsonNode.DeepEquals(source[i][key], lines[i][key]), key);
             Assert.Equal($"../clips/{PrepareFixture.Utterances[i].Id}.wav", lines[i]["audio"]!.GetValue<string>());
         }
-        Assert.Equal("../clips/spk2/utt1.wav", lines[3]["ref_audio"]!.GetValue<string>());
+        // A reference clip outside the output's folder is named through a link beside the output, so the prepared data
+        // trains without --allow_absolute_paths; the link leads to the source's clip.
+        string linked = lines[3]["ref_audio"]!.GetValue<string>();
+        Assert.Equal("a.audio/utt1.wav", linked.Replace(Path.GetFileNameWithoutExtension(outputs["jsonl->jsonl"]) + ".audio", "a.audio"));
+        Assert.Equal(f.Clip("spk2/utt1"), LinkedTo(Path.Combine(Path.GetDirectoryName(outputs["jsonl->jsonl"])!, linked)));
 
         // Parquet from Parquet: every source column as written (the audio struct's bytes included), then the two added.
         await using var stream = File.OpenRead(outputs["hf->parquet"]);
@@ -125,7 +129,8 @@ public sealed class PrepareTests : CleansTempDirs
             Assert.Equal(order.Select(u => $"../clips/{u.Id}.wav"), records.Select(r => r.Audio));
             for (int i = 0; i < records.Count; i++) Assert.Equal(expected[order[i].Id], records[i].AudioCodes.ToArray());
             // No speaker ids: one speaker, whose first clip is every record's reference.
-            Assert.All(records, r => Assert.Equal(f.Clip("spk1/utt0"), r.RefAudio));
+            Assert.All(records, r => Assert.Equal(f.Clip("spk1/utt0"), LinkedTo(r.RefAudio)));
+            Assert.All(records, r => Assert.Null(Qwen3Tts.Coordinator.Data.DataPaths.Outside(r.RefAudio, r.Source)));
         }
         Assert.Contains("(1 speaker(s)): (no speaker_id) -> ", log.ToString());
     }
@@ -344,6 +349,8 @@ public sealed class PrepareTests : CleansTempDirs
         var prepared = PrepareBeforeTraining.Apply(options, new SingleProcessCommunicator(), skip: false, refAudio: null, TextWriter.Null, skipPreflight: true);
         Assert.Equal(2, TrainingData.Read(prepared.TrainData, false, out _).Count);
     }
+    /// <summary>The file a prepared reference path leads to: a link's target, else the path itself.</summary>
+    static string LinkedTo(string path) => new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(path);
 }
 
 /// <summary><c>mpiexec.openmpi -n 2 qwen3tts-rank prepare</c>: the same bytes as one process. Skipped (noted in the
@@ -385,4 +392,5 @@ public sealed class MpiPrepareTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Contains("2 rank(s)", log);
         Assert.Equal(File.ReadAllBytes(f.Out("one/a.parquet")), File.ReadAllBytes(f.Out("two/a.parquet")));
     }
+
 }

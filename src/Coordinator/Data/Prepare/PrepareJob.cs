@@ -14,8 +14,9 @@ namespace Qwen3Tts.Coordinator.Data.Prepare;
 /// <param name="SkipBadSamples">list bad records in <see cref="PrepareJob.SkipReportPath"/> instead of stopping.</param>
 /// <param name="Bounds">the model's code ranges (<see cref="CodeBounds.Of"/>): an encoded code outside them makes the
 /// record bad, as the trainer would refuse it. Null: the codec's own range, nothing more to check.</param>
+/// <param name="AllowAbsolutePaths">records may name clips outside the input's folder (<see cref="DataPaths.Outside"/>).</param>
 public sealed record PrepareOptions(string Input, string Output, string? RefAudio = null, int? MaxSamples = null, string? Split = null,
-    bool SkipBadSamples = false, CodeBounds? Bounds = null);
+    bool SkipBadSamples = false, CodeBounds? Bounds = null, bool AllowAbsolutePaths = false);
 
 /// <summary>The outcome of <see cref="PrepareJob.Merge"/>.</summary>
 public sealed record PrepareResult(string Output, int Written, IReadOnlyList<BadRecord> Skipped, double AudioSeconds, string? SkipReport);
@@ -79,7 +80,11 @@ public sealed class PrepareJob
         if (options.MaxSamples is <= 0) throw new ArgumentException($"--max_samples: must be positive, got {options.MaxSamples}");
 
         var format = RawSpeechData.Detect(options.Input);
-        var records = RawSpeechData.Read(options.Input, options.SkipBadSamples, out var malformed, options.Split);
+        var refusals = new Refusals(options.SkipBadSamples);
+        var records = RawSpeechData.Read(options.Input, refusals, options.Split);
+        if (!options.AllowAbsolutePaths) records = records.Where(r => RawSpeechData.OutsidePath(r) is not { } bad || Refused(refusals, bad)).ToList();
+        refusals.ThrowIfAny();
+        var malformed = refusals.Kept;
         if (options.MaxSamples is { } max && records.Count > max) records = records.Take(max).ToList();
         if (records.Count == 0)
             throw new ArgumentException($"--input {options.Input}: no usable records" + (malformed.Count > 0 ? $" ({malformed.Count} malformed, first: {malformed[0]})" : ""));
@@ -100,6 +105,12 @@ public sealed class PrepareJob
                 "or drop the column to let prepare pick one per speaker, or write JSONL output");
         }
         return new PrepareJob(options, format, records, malformed, refAudio);
+    }
+
+    static bool Refused(Refusals refusals, BadRecord bad)
+    {
+        refusals.Add(bad);
+        return false;
     }
 
     /// <summary>What identifies this job's journal: a journal written for another input, split, sample limit or codec is refused.</summary>

@@ -79,9 +79,14 @@ static class PreparedJsonl
         if (next != items.Count) throw new InvalidDataException($"{source}: changed while being prepared (line {items[next].Record.Line} is gone); run prepare again");
     }
 
-    /// <summary>A clip path of the source (relative to <paramref name="sourceFolder"/>, or absolute) as the output names it.</summary>
-    internal static string Rebase(string path, string sourceFolder, OutputPaths paths) =>
-        Path.IsPathRooted(path) ? path : paths.Relative(Path.GetFullPath(Path.Combine(sourceFolder, path)));
+    /// <summary>A clip path of the source (relative to <paramref name="sourceFolder"/>, or absolute) as the output names it.
+    /// A reference clip, which training reads, is always named under the output's folder (<see cref="OutputPaths.Reference"/>).</summary>
+    internal static string Rebase(string path, string sourceFolder, OutputPaths paths, bool reference = false)
+    {
+        string full = Path.GetFullPath(Path.IsPathRooted(path) ? path : Path.Combine(sourceFolder, path));
+        if (reference && File.Exists(full)) return paths.Reference(full);
+        return Path.IsPathRooted(path) ? path : paths.Relative(full);
+    }
 
     internal static string SourceFolder(PrepareJob job) => Path.GetDirectoryName(Path.GetFullPath(job.Records[0].Source))!;
 
@@ -101,7 +106,7 @@ static class PreparedJsonl
                         hadCodes = true;
                     }
                     else if (p.Name is "audio" or "ref_audio" && p.Value.ValueKind == JsonValueKind.String && p.Value.GetString() is { Length: > 0 } path)
-                        json.WriteString(p.Name, Rebase(path, folder, paths));
+                        json.WriteString(p.Name, Rebase(path, folder, paths, reference: p.Name == "ref_audio"));
                     else p.WriteTo(json);
                 }
                 WriteAdded(json, x, paths, hadCodes);
@@ -160,7 +165,7 @@ static class PreparedJsonl
     static void WriteClip(Utf8JsonWriter json, string name, object? value, AudioSource? clip, OutputPaths paths)
     {
         if (value is null || clip is null) json.WriteNull(name);
-        else json.WriteString(name, paths.Clip(clip));
+        else json.WriteString(name, paths.Clip(clip, reference: name == "ref_audio"));
     }
 
     /// <summary>A value of Parquet.Net's untyped reader as JSON.</summary>
@@ -215,17 +220,39 @@ sealed class OutputPaths(string output)
     /// <summary>A full path as the output names it: relative to its folder, with forward slashes.</summary>
     public string Relative(string fullPath) => Path.GetRelativePath(folder, fullPath).Replace('\\', '/');
 
-    /// <summary>A file clip's relative path, or an inline clip written out (once) and its relative path.</summary>
-    public string Clip(AudioSource clip)
+    /// <summary>A reference clip as the output names it: relative to its folder when it lies under it; else a link in
+    /// <c>OUTPUT-stem.audio/</c> to it (made once per clip), so that the prepared data names no file outside its folder
+    /// and trains without --allow_absolute_paths.</summary>
+    public string Reference(string fullPath)
     {
-        if (clip.Bytes is null) return Relative(clip.Path!);
-        if (written.TryGetValue(clip.Key, out var known)) return known;
-        string ext = AudioFile.Detect(clip.Bytes, clip.Name) switch { AudioFormat.Flac => ".flac", AudioFormat.Mp3 => ".mp3", _ => ".wav" };
-        // Name: the struct's path or the row, made a safe file name, unique in the folder.
-        string stem = string.Concat(Path.GetFileNameWithoutExtension(clip.Name.Split(": ").Last()).Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_'));
+        if (DataPaths.Outside(fullPath, Path.Combine(folder, "x")) is null) return Relative(fullPath);
+        string key = "file:" + fullPath;
+        if (written.TryGetValue(key, out var known)) return known;
+        string full = Path.Combine(clipFolder, UniqueName(Path.GetFileNameWithoutExtension(fullPath), Path.GetExtension(fullPath)));
+        Directory.CreateDirectory(clipFolder);
+        if (File.Exists(full) || Directory.Exists(full) || new FileInfo(full).LinkTarget is not null) File.Delete(full); // from an earlier, interrupted run
+        File.CreateSymbolicLink(full, fullPath);
+        return written[key] = Relative(full);
+    }
+
+    string UniqueName(string stem, string ext)
+    {
+        stem = string.Concat(stem.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_'));
         if (stem.Length == 0) stem = "clip";
         string name = stem + ext;
         for (int k = 1; !names.Add(name); k++) name = $"{stem}-{k}{ext}";
+        return name;
+    }
+
+    /// <summary>A file clip relative to the output's folder (a reference clip as <see cref="Reference"/> names it), or an
+    /// inline clip written out (once) and its relative path.</summary>
+    public string Clip(AudioSource clip, bool reference = true)
+    {
+        if (clip.Bytes is null) return reference ? Reference(clip.Path!) : Relative(clip.Path!);
+        if (written.TryGetValue(clip.Key, out var known)) return known;
+        string ext = AudioFile.Detect(clip.Bytes, clip.Name) switch { AudioFormat.Flac => ".flac", AudioFormat.Mp3 => ".mp3", _ => ".wav" };
+        // Name: the struct's path or the row, made a safe file name, unique in the folder.
+        string name = UniqueName(Path.GetFileNameWithoutExtension(clip.Name.Split(": ").Last()), ext);
         Directory.CreateDirectory(clipFolder);
         string full = Path.Combine(clipFolder, name);
         File.WriteAllBytes(full, clip.Bytes);

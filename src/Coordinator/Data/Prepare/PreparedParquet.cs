@@ -131,8 +131,13 @@ static class PreparedParquet
         // A path that names a file beside the source is made relative to the output (an audio struct's path with bytes is only a name).
         if (outValues is List<ReadOnlyMemory<char>> strings && IsClipPath(from))
             for (int k = 0; k < strings.Count; k++)
-                if (strings[k].ToString() is { Length: > 0 } p && !Path.IsPathRooted(p) && File.Exists(Path.Combine(sourceFolder, p)))
-                    strings[k] = paths.Relative(Path.GetFullPath(Path.Combine(sourceFolder, p))).AsMemory();
+                if (strings[k].ToString() is { Length: > 0 } p && File.Exists(Path.Combine(sourceFolder, p)))
+                {
+                    string full = Path.GetFullPath(Path.Combine(sourceFolder, p));
+                    // A reference clip (read by training) is named under the output's folder; other paths keep their form.
+                    if (from.Path.ToString() is "ref_audio" or "ref_audio/path") strings[k] = paths.Reference(full).AsMemory();
+                    else if (!Path.IsPathRooted(p)) strings[k] = paths.Relative(full).AsMemory();
+                }
 
         await wg.WriteAllPartsAsync<T>(to, outValues.ToArray(), hasDef ? outDef.ToArray() : (ReadOnlyMemory<int>?)null,
             hasRep ? outRep.ToArray() : (ReadOnlyMemory<int>?)null, default);
