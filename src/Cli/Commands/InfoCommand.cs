@@ -32,6 +32,7 @@ public static class InfoCommand
             var rules = parse.GetValue(model) is { } spec ? RecordRules.ForModel(spec, limit, anywhere) : new RecordRules(null, MaxFrames: limit, AllowOutsidePaths: anywhere);
             var info = DatasetInfo.Compute(parse.GetValue(path)!, parse.GetValue(split), rules);
             parse.InvocationConfiguration.Output.WriteLine(parse.GetValue(json) ? info.ToJson() : info.ToText());
+            if (info.Count == 0) throw new ArgumentException($"{info.Path}: no usable records; there is nothing to train on");
             return info.Skipped > 0 && !parse.GetValue(skipBad) ? Qwen3Tts.Entry.ExitCodes.UserError : 0;
         });
         return command;

@@ -279,6 +279,8 @@ public static class ParquetTrainingData
         var audio = Source("audio") ?? throw g.Bad(row, "audio", "missing required field");
         string text = g.RequiredString("text", row);
         var extra = g.StringColumns.Where(c => !RawSpeechData.KnownFields.Contains(c)).ToDictionary(c => c, c => g.OptionalString(c, row));
+        // Pre-tokenized ids as the JSONL reader keeps them (JSON text), so preflight judges them as the trainer does.
+        if (g.TextIds(row) is { } ids) extra["text_ids"] = "[" + string.Join(",", ids.Select(i => i?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "null")) + "]";
         return new RawSpeechRecord(g.File, g.First + row + 1, g.OptionalString("id", row) ?? $"{file}:row{g.First + row}", audio, text,
             RefAudio: Source("ref_audio"),
             SpeakerId: g.OptionalString("speaker_id", row),

@@ -316,6 +316,15 @@ public static class Preflight
         Parallel.For(0, records.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
             i => results[i] = CheckRecord(records[i], t, records[i].RefAudio ?? fallback, Reference));
 
+        // Prepared data (some records carry codes): a record without codes cannot train, as the trainer's reader says.
+        if (records.Any(r => r.AudioCodes is not null))
+            for (int i = 0; i < results.Length; i++)
+                if (records[i].AudioCodes is null)
+                    results[i] = results[i] with
+                    {
+                        Issues = [.. results[i].Issues, new(Severity.Error, "codes_missing", "no audio_codes where the other records have them; prepare it again")],
+                    };
+
         // Texts that repeat an earlier record's, ignoring case and spacing.
         var firstWith = new Dictionary<string, string>(StringComparer.Ordinal);
         for (int i = 0; i < results.Length; i++)
@@ -413,10 +422,11 @@ public static class Preflight
 
         // The trainer's own rules (text ids, the training sequence within the context, --max_seconds), on the codes'
         // frames or, before prepare, the frames the audio will encode to.
+        if (HasMalformedTextIds(r)) Error("text_ids_malformed", "text_ids: expected an array of integer token ids");
         int? frames = r.AudioCodes is { Length: > 0 } c ? c.Length : audio is null ? null : RecordRules.FramesOf(audio.DurationSeconds);
         if (frames is int n)
         {
-            if (t.Rules is not null && !issues.Any(i => i.Code == "empty_text") && t.Rules.Problem(r.Text, null, n) is { } problem)
+            if (t.Rules is not null && !issues.Any(i => i.Code == "empty_text") && t.Rules.Problem(r.Text, TextIds(r), n) is { } problem)
                 Error(problem.Field.StartsWith("text_ids", StringComparison.Ordinal) ? "text_out_of_vocabulary" : "too_long",
                     $"{problem.Field}: {problem.Reason}; split the clip");
             else if (t.Rules is null && r.AudioCodes is not null && n / FramesPerSecond > t.MaxSeconds)
@@ -439,6 +449,19 @@ public static class Preflight
         return new PreflightRecord(r.Id, r.Where, r.Audio.Name, audio?.Format.ToString().ToLowerInvariant(), audio?.SampleRate ?? 0,
             audio?.Channels.Length ?? 0, audio?.BitsPerSample ?? 0, audio?.DurationSeconds ?? 0, levels, referenceKey, r.SpeakerId, r.Language, issues);
     }
+
+    /// <summary>A record's pre-tokenized <c>text_ids</c> (kept as written among its other fields), which the trainer uses
+    /// instead of tokenizing the text; null when it has none or they are not a list of integers (the trainer's reader
+    /// refuses those: see <see cref="JsonlTrainingData"/>).</summary>
+    static IReadOnlyList<int>? TextIds(RawSpeechRecord r)
+    {
+        if (r.Extra?.GetValueOrDefault("text_ids") is not { } json) return null;
+        try { return JsonSerializer.Deserialize<int[]>(json); }
+        catch (JsonException) { return null; }
+    }
+
+    static bool HasMalformedTextIds(RawSpeechRecord r) =>
+        r.Extra is { } extra && extra.TryGetValue("text_ids", out var json) && json is not null && TextIds(r) is null;
 
     static void CheckCodes(long?[]?[] codes, double? seconds, PreflightThresholds t, Action<string, string> error, Action<string, string> warn)
     {

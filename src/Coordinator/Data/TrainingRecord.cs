@@ -146,8 +146,9 @@ public sealed class Refusals(bool skip)
 
     public int Count { get; private set; }
 
-    /// <summary>Every refusal when skipping, else the first <see cref="Listed"/>.</summary>
-    public IReadOnlyList<BadRecord> Kept => kept;
+    /// <summary>Every refusal when skipping, else the first <see cref="Listed"/>; by file, then line (the readers, the rules
+    /// and the clip checks each refuse in their own pass).</summary>
+    public IReadOnlyList<BadRecord> Kept => kept.OrderBy(b => b.Source, StringComparer.Ordinal).ThenBy(b => b.Line).ToList();
 
     /// <summary>Blank lines met (first <see cref="Listed"/> kept) and how many.</summary>
     public IReadOnlyList<(string Source, int Line)> BlankLines => blank;
@@ -181,6 +182,6 @@ public sealed class Refusals(bool skip)
     {
         if (skip || Count == 0) return;
         if (Count == 1) throw new DataException(kept[0]);
-        throw new DataException(kept, Count, sources.Count, hint);
+        throw new DataException(Kept, Count, sources.Count, hint);
     }
 }

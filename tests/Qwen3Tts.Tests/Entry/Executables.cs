@@ -8,16 +8,23 @@ static class Executables
 {
     public sealed record Result(int Exit, string Stdout, string Stderr)
     {
+        /// <summary>The highest resident memory the watchdog saw (bytes; 0 when not watched).</summary>
+        public long PeakResidentBytes { get; init; }
+
         public string[] ErrorLines => Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToArray();
     }
 
-    public static Result Run(string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string>? env = null, TimeSpan? timeout = null)
+    public static Result Run(string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string>? env = null, TimeSpan? timeout = null,
+        long? maxResidentBytes = null)
     {
         Assert.True(File.Exists(dll), $"not built: {dll}");
-        return RunProcess("dotnet", [dll, .. args], env, timeout ?? TimeSpan.FromMinutes(2));
+        return RunProcess("dotnet", [dll, .. args], env, timeout ?? TimeSpan.FromMinutes(2), maxResidentBytes);
     }
 
-    public static Result RunProcess(string file, IEnumerable<string> args, IReadOnlyDictionary<string, string>? env, TimeSpan timeout)
+    /// <param name="maxResidentBytes">a memory watchdog: the process's resident memory is sampled every 20 ms on a thread
+    /// of its own, and past this the process is killed and the test fails (a runaway allocation never reaches the machine).</param>
+    public static Result RunProcess(string file, IEnumerable<string> args, IReadOnlyDictionary<string, string>? env, TimeSpan timeout,
+        long? maxResidentBytes = null)
     {
         var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in args) start.ArgumentList.Add(a);
@@ -30,13 +37,46 @@ static class Executables
         process.StandardInput.Close();
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
+        long peak = 0;
+        bool overLimit = false;
+        var watchdog = maxResidentBytes is not long limit ? null : new Thread(() =>
+        {
+            while (!process.HasExited)
+            {
+                long rss = ResidentBytes(process.Id);
+                peak = Math.Max(peak, rss);
+                if (rss > limit)
+                {
+                    overLimit = true;
+                    try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+                    return;
+                }
+                Thread.Sleep(20);
+            }
+        }) { IsBackground = true };
+        watchdog?.Start();
         if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);
             Assert.Fail($"{file} {string.Join(' ', args)} did not exit within {timeout.TotalSeconds} s");
         }
         process.WaitForExit();
-        return new Result(process.ExitCode, stdout.Result, stderr.Result);
+        watchdog?.Join();
+        Assert.False(overLimit, $"{file} {string.Join(' ', args)}: killed by the watchdog past {maxResidentBytes / (1 << 20)} MB resident");
+        return new Result(process.ExitCode, stdout.Result, stderr.Result) { PeakResidentBytes = peak };
+    }
+
+    /// <summary>VmRSS of a live process (0 once it is gone).</summary>
+    static long ResidentBytes(int pid)
+    {
+        try
+        {
+            foreach (string line in File.ReadLines($"/proc/{pid}/status"))
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException) { }
+        return 0;
     }
 
     /// <summary>No line of a .NET stack trace ("   at Namespace.Type.Method(...)").</summary>
