@@ -26,6 +26,9 @@ public sealed class SftDataSource
 
     public int Count => records.Count;
 
+    /// <summary>The records it holds, in order.</summary>
+    public IReadOnlyList<TrainingRecord> Records => records;
+
     /// <summary>Each record's talker rows (its training sequence less the last row, which predicts nothing) and codec
     /// frames: what <see cref="MemoryPlan"/> sizes batches by.</summary>
     public IReadOnlyList<(int Positions, int Frames)> Shapes => records.Select(r =>

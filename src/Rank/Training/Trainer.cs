@@ -493,7 +493,10 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         var refusals = new Refusals(o.SkipBadSamples);
         var records = TrainingData.Read(path, refusals, bounds: rules.Bounds);
         if (max is { } n) records = records.Take(n).ToList();
-        var data = SftDataSource.Open(records, tokenizer, config, rules, refusals);
+        // The rules and the reference clips are checked once, by rank 0; the other ranks take its verdict, so every rank
+        // trains the same records (and none starts on one rank 0 refused) whatever its own view of the files.
+        var data = Main ? SftDataSource.Open(records, tokenizer, config, rules, refusals) : null;
+        if (comm.WorldSize > 1) data = ShareVerdict(path, records, data, refusals, tokenizer, config);
         if (refusals.BlankLineWarning is { } blank) Log($"warning: {blank}");
         refusals.ThrowIfAny();
         if (refusals.Count > 0)
@@ -502,7 +505,29 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             if (Main) JsonlTrainingData.WriteSkipReport(report, refusals.Kept);
             Log($"skipped {refusals.Count} malformed {split} records (see {report})");
         }
-        return data;
+        return data!;
+    }
+
+    /// <summary>Rank 0's verdict on every record read (kept or refused, and whether the run stops) to every rank.</summary>
+    SftDataSource ShareVerdict(string path, IReadOnlyList<TrainingRecord> records, SftDataSource? checkedByRank0, Refusals refusals,
+        Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
+    {
+        var count = BitConverter.GetBytes((long)records.Count);
+        comm.Broadcast(count, root: 0);
+        if (BitConverter.ToInt64(count) != records.Count)
+            throw new InvalidDataException($"{path}: rank {comm.Rank} reads {records.Count} records where rank 0 reads {BitConverter.ToInt64(count)}; every rank must see the same data");
+        var verdict = new byte[records.Count + 1]; // 1 = kept; the last byte: 1 = rank 0 stops the run
+        if (Main)
+        {
+            var kept = checkedByRank0!.Records.ToHashSet(ReferenceEqualityComparer.Instance);
+            for (int i = 0; i < records.Count; i++) verdict[i] = kept.Contains(records[i]) ? (byte)1 : (byte)0;
+            verdict[^1] = refusals.Count > 0 && !refusals.Skip ? (byte)1 : (byte)0;
+        }
+        comm.Broadcast(verdict, root: 0);
+        if (Main) return checkedByRank0!;
+        // Rank 0 prints the refusals and ends the job; this rank only stops.
+        if (verdict[^1] == 1) throw new DataException(path, 0, "records", "refused by rank 0, which lists them");
+        return new SftDataSource(records.Where((_, i) => verdict[i] == 1).ToList(), tokenizer, config);
     }
 
     /// <summary>The run's settings as WandB config (no secrets: the options hold none).</summary>

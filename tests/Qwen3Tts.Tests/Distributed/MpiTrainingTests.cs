@@ -50,6 +50,51 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
             Assert.True(a.Read(e.Name).allclose(b.Read(e.Name), rtol: 0, atol: 1e-6), e.Name);
     }
 
+    /// <summary>One bad record (a reference clip that is not audio, found only by decoding it, which rank 0 alone does):
+    /// without --skip_bad_samples both ranks stop before training with one report; with it both leave it out and train
+    /// the same plan, which is the plan one process trains with twice the batch.</summary>
+    [Theory]
+    [InlineData("openmpi")]
+    [InlineData("mpich")]
+    public void One_bad_record_stops_both_ranks_with_one_report_or_both_skip_it(string flavor)
+    {
+        if (Launcher(flavor) is not { } launcher) return;
+        var (model, data) = Fixture();
+        string dir = Path.GetDirectoryName(data)!;
+        File.WriteAllText(Path.Combine(dir, "notes.wav"), "not audio\n");
+        var lines = File.ReadAllLines(data).ToList();
+        lines.Insert(3, lines[0].Replace("\"ref_voice.wav\"", "\"notes.wav\""));
+        File.WriteAllLines(data, lines);
+        string[] Args(string output) => ["--train_jsonl", data, "--init_model_path", model, "--output_model_path", output, "--mixed_precision", "fp32",
+            "--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--lr", "1e-3", "--lr_scheduler", "constant", "--adam_epsilon", "1e-3"];
+
+        string stopped = TestPaths.NewTempDir("mpi-bad-stop");
+        var (exit, log) = Launch(launcher, flavor, Args(stopped), killRankAfter: null);
+        Assert.NotEqual(0, exit);
+        var errors = log.Split('\n').Where(l => l.StartsWith("error:", StringComparison.Ordinal)).ToList();
+        Assert.True(errors.Count == 1, $"expected one report:\n{log}");
+        Assert.StartsWith($"error: rank 0 of 2: {data}:4: ref_audio:", errors[0]);
+        Assert.DoesNotContain("memory plan", log);
+        Assert.False(Directory.Exists(Path.Combine(stopped, "last")));
+
+        string single = TestPaths.NewTempDir("mpi-bad-single"), parallel = TestPaths.NewTempDir("mpi-bad-parallel");
+        new Trainer(new TrainingOptions
+        {
+            TrainData = data, InitModelPath = model, OutputModelPath = single, MixedPrecision = "fp32", NumEpochs = 1, BatchSize = 4,
+            GradientAccumulationSteps = 1, Lr = 1e-3, LrScheduler = "constant", AdamEpsilon = 1e-3, SkipBadSamples = true,
+        }, TextWriter.Null).Run();
+        (exit, log) = Launch(launcher, flavor, [.. Args(parallel), "--skip_bad_samples"], killRankAfter: null);
+        Assert.True(exit == 0, $"mpiexec.{flavor} exited {exit}:\n{log}");
+        Assert.Contains("skipped 1 malformed train records", log);
+        Assert.Contains("training 8 samples", log);
+        Assert.Equal(4, (int)System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllLines(Path.Combine(parallel, "skipped_train_samples.jsonl")).Single())!["line"]!);
+        using var scope = NewDisposeScope();
+        using var a = CheckpointFiles.Open(Path.Combine(single, "last"));
+        using var b = CheckpointFiles.Open(Path.Combine(parallel, "last"));
+        foreach (var e in a.Entries)
+            Assert.True(a.Read(e.Name).allclose(b.Read(e.Name), rtol: 0, atol: 1e-6), e.Name);
+    }
+
     [Theory]
     [InlineData("openmpi")]
     [InlineData("mpich")]
