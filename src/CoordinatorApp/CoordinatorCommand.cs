@@ -20,6 +20,7 @@ public static class CoordinatorCommand
         var maxFrames = new Option<int?>("--max_frames") { Description = "as the trainer's --max_frames" };
         var maxSeconds = new Option<double?>("--max_seconds") { Description = "as the trainer's --max_seconds" };
         var allowAbsolute = new Option<bool>(DataPaths.AllowFlag) { Description = "as the trainer's --allow_absolute_paths" };
+        var maxLine = new Option<int?>("--max_line_mb") { Description = "as the trainer's --max_line_mb" };
         var seed = new Option<long>("--seed") { Description = "seed of the data order (default 42, the trainer's)", DefaultValueFactory = _ => 42 };
         var batch = new Option<int>("--batch_size") { Description = "samples per rank per micro-step; global batch = batch_size × world_size (default 2)", DefaultValueFactory = _ => 2 };
         var window = new Option<int>("--bucket_window") { Description = "group batches by length within windows of N global batches, as the trainer does (default 32; 0: random batching)", DefaultValueFactory = _ => 32 };
@@ -34,7 +35,7 @@ public static class CoordinatorCommand
 
         var command = new RootCommand("qwen3tts-coordinator: owns a training run's data plan; ranks lease batches, report steps and heartbeat over gRPC.")
         {
-            train, maxTrain, skipBad, model, maxFrames, maxSeconds, allowAbsolute, seed, batch, window, world, output, timeout, address, port, metricsPort, token, cert,
+            train, maxTrain, skipBad, model, maxFrames, maxSeconds, allowAbsolute, maxLine, seed, batch, window, world, output, timeout, address, port, metricsPort, token, cert,
         };
         command.SetAction(async (parse, cancel) =>
         {
@@ -45,7 +46,7 @@ public static class CoordinatorCommand
                 var rules = parse.GetValue(model) is { } spec ? RecordRules.ForModel(spec, limit, anywhere) : new RecordRules(null, MaxFrames: limit, AllowOutsidePaths: anywhere);
                 var refusals = new Refusals(parse.GetValue(skipBad));
                 // In the trainer's order: read, the first --max_train_samples, then the rules.
-                var records = TrainingData.Read(parse.GetValue(train)!, refusals, bounds: rules.Bounds);
+                var records = TrainingData.Read(parse.GetValue(train)!, refusals, bounds: rules.Bounds, maxLineBytes: JsonlTrainingData.LineLimit(parse.GetValue(maxLine)));
                 if (parse.GetValue(maxTrain) is { } max) records = records.Take(max).ToList();
                 records = rules.Apply(records, refusals);
                 refusals.ThrowIfAny();

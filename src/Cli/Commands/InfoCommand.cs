@@ -18,11 +18,12 @@ public static class InfoCommand
         var maxFrames = new Option<int?>("--max_frames", "--max-frames") { Description = "refuse records longer than N codec frames, as the trainer's --max_frames" };
         var maxSeconds = new Option<double?>("--max_seconds", "--max-seconds") { Description = "the same limit in seconds, as the trainer's --max_seconds" };
         var allowAbsolute = new Option<bool>(DataPaths.AllowFlag, "--allow-absolute-paths") { Description = "records may name clips outside the data file's folder, as the trainer's flag" };
+        var maxLine = new Option<int?>("--max_line_mb", "--max-line-mb") { Description = $"longest JSONL line read, in MB (default {JsonlTrainingData.MaxLineBytes >> 20}), as the trainer's flag" };
         var skipBad = new Option<bool>("--skip_bad_samples", "--skip-bad-samples") { Description = "exit 0 even when records are refused (the trainer would skip them)" };
         var command = new Command("info", "Count, languages, speakers, durations and the code-length histogram of a training dataset, and every " +
             "record the trainer would refuse (file, line or row, field). Exit 2 when a record is refused (unless --skip_bad_samples) or the data cannot be read.")
         {
-            path, split, json, model, maxFrames, maxSeconds, allowAbsolute, skipBad,
+            path, split, json, model, maxFrames, maxSeconds, allowAbsolute, maxLine, skipBad,
         };
         command.SetAction(parse =>
         {
@@ -30,7 +31,7 @@ public static class InfoCommand
             if (limit is <= 0) throw new ArgumentException("--max_frames / --max_seconds: must be at least one frame (0.08 s)");
             bool anywhere = parse.GetValue(allowAbsolute);
             var rules = parse.GetValue(model) is { } spec ? RecordRules.ForModel(spec, limit, anywhere) : new RecordRules(null, MaxFrames: limit, AllowOutsidePaths: anywhere);
-            var info = DatasetInfo.Compute(parse.GetValue(path)!, parse.GetValue(split), rules);
+            var info = DatasetInfo.Compute(parse.GetValue(path)!, parse.GetValue(split), rules, JsonlTrainingData.LineLimit(parse.GetValue(maxLine)));
             parse.InvocationConfiguration.Output.WriteLine(parse.GetValue(json) ? info.ToJson() : info.ToText());
             if (info.Count == 0) throw new ArgumentException($"{info.Path}: no usable records; there is nothing to train on");
             return info.Skipped > 0 && !parse.GetValue(skipBad) ? Qwen3Tts.Entry.ExitCodes.UserError : 0;

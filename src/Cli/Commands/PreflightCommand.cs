@@ -24,6 +24,7 @@ public static class PreflightCommand
         };
         var split = new Option<string?>("--split") { Description = "for a folder of Parquet shards: the split to read (train, validation, test)" };
         var allowAbsolute = new Option<bool>(DataPaths.AllowFlag, "--allow-absolute-paths") { Description = "records may name clips outside the data file's folder, as prepare's and the trainer's flag" };
+        var maxLine = new Option<int?>("--max_line_mb", "--max-line-mb") { Description = $"longest JSONL line read, in MB (default {JsonlTrainingData.MaxLineBytes >> 20}); a longer one is refused unread" };
         var all = new Option<bool>("--all") { Description = "list every record in the table, not only those with findings" };
         var command = new Command("preflight",
             "Checks a speech dataset before prepare and training: per clip the sample rate, channels and duration as found, clipping, " +
@@ -34,7 +35,7 @@ public static class PreflightCommand
             $"> {defaults.MaxSilenceShare:P0} of 20 ms frames below -50 dBFS, noise floor above {defaults.MaxNoiseFloorDb} dBFS, " +
             $"below {defaults.MinSampleRate} Hz, repeated text, codes not matching the audio's length); GO (exit 0) otherwise.")
         {
-            data, json, refAudio, model, maxSeconds, split, allowAbsolute, all,
+            data, json, refAudio, model, maxSeconds, split, allowAbsolute, maxLine, all,
         };
         command.SetAction(parse =>
         {
@@ -43,7 +44,7 @@ public static class PreflightCommand
             if (max is <= 0) throw new ArgumentException($"--max_seconds must be positive, got {max}");
             if (parse.GetValue(model) is { } spec) thresholds = Preflight.ForModel(thresholds, spec, max);
             else if (max is double m) thresholds = thresholds with { MaxSeconds = m, MaxSecondsSource = "--max_seconds" };
-            thresholds = thresholds with { AllowOutsidePaths = parse.GetValue(allowAbsolute) };
+            thresholds = thresholds with { AllowOutsidePaths = parse.GetValue(allowAbsolute), MaxLineBytes = JsonlTrainingData.LineLimit(parse.GetValue(maxLine)) };
             var report = Preflight.Run(parse.GetValue(data)!, thresholds, parse.GetValue(refAudio), parse.GetValue(split));
             parse.InvocationConfiguration.Output.WriteLine(parse.GetValue(json) ? report.ToJson() : report.ToText(parse.GetValue(all)));
             return report.ExitCode;

@@ -47,10 +47,10 @@ public sealed record DatasetInfo(
     /// <summary>Reads <paramref name="path"/> leniently and summarizes the records the trainer would take: those the reader
     /// or <paramref name="rules"/> (the trainer's, with a model; default: the speech tokenizer's code ranges) refuse are
     /// counted in <see cref="Skipped"/> and listed in <see cref="Malformed"/>.</summary>
-    public static DatasetInfo Compute(string path, string? split = null, RecordRules? rules = null)
+    public static DatasetInfo Compute(string path, string? split = null, RecordRules? rules = null, int maxLineBytes = JsonlTrainingData.MaxLineBytes)
     {
         var refusals = new Refusals(skip: true);
-        var records = TrainingData.Read(path, refusals, split, rules?.Bounds);
+        var records = TrainingData.Read(path, refusals, split, rules?.Bounds, maxLineBytes);
         if (rules is not null) records = rules.Apply(records, refusals);
         return Of(path, TrainingData.Detect(path), records, refusals.Count) with { Malformed = refusals.Kept, BlankLines = refusals.BlankLineWarning };
     }

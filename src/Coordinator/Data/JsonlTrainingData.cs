@@ -22,8 +22,8 @@ public static class JsonlTrainingData
         => ReadLines(path, "training JSONL file", skipBad, out skipped, (text, line, folder) => ParseLine(text, path, line, folder, bounds));
 
     /// <summary>Every record; refused lines go to <paramref name="refusals"/>.</summary>
-    public static IReadOnlyList<TrainingRecord> Read(string path, Refusals refusals, CodeBounds? bounds = null)
-        => ReadLines(path, "training JSONL file", refusals, (text, line, folder) => ParseLine(text, path, line, folder, bounds));
+    public static IReadOnlyList<TrainingRecord> Read(string path, Refusals refusals, CodeBounds? bounds = null, int maxLineBytes = MaxLineBytes)
+        => ReadLines(path, "training JSONL file", refusals, (text, line, folder) => ParseLine(text, path, line, folder, bounds), maxLineBytes);
 
     /// <summary>Every non-blank line of a JSONL file through <paramref name="parse"/>, as
     /// <see cref="ReadLines{T}(string, string, Refusals, Func{string, int, string, T})"/>: a refused line stops the read
@@ -41,14 +41,15 @@ public static class JsonlTrainingData
     /// <summary>Every non-blank line of a JSONL file through <paramref name="parse"/> (text, 1-based line, the file's folder,
     /// against which relative paths resolve). A line it refuses (<see cref="DataException"/>), or one that is not UTF-8 or
     /// too long, goes to <paramref name="refusals"/>; a blank line is counted there as a warning.</summary>
-    public static IReadOnlyList<T> ReadLines<T>(string path, string what, Refusals refusals, Func<string, int, string, T> parse)
+    public static IReadOnlyList<T> ReadLines<T>(string path, string what, Refusals refusals, Func<string, int, string, T> parse,
+        int maxLineBytes = MaxLineBytes)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(refusals);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such {what}", path);
         string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
         var records = new List<T>();
-        foreach (var (line, text, problem) in StrictLines(path))
+        foreach (var (line, text, problem) in StrictLines(path, maxLineBytes))
         {
             try
             {
@@ -61,15 +62,23 @@ public static class JsonlTrainingData
         return records;
     }
 
-    /// <summary>Longest JSONL line read (bytes): a line past it is refused without being held in memory.</summary>
+    /// <summary>Longest JSONL line read by default (bytes; --max_line_mb): a line past it is refused without being held in memory.</summary>
     public const int MaxLineBytes = 64 << 20;
+
+    /// <summary>--max_line_mb as bytes (default <see cref="MaxLineBytes"/>).</summary>
+    public static int LineLimit(int? megabytes) => megabytes switch
+    {
+        null => MaxLineBytes,
+        >= 1 and <= 1024 => megabytes.Value << 20,
+        _ => throw new ArgumentException($"--max_line_mb: must be 1 to 1024 (MB), got {megabytes}"),
+    };
 
     static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>The file's lines (1-based, without \n or \r\n; a leading BOM dropped), each either its text or why it
     /// cannot be read: bytes that are not UTF-8 (named by their offset in the line; decoding them leniently would train on
     /// mangled text) or a line longer than <see cref="MaxLineBytes"/> (skipped to its end, never buffered whole).</summary>
-    static IEnumerable<(int Line, string? Text, string? Problem)> StrictLines(string path)
+    static IEnumerable<(int Line, string? Text, string? Problem)> StrictLines(string path, int maxLineBytes)
     {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         var buffer = new byte[1 << 16];
@@ -99,7 +108,7 @@ public static class JsonlTrainingData
         void Append(ReadOnlySpan<byte> bytes)
         {
             if (tooLong) return;
-            if (current.Length + bytes.Length > MaxLineBytes) { tooLong = true; current.SetLength(0); return; }
+            if (current.Length + bytes.Length > maxLineBytes) { tooLong = true; current.SetLength(0); return; }
             current.Write(bytes);
         }
 
@@ -109,7 +118,7 @@ public static class JsonlTrainingData
             if (first && bytes.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF])) bytes = bytes[3..];
             if (bytes.EndsWith((ReadOnlySpan<byte>)[(byte)'\r'])) bytes = bytes[..^1];
             (int, string?, string?) result = tooLong
-                ? (line, null, $"longer than {MaxLineBytes >> 20} MB; not read")
+                ? (line, null, $"longer than {maxLineBytes >> 20} MB (--max_line_mb); not read")
                 : InvalidUtf8At(bytes) is { } offset
                     ? (line, null, $"byte {offset} of the line is not valid UTF-8 (0x{bytes[offset]:X2}); save the file as UTF-8")
                     : (line, Strict.GetString(bytes), null);

@@ -91,6 +91,9 @@ public sealed record PreflightThresholds
     /// prepare gives each speaker its first usable clip, which preflight checks as that record's own audio.</summary>
     public bool RequireReference { get; init; } = true;
 
+    /// <summary>--max_line_mb as bytes: a longer JSONL line is refused unread.</summary>
+    public int MaxLineBytes { get; init; } = JsonlTrainingData.MaxLineBytes;
+
     /// <summary>--allow_absolute_paths: records may name clips outside their data file's folder (else an error, path_outside).</summary>
     public bool AllowOutsidePaths { get; init; }
 
@@ -303,7 +306,7 @@ public static class Preflight
         var t = thresholds ?? new PreflightThresholds();
         var format = RawSpeechData.Detect(path);
         var refusals = new Refusals(skip: true);
-        var records = RawSpeechData.Read(path, refusals, split);
+        var records = RawSpeechData.Read(path, refusals, split, t.MaxLineBytes);
         var malformed = refusals.Kept;
         var fallback = refAudio is null ? null : AudioSource.FromFile(Path.GetFullPath(refAudio));
 

@@ -116,14 +116,14 @@ public static class RawSpeechData
     }
 
     /// <summary>Every record; refused ones (and blank JSONL lines, as warnings) go to <paramref name="refusals"/>.</summary>
-    public static IReadOnlyList<RawSpeechRecord> Read(string path, Refusals refusals, string? split = null)
+    public static IReadOnlyList<RawSpeechRecord> Read(string path, Refusals refusals, string? split = null, int maxLineBytes = JsonlTrainingData.MaxLineBytes)
     {
         var format = Detect(path);
         if (split is not null && format != RawSpeechFormat.Parquet)
             throw new ArgumentException($"{path}: --split {split} applies to Parquet shards, not to a {format.ToString().ToLowerInvariant()} dataset");
         return format switch
         {
-            RawSpeechFormat.Jsonl => JsonlTrainingData.ReadLines(path, "JSONL file", refusals, (text, line, folder) => ParseJsonLine(text, path, line, folder)),
+            RawSpeechFormat.Jsonl => JsonlTrainingData.ReadLines(path, "JSONL file", refusals, (text, line, folder) => ParseJsonLine(text, path, line, folder), maxLineBytes),
             RawSpeechFormat.Parquet => ParquetTrainingData.ReadSpeech(path, refusals, split),
             _ => ReadFolder(path, refusals),
         };

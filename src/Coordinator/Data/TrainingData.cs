@@ -46,13 +46,14 @@ public static class TrainingData
     /// <summary>Every record <see cref="Read(string, bool, out IReadOnlyList{BadRecord}, string?, CodeBounds?)"/> reads;
     /// the refused ones (and blank lines, as warnings) go to <paramref name="refusals"/>, for the caller to add its own
     /// checks to before it stops or skips.</summary>
-    public static IReadOnlyList<TrainingRecord> Read(string path, Refusals refusals, string? split = null, CodeBounds? bounds = null)
+    public static IReadOnlyList<TrainingRecord> Read(string path, Refusals refusals, string? split = null, CodeBounds? bounds = null,
+        int maxLineBytes = JsonlTrainingData.MaxLineBytes)
     {
         switch (Detect(path))
         {
             case DataFormat.Jsonl:
                 if (split is not null) throw new ArgumentException($"{path}: a JSONL file has no splits; --split {split} applies to a folder of Parquet shards");
-                return JsonlTrainingData.Read(path, refusals, bounds);
+                return JsonlTrainingData.Read(path, refusals, bounds, maxLineBytes);
             default:
                 return ParquetTrainingData.Read(path, refusals, split, bounds);
         }

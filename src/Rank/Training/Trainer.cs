@@ -491,7 +491,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     {
         var rules = new RecordRules(config, tokenizer.EncodeChat, o.MaxFrames, o.AllowAbsolutePaths);
         var refusals = new Refusals(o.SkipBadSamples);
-        var records = TrainingData.Read(path, refusals, bounds: rules.Bounds);
+        var records = TrainingData.Read(path, refusals, bounds: rules.Bounds, maxLineBytes: JsonlTrainingData.LineLimit(o.MaxLineMb));
         if (max is { } n) records = records.Take(n).ToList();
         // The rules and the reference clips are checked once, by rank 0; the other ranks take its verdict, so every rank
         // trains the same records (and none starts on one rank 0 refused) whatever its own view of the files.

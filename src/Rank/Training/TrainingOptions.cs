@@ -38,6 +38,9 @@ public sealed record TrainingOptions
     public int? MaxFramesFlag { get; init; }
     public double? MaxSeconds { get; init; }
 
+    /// <summary>--max_line_mb: longest JSONL line read (null: 64 MB).</summary>
+    public int? MaxLineMb { get; init; }
+
     /// <summary>--allow_absolute_paths: records may name clips outside their data file's folder.</summary>
     public bool AllowAbsolutePaths { get; init; }
 
@@ -108,6 +111,7 @@ public sealed record TrainingOptions
         Require(MaxFramesFlag is null or >= 1, "max_frames", $"must be at least 1, got {MaxFramesFlag}");
         Require(MaxSeconds is null || (MaxSeconds >= 1 / Qwen3Tts.Coordinator.Data.RecordRules.FramesPerSecond && double.IsFinite(MaxSeconds.Value)),
             "max_seconds", $"must be at least one frame (0.08 s), got {MaxSeconds}");
+        Require(MaxLineMb is null or (>= 1 and <= 1024), "max_line_mb", $"must be 1 to 1024 (MB), got {MaxLineMb}");
         Require(MaxMemoryGb is null || (MaxMemoryGb > 0 && double.IsFinite(MaxMemoryGb.Value)), "max_memory_gb", $"must be a positive number of GB, got {MaxMemoryGb}");
         Require(BucketWindow >= 0, "bucket_window", $"must be 0 (random batching) or more, got {BucketWindow}");
         Require(TrainingDevice.SyntaxError(Device) is null, "device", TrainingDevice.SyntaxError(Device) ?? "");
@@ -158,6 +162,7 @@ public static class TrainingFlags
         var maxEval = Flag<int?>("max_eval_samples", "use only the first N validation records");
         var maxFrames = Flag<int?>("max_frames", "refuse (or with --skip_bad_samples skip) records whose target is longer than N codec frames (12.5 per second)");
         var maxSeconds = Flag<double?>("max_seconds", "the same limit in seconds of target audio");
+        var maxLine = Flag<int?>("max_line_mb", "longest JSONL line read, in MB (default 64); a longer line is refused (or skipped) without being held in memory");
         var allowAbsolute = Flag<bool>("allow_absolute_paths", "let records name clips outside their data file's folder (absolute paths, ../ chains): only for data you trust");
         var maxMemory = Flag<double?>("max_memory_gb", "memory one rank may use: the run is refused before the first step when the longest batch's planned memory exceeds it (default on the CPU: available memory / ranks on the node)");
         var seed = Flag<long?>("seed", "seed of initialization-independent randomness: shuffling (default 42)");
@@ -182,7 +187,7 @@ public static class TrainingFlags
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -218,6 +223,7 @@ public static class TrainingFlags
                 MaxFramesFlag = Pick(maxFrames, "max_frames"),
                 MaxSeconds = Pick(maxSeconds, "max_seconds"),
                 MaxMemoryGb = Pick(maxMemory, "max_memory_gb"),
+                MaxLineMb = Pick(maxLine, "max_line_mb"),
                 AllowAbsolutePaths = parse.GetValue(allowAbsolute) || (ValueFromFile<bool>(file, "allow_absolute_paths") ?? false),
                 Seed = Pick(seed, "seed") ?? d.Seed,
                 LossAlignment = alignmentText switch

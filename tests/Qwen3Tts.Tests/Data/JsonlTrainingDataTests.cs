@@ -337,6 +337,14 @@ public class JsonlStrictLinesTests : CleansTempDirs
             f.Write(Encoding.UTF8.GetBytes("\"}\n"));
         }
         var e = Assert.Throws<DataException>(() => JsonlTrainingData.Read(path));
-        Assert.Equal($"{path}:1: line: longer than 64 MB; not read", e.Message);
+        Assert.Equal($"{path}:1: line: longer than 64 MB (--max_line_mb); not read", e.Message);
+
+        // --max_line_mb lowers (or raises) the bound; the line after a refused one is read on.
+        File.AppendAllText(path, "{}\n");
+        var refusals = new Refusals(skip: true);
+        Assert.Empty(JsonlTrainingData.Read(path, refusals, maxLineBytes: JsonlTrainingData.LineLimit(1)));
+        Assert.Equal([(1, "line"), (2, "audio")], refusals.Kept.Select(b => (b.Line, b.Field)));
+        Assert.Equal("longer than 1 MB (--max_line_mb); not read", refusals.Kept[0].Reason);
+        Assert.Throws<ArgumentException>(() => JsonlTrainingData.LineLimit(0));
     }
 }
