@@ -132,3 +132,53 @@ public static class MemoryBudget
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return null; }
     }
 }
+
+/// <summary>The free memory of the CUDA device a rank trains on, from NVML (libnvidia-ml.so.1, installed with the NVIDIA
+/// driver; TorchSharp exposes no CUDA memory query). Null where NVML is absent or fails: the plan is then printed, and
+/// checked only against --max_memory_gb.</summary>
+public static class CudaMemory
+{
+    const string Library = "libnvidia-ml.so.1";
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    struct NvmlMemory
+    {
+        public ulong Total, Free, Used;
+    }
+
+    [System.Runtime.InteropServices.DllImport(Library)] static extern int nvmlInit_v2();
+    [System.Runtime.InteropServices.DllImport(Library)] static extern int nvmlShutdown();
+    [System.Runtime.InteropServices.DllImport(Library)] static extern int nvmlDeviceGetHandleByIndex_v2(uint index, out IntPtr device);
+    [System.Runtime.InteropServices.DllImport(Library, CharSet = System.Runtime.InteropServices.CharSet.Ansi, BestFitMapping = false)]
+    static extern int nvmlDeviceGetHandleByUUID(string uuid, out IntPtr device);
+    [System.Runtime.InteropServices.DllImport(Library)] static extern int nvmlDeviceGetMemoryInfo(IntPtr device, out NvmlMemory memory);
+
+    /// <summary>Which physical GPU CUDA's device <paramref name="cudaIndex"/> is: NVML counts every GPU of the node,
+    /// CUDA only those CUDA_VISIBLE_DEVICES lists (by index, or by GPU-/MIG- UUID, as Slurm and Kubernetes set it).</summary>
+    public static (uint? Index, string? Uuid) PhysicalDevice(int cudaIndex, string? visibleDevices)
+    {
+        if (string.IsNullOrWhiteSpace(visibleDevices)) return ((uint)cudaIndex, null);
+        var listed = visibleDevices.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (cudaIndex < 0 || cudaIndex >= listed.Length) return (null, null);
+        string entry = listed[cudaIndex];
+        return uint.TryParse(entry, NumberStyles.None, CultureInfo.InvariantCulture, out uint index) ? (index, null) : (null, entry);
+    }
+
+    public static long? FreeBytes(int cudaIndex, string? visibleDevices)
+    {
+        var (index, uuid) = PhysicalDevice(cudaIndex, visibleDevices);
+        if (index is null && uuid is null) return null;
+        try
+        {
+            if (nvmlInit_v2() != 0) return null;
+            try
+            {
+                int found = uuid is null ? nvmlDeviceGetHandleByIndex_v2(index!.Value, out var device) : nvmlDeviceGetHandleByUUID(uuid, out device);
+                if (found != 0 || nvmlDeviceGetMemoryInfo(device, out var memory) != 0) return null;
+                return (long)memory.Free;
+            }
+            finally { nvmlShutdown(); }
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException) { return null; }
+    }
+}

@@ -462,10 +462,14 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         MemoryPlan For(BatchShape batch) => MemoryPlan.Estimate(config.Talker, total, trainableCount, precision == MixedPrecision.Bf16,
             comm.WorldSize > 1, batch, device.type == DeviceType.CUDA);
         var plan = For(BatchShape.Longest(o.BatchSize, shapes));
+        // The default budget: what this rank may still take, plus what it already holds (its weights and runtime are in the plan).
         var (budget, source) = o.MaxMemoryGb is double gb ? ((long)(gb * 1e9), "--max_memory_gb")
-            : device.type == DeviceType.CPU ? (MemoryBudget.AvailableToRank(EnvVars.Snapshot()), "the memory available to this rank") : (0L, "");
+            : device.type == DeviceType.CPU ? (MemoryBudget.AvailableToRank(EnvVars.Snapshot()), "the memory available to this rank")
+            : CudaMemory.FreeBytes(device.index, Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES")) is long free
+                ? (free + plan.Weights + plan.Runtime, $"{device}'s free memory (NVML) and what this rank holds on it")
+                : (0L, "");
         Log(budget > 0 ? string.Create(CultureInfo.InvariantCulture, $"memory plan per rank: {plan}; budget {budget / 1e9:F2} GB ({source})")
-            : $"memory plan per rank: {plan} (on {device} the budget is checked only with --max_memory_gb)");
+            : $"memory plan per rank: {plan} (no NVML to read {device}'s free memory: the budget is checked only with --max_memory_gb)");
         if (budget <= 0 || plan.Total <= budget) return plan;
 
         // The fixes, sized: the longest target that fits at this batch size, and whether batch size 1 fits.

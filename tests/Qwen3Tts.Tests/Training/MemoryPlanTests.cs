@@ -97,4 +97,16 @@ public class MemoryPlanTests(ITestOutputHelper output) : CleansTempDirs
         Assert.Equal(4 * 1000 + 2 * 800, bf16.Weights);       // fp32 masters + the bf16 compute copy
         Assert.Equal(4 * 800 + 2 * 800 + 4 * 800, bf16.Gradients); // fp32 master grads, bf16 compute grads, the buckets
     }
+
+    [Fact]
+    public void A_cuda_device_is_found_among_the_nodes_gpus_as_cuda_visible_devices_lists_them()
+    {
+        Assert.Equal(((uint?)1, (string?)null), CudaMemory.PhysicalDevice(1, null));
+        Assert.Equal(((uint?)3, (string?)null), CudaMemory.PhysicalDevice(1, "2,3"));
+        Assert.Equal(((uint?)null, (string?)"MIG-4f2c"), CudaMemory.PhysicalDevice(0, "MIG-4f2c"));
+        Assert.Equal(((uint?)null, (string?)"GPU-9a1b"), CudaMemory.PhysicalDevice(1, "GPU-77aa, GPU-9a1b"));
+        Assert.Equal(((uint?)null, (string?)null), CudaMemory.PhysicalDevice(2, "0,1")); // not visible: no budget, never a wrong one
+        // Without a GPU driver there is no NVML: no budget rather than a failure.
+        if (!File.Exists("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1")) Assert.Null(CudaMemory.FreeBytes(0, null));
+    }
 }
