@@ -113,6 +113,9 @@ public sealed record PreflightReport(
     PreflightVerdict Verdict,
     IReadOnlyList<string> Reasons)
 {
+    /// <summary>Blank lines of a JSONL dataset (a warning: "data.jsonl: blank lines 3, 9 skipped"), or null.</summary>
+    public string? BlankLines { get; init; }
+
     public int Total => Records.Count + Malformed.Count;
     public int WithErrors => Records.Count(r => r.HasErrors) + Malformed.Count;
     public int WithWarnings => Records.Count(r => !r.HasErrors && r.HasWarnings);
@@ -145,6 +148,7 @@ public sealed record PreflightReport(
         s.AppendLine();
         var usable = Usable.ToList();
         s.AppendLine(c, $"records      {Total}: {usable.Count} usable, {WithErrors} with errors, {WithWarnings} with warnings only");
+        if (BlankLines is not null) s.AppendLine(c, $"blank lines  {BlankLines}");
         string range = usable.Count > 0 ? string.Create(c, $", clips {usable.Min(r => r.Seconds):F2} s to {usable.Max(r => r.Seconds):F2} s") : "";
         s.AppendLine(c, $"audio        {UsableMinutes:F2} min usable ({AllMinutes:F2} min read){range}");
         var read = Records.Where(r => r.Format is not null).ToList();
@@ -226,6 +230,7 @@ public sealed record PreflightReport(
             ["verdict"] = Name(Verdict),
             ["reasons"] = new JsonArray(Reasons.Select(r => (JsonNode)JsonValue.Create(r)!).ToArray()),
             ["exit_code"] = ExitCode,
+            ["blank_lines"] = BlankLines,
             ["totals"] = new JsonObject
             {
                 ["records"] = Total, ["usable"] = usable.Count, ["with_errors"] = WithErrors, ["with_warnings_only"] = WithWarnings,
@@ -351,7 +356,7 @@ public static class Preflight
                 $" and, as the trainer judges it, the training sequence (the text's chat ids + frames + prompt rows) within the talker's {positions} positions")
             : "");
         var (verdict, reasons) = Judge(results, malformed, t);
-        return new PreflightReport(path, format, t, maxSource, results, malformed, refs, verdict, reasons);
+        return new PreflightReport(path, format, t, maxSource, results, malformed, refs, verdict, reasons) { BlankLines = refusals.BlankLineWarning };
     }
 
     static (PreflightVerdict, IReadOnlyList<string>) Judge(PreflightRecord[] records, IReadOnlyList<BadRecord> malformed, PreflightThresholds t)

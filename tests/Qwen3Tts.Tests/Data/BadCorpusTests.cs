@@ -104,6 +104,7 @@ public class BadCorpusTests : CleansTempDirs
             .Concat(report["malformed"]!.AsArray().Select(m => (int)m!["line"]!)).Order().ToList();
         // Exactly the trainer's refusals: none missed, and no good record refused.
         Assert.Equal(corpus.Cases.Select(c => c.Line), withErrors);
+        foreach (int blank in corpus.BlankLines) Assert.Contains(blank.ToString(CultureInfo.InvariantCulture), (string)report["blank_lines"]!);
     }
 
     public static TheoryData<string, string[], string> FilesAndFlags()
