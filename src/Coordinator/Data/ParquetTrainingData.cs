@@ -155,11 +155,12 @@ public static class ParquetTrainingData
             Run(file, async () =>
             {
                 await using var reader = await ParquetReader.CreateAsync(file);
-                long length = new FileInfo(file).Length;
+                await using var pages = File.OpenRead(file); // page headers, walked before Parquet.Net reads the pages
+                long length = pages.Length;
                 int first = 0; // global index of the row group's first row
                 for (int i = 0; i < reader.RowGroupCount; i++)
                 {
-                    if (reader.Metadata?.RowGroups is { } groups && i < groups.Count) CheckDeclaredSizes(file, length, groups[i], i);
+                    if (reader.Metadata?.RowGroups is { } groups && i < groups.Count) CheckDeclaredSizes(file, length, groups[i], i, pages);
                     using var rg = reader.OpenRowGroupReader(i);
                     var group = await RowGroup.ReadAsync(file, reader.Schema, rg, first);
                     for (int row = 0; row < group.Rows; row++)
@@ -303,9 +304,10 @@ public static class ParquetTrainingData
     public const long MaxChunkBytes = int.MaxValue;
 
     /// <summary>Refuses a row group whose footer declares sizes the file cannot hold (chunks past its end, negative or
-    /// beyond <see cref="MaxChunkBytes"/> uncompressed), before anything is allocated for it: a damaged footer must not
-    /// make the reader ask for gigabytes.</summary>
-    public static void CheckDeclaredSizes(string file, long fileLength, Parquet.Meta.RowGroup group, int index)
+    /// beyond <see cref="MaxChunkBytes"/> uncompressed), or one of whose pages (<paramref name="pages"/>: the file, to walk
+    /// their headers) lies outside its chunk or declares more than the chunk, before anything is allocated for it: damage
+    /// must not make the reader ask for gigabytes.</summary>
+    public static void CheckDeclaredSizes(string file, long fileLength, Parquet.Meta.RowGroup group, int index, Stream? pages = null)
     {
         ArgumentNullException.ThrowIfNull(group);
         if (group.NumRows < 0 || group.NumRows > int.MaxValue)
@@ -321,6 +323,8 @@ public static class ParquetTrainingData
             if (m.TotalUncompressedSize < 0 || m.TotalUncompressedSize > MaxChunkBytes)
                 throw new InvalidDataException($"{file}: row group {index}, column {column}: declares {m.TotalUncompressedSize} bytes uncompressed, " +
                     $"more than the {MaxChunkBytes >> 20} MB a column chunk may hold; the file is damaged, or its row groups are too large (write smaller ones)");
+            if (pages is not null && ParquetPages.Problem(pages, start, m.TotalCompressedSize, m.TotalUncompressedSize) is { } problem)
+                throw new InvalidDataException($"{file}: row group {index}, column {column}: {problem}; the file is damaged");
         }
     }
 

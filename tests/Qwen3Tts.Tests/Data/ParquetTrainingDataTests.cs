@@ -456,4 +456,47 @@ public class ParquetDamageTests : CleansTempDirs
         var refusals = new Refusals(skip: true);
         Assert.Equal(6, ParquetTrainingData.Read(path, refusals).Count + refusals.Count); // every row read (these lack a reference clip)
     }
+
+    [Fact]
+    public void A_page_header_is_read_as_parquet_format_encodes_it()
+    {
+        // PageHeader{type DATA_PAGE, uncompressed 100, compressed 40, data_page_header{num_values 10}}, Thrift compact.
+        byte[] header = [0x15, 0x00, 0x15, 0xC8, 0x01, 0x15, 0x50, 0x2C, 0x15, 0x14, 0x00, 0x00];
+        Assert.True(ParquetPages.TryReadHeader(header, out int length, out int uncompressed, out int compressed));
+        Assert.Equal((12, 100, 40), (length, uncompressed, compressed));
+        Assert.False(ParquetPages.TryReadHeader(header[..9], out _, out _, out _)); // cut short
+        Assert.False(ParquetPages.TryReadHeader([0x15, 0x00, 0x00], out _, out _, out _)); // no sizes
+    }
+
+    [Fact]
+    public async Task A_damaged_page_header_is_refused_before_the_page_is_read()
+    {
+        string path = Path.Combine(TestPaths.NewTempDir("parquet-page"), "train.parquet");
+        var codes = Enumerable.Range(0, 8).Select(f => Enumerable.Range(0, 16).Select(g => (long?)(f + g)).ToArray()).ToArray<long?[]?>();
+        ArrowParquet.Write(path, Enumerable.Range(0, 6).Select(i => new ParquetRow(Text: $"sentence {i}", Codes: codes)).ToList());
+        // The text column's first page: its header's compressed size (field 3) grows past the chunk, in as many bytes.
+        long offset;
+        await using (var reader = await Parquet.ParquetReader.CreateAsync(path))
+        {
+            var chunk = reader.Metadata!.RowGroups[0].Columns.Single(c => c.MetaData!.PathInSchema[0] == "text").MetaData!;
+            offset = chunk.DictionaryPageOffset is long d && d > 0 ? Math.Min(d, chunk.DataPageOffset) : chunk.DataPageOffset;
+        }
+        byte[] bytes = File.ReadAllBytes(path);
+        int at = (int)offset;
+        int SkipVarint(int p) { while ((bytes[p] & 0x80) != 0) p++; return p + 1; }
+        Assert.Equal(0x15, bytes[at]);
+        at = SkipVarint(at + 1);        // field 1: type
+        Assert.Equal(0x15, bytes[at]);
+        at = SkipVarint(at + 1);        // field 2: uncompressed size
+        Assert.Equal(0x15, bytes[at]);
+        int start = at + 1, end = SkipVarint(start);
+        for (int k = start; k < end - 1; k++) bytes[k] = 0xFF;
+        bytes[start] = 0xFE;            // an even zigzag: a large positive size
+        bytes[end - 1] = 0x7F;
+        if (end - start == 1) bytes[start] = 0x7E;
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<InvalidDataException>(() => ParquetTrainingData.Read(path, new Refusals(skip: true)));
+        Assert.StartsWith($"{path}: row group 0, column text: page 0 at offset {offset}: declares ", e.Message);
+        Assert.Contains("past the end of its column chunk", e.Message);
+    }
 }
