@@ -157,9 +157,7 @@ public sealed class PromptBuilder(Qwen3TtsModel model, Qwen3TextTokenizer tokeni
         }
         positions.AddRange(ids.Take(RoleIds).Select(id => new PromptPosition(Text(id), "")));
 
-        var tags = languageId is null
-            ? new List<string> { "nothink", "think_bos", "think_eos" }
-            : new List<string> { "think", "think_bos", $"language:{languageId}", "think_eos" };
+        var tags = CodecPrefix.Tags(languageId).ToList();
         if (speakerKey is not null) tags.Add($"speaker:{t.SpkId[speakerKey]}");
         else if (r.SpeakerEmbedding is not null) tags.Add("x_vector");
         tags.Add("codec_pad");

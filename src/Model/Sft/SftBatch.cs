@@ -7,7 +7,8 @@ namespace Qwen3Tts.Model.Sft;
 /// (the reference keeps all but the last 5: the trailing "&lt;|im_end|&gt;\n&lt;|im_start|&gt;assistant\n").</param>
 /// <param name="AudioCodes">[frames, 16] codec ids of the target audio, each in [0, 2048).</param>
 /// <param name="RefMel">[mel frames, 128] log-mel of the reference clip (24 kHz).</param>
-public sealed record SftSample(IReadOnlyList<int> TextIds, long[,] AudioCodes, Tensor RefMel);
+/// <param name="LanguageId">the language's codec row (codec_language_id), or null for the no-language ("auto") prefix.</param>
+public sealed record SftSample(IReadOnlyList<int> TextIds, long[,] AudioCodes, Tensor RefMel, int? LanguageId = null);
 
 /// <summary>Collated tensors, each named (in the comment) by the reference collate's key.</summary>
 public sealed record SftBatch(
@@ -17,13 +18,14 @@ public sealed record SftBatch(
     Tensor RefMelFrames,       // (ours)               [B] int64: valid mel frames per sample (clips may differ in length)
     Tensor AttentionMask,      // attention_mask       [B, T] int64
     Tensor TextEmbeddingMask,  // text_embedding_mask  [B, T, 1] bool
-    Tensor CodecEmbeddingMask, // codec_embedding_mask [B, T, 1] bool (false at the speaker slot, position 6)
+    Tensor CodecEmbeddingMask, // codec_embedding_mask [B, T, 1] bool (false at the speaker slot)
     Tensor Codec0Labels,       // codec_0_labels       [B, T] int64, -100 where there is no label
-    Tensor CodecMask)          // codec_mask           [B, T] bool: positions holding a codec frame
+    Tensor CodecMask,          // codec_mask           [B, T] bool: positions holding a codec frame
+    Tensor SpeakerMask)        // (ours)               [B, T, 1] bool: the speaker slot (position 6, or 7 after a language tag)
     : IDisposable
 {
     /// <summary>Every tensor of the batch, in declaration order.</summary>
-    public IReadOnlyList<Tensor> Tensors => [InputIds, CodecIds, RefMels, RefMelFrames, AttentionMask, TextEmbeddingMask, CodecEmbeddingMask, Codec0Labels, CodecMask];
+    public IReadOnlyList<Tensor> Tensors => [InputIds, CodecIds, RefMels, RefMelFrames, AttentionMask, TextEmbeddingMask, CodecEmbeddingMask, Codec0Labels, CodecMask, SpeakerMask];
 
     /// <summary>The same batch on <paramref name="device"/> (dtypes kept): a new batch the caller owns and disposes
     /// besides this one. Batches are collated on the CPU and moved once, before the forward.</summary>
@@ -32,7 +34,7 @@ public sealed record SftBatch(
         using var scope = NewDisposeScope();
         Tensor Move(Tensor t) => t.to(device).MoveToOuterDisposeScope();
         return new SftBatch(Move(InputIds), Move(CodecIds), Move(RefMels), Move(RefMelFrames), Move(AttentionMask),
-            Move(TextEmbeddingMask), Move(CodecEmbeddingMask), Move(Codec0Labels), Move(CodecMask));
+            Move(TextEmbeddingMask), Move(CodecEmbeddingMask), Move(Codec0Labels), Move(CodecMask), Move(SpeakerMask));
     }
 
     public void Dispose()

@@ -16,7 +16,10 @@ namespace Qwen3Tts.Model.Sft;
 /// labels       -100 ...                                                 codes[:, 0]    codec_eos
 /// </code>
 /// The talker sees rows [0, T-1) and is scored against labels [1, T), so the row holding codec_bos predicts
-/// the first code and the last code predicts codec_eos.
+/// the first code and the last code predicts codec_eos. A sample with a language (<see cref="SftSample.LanguageId"/>)
+/// carries the four tags [think, think_bos, language, think_eos] of <see cref="Generation.CodecPrefix"/> in rows 3..6
+/// instead of three, so its speaker slot is row 7 and everything after it one row later, exactly as generation
+/// builds the prompt.
 /// </remarks>
 public static class SftCollate
 {
@@ -29,16 +32,19 @@ public static class SftCollate
     /// <summary>Fewest chat ids a sample may have: the 3-id assistant prefix, one text id, and the 5 trailing ids.</summary>
     public const int MinTextIds = 3 + 1 + TrailingChatIds;
 
-    /// <summary>The speaker-embedding row of the codec channel.</summary>
+    /// <summary>The speaker-embedding row of the codec channel without a language (one row later with one).</summary>
     public const int SpeakerRow = 6;
 
+    /// <summary>Rows before the text for a sample with or without a language tag.</summary>
+    public static int PrefixRowsOf(bool language) => PrefixRows + (language ? 1 : 0);
+
     /// <summary>Rows of the talker sequence a sample takes: its chat ids less the trailing ones, its frames, the prefix.</summary>
-    public static int SequenceLength(int textIds, int frames) => textIds - TrailingChatIds + frames + PrefixRows;
+    public static int SequenceLength(int textIds, int frames, bool language = false) => textIds - TrailingChatIds + frames + PrefixRowsOf(language);
 
     /// <summary>Why a sample of these chat ids and frames cannot train on this model, as (field, reason); null when it
     /// can. Checked for every record before the first step, so no batch is built (or allocated) for a record the model
     /// cannot take: ids outside the text vocabulary, too few ids, a sequence beyond max_position_embeddings.</summary>
-    public static (string Field, string Reason)? Problem(IReadOnlyList<int> textIds, int frames, Qwen3TtsConfig config)
+    public static (string Field, string Reason)? Problem(IReadOnlyList<int> textIds, int frames, Qwen3TtsConfig config, bool language = false)
     {
         ArgumentNullException.ThrowIfNull(textIds);
         ArgumentNullException.ThrowIfNull(config);
@@ -46,10 +52,10 @@ public static class SftCollate
         for (int k = 0; k < textIds.Count; k++)
             if (textIds[k] < 0 || textIds[k] >= vocab) return ($"text_ids[{k}]", $"is {textIds[k]}, outside the text vocabulary [0, {vocab})");
         if (textIds.Count < MinTextIds) return ("text", $"has {textIds.Count} chat ids, fewer than the {MinTextIds} a sample needs (the text is empty)");
-        int length = SequenceLength(textIds.Count, frames), limit = config.Talker.MaxPositionEmbeddings;
+        int length = SequenceLength(textIds.Count, frames, language), limit = config.Talker.MaxPositionEmbeddings;
         if (length > limit)
             return ("audio_codes", $"the training sequence is {length} positions ({textIds.Count - TrailingChatIds - 3} text tokens + {frames} frames + " +
-                $"{PrefixRows + 3} prompt rows), above the talker's max_position_embeddings {limit}");
+                $"{PrefixRowsOf(language) + 3} prompt rows), above the talker's max_position_embeddings {limit}");
         return null;
     }
 
@@ -69,13 +75,14 @@ public static class SftCollate
         var talker = config.Talker;
         int groups = talker.NumCodeGroups;
         int b = samples.Count;
-        int t = samples.Max(s => s.TextIds.Count - TrailingChatIds + s.AudioCodes.GetLength(0)) + PrefixRows;
+        int t = samples.Max(s => SequenceLength(s.TextIds.Count, s.AudioCodes.GetLength(0), s.LanguageId is not null));
 
         var inputIds = new long[b * t * 2];
         var codecIds = new long[b * t * groups];
         var attention = new long[b * t];
         var textMask = new bool[b * t];
         var codecEmbMask = new bool[b * t];
+        var speakerMask = new bool[b * t];
         var codecMask = new bool[b * t];
         var labels = new long[b * t];
         Array.Fill(labels, IgnoreLabel);
@@ -86,28 +93,30 @@ public static class SftCollate
             var codes = samples[i].AudioCodes;
             int len = ids.Count - TrailingChatIds; // L: text_ids[:, :-5]
             int frames = codes.GetLength(0);
+            var tags = Generation.CodecPrefix.Ids(samples[i].LanguageId, talker);
+            int prefix = PrefixRowsOf(samples[i].LanguageId is not null); // 3 chat ids, the tags, the speaker slot, tts_bos
+            int speakerRow = 3 + tags.Length;
             int row0 = i * t;
-            int end = PrefixRows + len + frames;   // first row past this sample
-            int firstCode = PrefixRows + len - 1;  // row of codes[0]
+            int end = prefix + len + frames;   // first row past this sample
+            int firstCode = prefix + len - 1;  // row of codes[0]
             void Text(int row, long id) => inputIds[(row0 + row) * 2] = id;
             void Codec(int row, long id) => inputIds[(row0 + row) * 2 + 1] = id;
 
             // text channel
             for (int r = 0; r < 3; r++) Text(r, ids[r]);
-            for (int r = 3; r < 7; r++) Text(r, config.TtsPadTokenId);
-            Text(7, config.TtsBosTokenId);
-            for (int k = 3; k < len; k++) Text(PrefixRows + k - 3, ids[k]);
-            Text(PrefixRows + len - 3, config.TtsEosTokenId);
-            for (int r = PrefixRows + len - 2; r < end; r++) Text(r, config.TtsPadTokenId);
+            for (int r = 3; r < prefix - 1; r++) Text(r, config.TtsPadTokenId);
+            Text(prefix - 1, config.TtsBosTokenId);
+            for (int k = 3; k < len; k++) Text(prefix + k - 3, ids[k]);
+            Text(prefix + len - 3, config.TtsEosTokenId);
+            for (int r = prefix + len - 2; r < end; r++) Text(r, config.TtsPadTokenId);
 
-            // codec channel: rows 0..2 stay 0, row 6 is the speaker slot (0 here, replaced by the embedding)
-            Codec(3, talker.CodecNothinkId);
-            Codec(4, talker.CodecThinkBosId);
-            Codec(5, talker.CodecThinkEosId);
-            Codec(SpeakerRow, 0);
-            Codec(7, talker.CodecPadId);
-            for (int r = PrefixRows; r <= PrefixRows + len - 3; r++) Codec(r, talker.CodecPadId);
-            Codec(PrefixRows + len - 2, talker.CodecBosId);
+            // codec channel: rows 0..2 stay 0, then the tags, the speaker slot (0 here, replaced by the embedding)
+            for (int k = 0; k < tags.Length; k++) Codec(3 + k, tags[k]);
+            Codec(speakerRow, 0);
+            speakerMask[row0 + speakerRow] = true;
+            Codec(prefix - 1, talker.CodecPadId);
+            for (int r = prefix; r <= prefix + len - 3; r++) Codec(r, talker.CodecPadId);
+            Codec(prefix + len - 2, talker.CodecBosId);
             for (int f = 0; f < frames; f++)
             {
                 int row = firstCode + f;
@@ -123,7 +132,7 @@ public static class SftCollate
             {
                 textMask[row0 + r] = true;
                 attention[row0 + r] = 1;
-                codecEmbMask[row0 + r] = r >= 3 && r != SpeakerRow;
+                codecEmbMask[row0 + r] = r >= 3 && r != speakerRow;
             }
         }
 
@@ -137,7 +146,8 @@ public static class SftCollate
             TextEmbeddingMask: tensor(textMask, new long[] { b, t, 1 }),
             CodecEmbeddingMask: tensor(codecEmbMask, new long[] { b, t, 1 }),
             Codec0Labels: tensor(labels, new long[] { b, t }),
-            CodecMask: tensor(codecMask, new long[] { b, t }));
+            CodecMask: tensor(codecMask, new long[] { b, t }),
+            SpeakerMask: tensor(speakerMask, new long[] { b, t, 1 }));
     }
 
     /// <summary>The frozen speaker encoder on each sample's unpadded reference mel, as [B, enc_dim] in batch order,

@@ -78,9 +78,8 @@ public static class SftObjective
         }
         text = text * batch.TextEmbeddingMask.to(text.dtype);
         var codec = ParameterUse.Embedding(talker.Model.CodecEmbedding, codecIds) * batch.CodecEmbeddingMask.to(text.dtype);
-        // The speaker slot: position 6 of the codec channel carries the speaker embedding (masked to zero above).
-        var slot = zeros_like(codec);
-        slot[.., 6] = speakerEmbeddings.to(codec.dtype);
+        // The speaker slot (position 6, or 7 after a language tag) carries the speaker embedding (masked to zero above).
+        var slot = batch.SpeakerMask.to(codec.dtype) * speakerEmbeddings.to(codec.dtype).unsqueeze(1);
         var sum = text + codec + slot;
         var frameMask = batch.CodecMask.unsqueeze(-1).to(text.dtype);
         for (int i = 1; i < talker.Config.NumCodeGroups; i++)

@@ -33,7 +33,9 @@ public class AlignmentTests
         var textMask = ones(1, t, 1, dtype: ScalarType.Bool);
         var codecEmbMask = ones(1, t, 1, dtype: ScalarType.Bool);
         codecEmbMask[0, 6] = false;
-        return new SftBatch(inputIds, codecIds, zeros(1, 10, 128), tensor(new long[] { 10 }), attention, textMask, codecEmbMask, labels, codecMask);
+        var speakerMask = zeros(1, t, 1, dtype: ScalarType.Bool);
+        speakerMask[0, SftCollate.SpeakerRow, 0] = true;
+        return new SftBatch(inputIds, codecIds, zeros(1, 10, 128), tensor(new long[] { 10 }), attention, textMask, codecEmbMask, labels, codecMask, speakerMask);
     }
 
     [Fact]

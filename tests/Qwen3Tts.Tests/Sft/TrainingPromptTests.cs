@@ -1,0 +1,52 @@
+using Qwen3Tts.Model.Generation;
+using Qwen3Tts.Model.Sft;
+using Qwen3Tts.Tests.Generation;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Tests.Sft;
+
+/// <summary>The training sequence is the prompt the voice is generated with: for the same text, voice and language,
+/// the collated sample's input embeddings (<see cref="SftObjective.InputEmbeddings"/>) equal the synthesizer's
+/// non-streaming prompt (<see cref="PromptBuilder"/>) position by position up to the first target frame, and the loss
+/// is on the target codes and codec_eos only.</summary>
+public class TrainingPromptTests
+{
+    const string Text = "Sannu da zuwa, abokina.";
+
+    public static TheoryData<string> Languages => new() { "auto", "english", "chinese" };
+
+    [Theory]
+    [MemberData(nameof(Languages))]
+    public void An_x_vector_sample_is_the_synthesizers_prompt_up_to_the_first_frame(string language)
+    {
+        using var model = GenerationFixture.TinyModel(seed: 5);
+        var talker = model.Talker;
+        var xVector = Enumerable.Range(0, talker.Config.HiddenSize).Select(i => (float)Math.Sin(0.3 * i)).ToArray();
+        var codes = new long[6, 16];
+        for (int f = 0; f < 6; f++) for (int g = 0; g < 16; g++) codes[f, g] = (f * 97 + g * 13) % 2048;
+        int? languageId = CodecPrefix.LanguageId(language, talker.Config);
+        Assert.Equal(language == "auto", languageId is null);
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var sample = new SftSample(GenerationFixture.Tokenizer.EncodeChat(Text), codes, zeros(20, 128), languageId);
+        using var batch = SftCollate.Collate([sample], model.Config);
+        var training = SftObjective.InputEmbeddings(talker, batch, tensor(xVector).unsqueeze(0), LossAlignment.Fixed); // [1, T, H]
+        using var prompt = new PromptBuilder(model, GenerationFixture.Tokenizer).Build(new SynthesisRequest
+        {
+            Text = Text, Language = language, SpeakerEmbedding = xVector, NonStreaming = true,
+        });
+        long p = prompt.InputsEmbeds.shape[1];
+        Assert.Equal(SftCollate.SequenceLength(sample.TextIds.Count, 6, languageId is not null), (int)(p + 6 + 1)); // prompt, frames, codec_eos row
+        Assert.True(training.narrow(1, 0, p).allclose(prompt.InputsEmbeds, rtol: 1e-5, atol: 1e-6),
+            $"max difference {(training.narrow(1, 0, p) - prompt.InputsEmbeds).abs().max().item<float>()}");
+        // The next position is the first frame, not part of any prompt: it differs.
+        Assert.False(training.narrow(1, p, 1).allclose(prompt.TtsPad, rtol: 1e-3, atol: 1e-3));
+
+        // Labels: the frames' codebook 0 then codec_eos, from the row after the prompt's last (codec_bos) on; nothing else.
+        var labels = batch.Codec0Labels[0].data<long>().ToArray();
+        var scored = labels.Select((l, i) => (l, i)).Where(x => x.l != SftCollate.IgnoreLabel).ToList();
+        Assert.Equal(Enumerable.Range((int)p, 7), scored.Select(x => x.i));
+        Assert.Equal([.. Enumerable.Range(0, 6).Select(f => codes[f, 0]), (long)talker.Config.CodecEosTokenId], scored.Select(x => x.l));
+    }
+}
