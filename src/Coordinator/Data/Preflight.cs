@@ -434,7 +434,7 @@ public static class Preflight
         int? frames = r.AudioCodes is { Length: > 0 } c ? c.Length : audio is null ? null : RecordRules.FramesOf(audio.DurationSeconds);
         if (frames is int n)
         {
-            if (t.Rules is not null && !issues.Any(i => i.Code == "empty_text") && t.Rules.Problem(r.Text, TextIds(r), n) is { } problem)
+            if (t.Rules is not null && !issues.Any(i => i.Code == "empty_text") && t.Rules.Problem(r.Text, TextIds(r), n, r.Language) is { } problem)
                 Error(problem.Field.StartsWith("text_ids", StringComparison.Ordinal) ? "text_out_of_vocabulary" : "too_long",
                     $"{problem.Field}: {problem.Reason}; split the clip");
             else if (t.Rules is null && r.AudioCodes is not null && n / FramesPerSecond > t.MaxSeconds)

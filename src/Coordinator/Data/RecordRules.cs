@@ -1,3 +1,4 @@
+using Qwen3Tts.Model.Generation;
 using Qwen3Tts.Model;
 using Qwen3Tts.Model.Config;
 using Qwen3Tts.Model.Text;
@@ -15,20 +16,24 @@ namespace Qwen3Tts.Coordinator.Data;
 /// <param name="Tokenize">chat ids of a record's text, for records without <c>text_ids</c>; null where no tokenizer
 /// is at hand (then only given ids and frames are checked).</param>
 /// <param name="MaxFrames">longest target a record may have, in codec frames; null: only the context limits it.</param>
+/// <param name="Language"><c>--language</c>: the language every record trains with, instead of its own.</param>
 /// <param name="AllowOutsidePaths"><c>--allow_absolute_paths</c>: a record may name clips outside its data file's folder
 /// (<see cref="DataPaths.Outside"/>).</param>
 public sealed record RecordRules(Qwen3TtsConfig? Config, Func<string, IReadOnlyList<int>>? Tokenize = null, int? MaxFrames = null,
-    bool AllowOutsidePaths = false)
+    bool AllowOutsidePaths = false, string? Language = null)
 {
+    /// <summary>Which language tag each record trains with (<see cref="LanguageChoice"/>), the model's; null without one.</summary>
+    public LanguageChoice? Languages => Config is null ? null : new LanguageChoice(Config.Talker, Language);
+
     /// <summary>The rules of a model given as a folder, its config.json or a preset (<see cref="ModelDirectory.ResolveConfig"/>),
     /// with the folder's text tokenizer, or the released one (identical in every checkpoint) for a preset or a bare config.</summary>
-    public static RecordRules ForModel(string spec, int? maxFrames = null, bool allowOutsidePaths = false)
+    public static RecordRules ForModel(string spec, int? maxFrames = null, bool allowOutsidePaths = false, string? language = null)
     {
         var (json, source, folder, _) = ModelDirectory.ResolveConfig(spec);
         var tokenizer = folder is not null && File.Exists(Path.Combine(folder, Qwen3TextTokenizer.VocabFileName))
             ? Qwen3TextTokenizer.FromModelDirectory(folder)
             : Qwen3TextTokenizer.FromEmbeddedReference();
-        return new RecordRules(Qwen3TtsConfig.Parse(json, source), tokenizer.EncodeChat, maxFrames, allowOutsidePaths);
+        return new RecordRules(Qwen3TtsConfig.Parse(json, source), tokenizer.EncodeChat, maxFrames, allowOutsidePaths, language);
     }
 
     /// <summary>Codec frames per second of the 12 Hz tokenizer.</summary>
@@ -55,14 +60,14 @@ public sealed record RecordRules(Qwen3TtsConfig? Config, Func<string, IReadOnlyL
 
     /// <summary>Why a record of this text (or these chat ids) and this many target frames cannot train, as (field,
     /// reason); null when it can.</summary>
-    public (string Field, string Reason)? Problem(string text, IReadOnlyList<int>? textIds, int frames)
+    public (string Field, string Reason)? Problem(string text, IReadOnlyList<int>? textIds, int frames, string? language = null)
     {
         if (MaxFrames is int max && frames > max)
             return ("audio_codes", $"has {frames} frames ({frames / FramesPerSecond:F1} s), above the limit of {max} frames " +
                 $"({max / FramesPerSecond:F1} s) set by --max_frames / --max_seconds");
         if (Config is null) return null;
         var ids = textIds ?? Tokenize?.Invoke(text);
-        return ids is null ? null : SftCollate.Problem(ids, frames, Config);
+        return ids is null ? null : SftCollate.Problem(ids, frames, Config, Languages!.IdOf(language) is not null);
     }
 
     public BadRecord? Check(TrainingRecord record)
@@ -70,7 +75,7 @@ public sealed record RecordRules(Qwen3TtsConfig? Config, Func<string, IReadOnlyL
         ArgumentNullException.ThrowIfNull(record);
         if (!AllowOutsidePaths && record.RefAudioBytes is null && DataPaths.Outside(record.RefAudio, record.Source) is { } outside)
             return new BadRecord(record.Source, record.Line, "ref_audio", outside);
-        return Problem(record.Text, record.TextIds, record.AudioCodes.Frames) is { } p ? new BadRecord(record.Source, record.Line, p.Field, p.Reason) : null;
+        return Problem(record.Text, record.TextIds, record.AudioCodes.Frames, record.Language) is { } p ? new BadRecord(record.Source, record.Line, p.Field, p.Reason) : null;
     }
 
     /// <summary>The records that pass; the others go to <paramref name="refusals"/>.</summary>
@@ -105,5 +110,30 @@ public static class DataPaths
         string relative = Path.GetRelativePath(folder, Path.GetFullPath(fullPath));
         bool outside = relative == ".." || relative.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) || Path.IsPathRooted(relative);
         return outside ? $"resolves to {Path.GetFullPath(fullPath)}, outside the dataset's folder {folder}; move the clips under it, or pass {AllowFlag} to read files elsewhere" : null;
+    }
+}
+
+/// <summary>The language tag a record trains with: <c>--language</c> for every record when given, else the record's own
+/// <c>language</c>; a name in the model's codec_language_id gives its row (<see cref="CodecPrefix"/>), anything else
+/// (none, "auto", a language the model has no tag for) the no-language prefix, as generation would use.</summary>
+public sealed record LanguageChoice(TalkerConfig Talker, string? Override = null)
+{
+    public int? IdOf(string? recordLanguage) => CodecPrefix.LanguageId(Override ?? recordLanguage, Talker);
+
+    public int? IdOf(TrainingRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        return IdOf(record.Language);
+    }
+
+    /// <summary>One log line: each language's records and the tag it trains with ("english 12 (row 2050), hausa 30 (no tag: auto)").</summary>
+    public string Describe(IEnumerable<TrainingRecord> records)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        var groups = records.GroupBy(r => (Override ?? r.Language)?.Trim().ToLowerInvariant() ?? "(none)")
+            .OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal);
+        return "language tags: " + string.Join(", ", groups.Select(g => IdOf(g.First()) is int id
+            ? $"{g.Key} {g.Count()} (row {id})"
+            : $"{g.Key} {g.Count()} (no tag: the auto prefix{(g.Key is "(none)" or "auto" ? "" : "; the model has no tag for it")})"));
     }
 }

@@ -12,25 +12,30 @@ public sealed class SftSampleBuilder
     readonly Qwen3TextTokenizer tokenizer;
     readonly Func<TrainingRecord, float[]> loadMono24k;
     readonly MelSpectrogram mel;
+    readonly Func<TrainingRecord, int?> language;
 
     /// <param name="tokenizer">tokenizes <see cref="TrainingRecord.Text"/> when the record has no text_ids.</param>
     /// <param name="loadMono24k">reads a clip file (<see cref="TrainingRecord.RefAudio"/>) as mono float samples at
     /// 24 kHz (the mel front end's rate), resampling if needed.</param>
     /// <param name="mel">the mel front end; the reference's 24 kHz, 128-band settings by default.</param>
     public SftSampleBuilder(Qwen3TextTokenizer tokenizer, Func<string, float[]> loadMono24k, MelSpectrogram? mel = null)
-        : this(tokenizer, mel, r => loadMono24k(r.RefAudio)) { }
+        : this(tokenizer, mel, r => loadMono24k(r.RefAudio), null) { }
 
-    SftSampleBuilder(Qwen3TextTokenizer tokenizer, MelSpectrogram? mel, Func<TrainingRecord, float[]> loadMono24k)
+    SftSampleBuilder(Qwen3TextTokenizer tokenizer, MelSpectrogram? mel, Func<TrainingRecord, float[]> loadMono24k, Func<TrainingRecord, int?>? language)
     {
         this.tokenizer = tokenizer;
         this.loadMono24k = loadMono24k;
         this.mel = mel ?? new MelSpectrogram();
+        this.language = language ?? (_ => null);
     }
 
     /// <summary>A builder that loads each record's clip itself, so clips carried inline
     /// (<see cref="TrainingRecord.RefAudioBytes"/>) work: <see cref="LoadMono24k(TrainingRecord)"/> is the usual loader.</summary>
-    public static SftSampleBuilder ForRecords(Qwen3TextTokenizer tokenizer, Func<TrainingRecord, float[]> loadMono24k, MelSpectrogram? mel = null) =>
-        new(tokenizer, mel, loadMono24k);
+    /// <param name="language">the codec language row each record trains with (<see cref="LanguageChoice.IdOf(TrainingRecord)"/>);
+    /// null: every record without (the auto prefix).</param>
+    public static SftSampleBuilder ForRecords(Qwen3TextTokenizer tokenizer, Func<TrainingRecord, float[]> loadMono24k, MelSpectrogram? mel = null,
+        Func<TrainingRecord, int?>? language = null) =>
+        new(tokenizer, mel, loadMono24k, language);
 
     /// <summary>The clip of a record as mono 24 kHz samples: its inline WAV/FLAC/MP3 bytes, else the file at RefAudio.</summary>
     public static float[] LoadMono24k(TrainingRecord record)
@@ -70,6 +75,6 @@ public sealed class SftSampleBuilder
         using var scope = NewDisposeScope();
         // [1, samples] -> [1, 128, frames] -> [frames, 128]
         var refMel = mel.Compute(tensor(wav).unsqueeze(0)).squeeze(0).transpose(0, 1).contiguous();
-        return new SftSample(ids, record.AudioCodes.ToArray(), refMel.MoveToOuterDisposeScope());
+        return new SftSample(ids, record.AudioCodes.ToArray(), refMel.MoveToOuterDisposeScope(), language(record));
     }
 }

@@ -16,12 +16,17 @@ public sealed class SftDataSource
     readonly Qwen3TextTokenizer tokenizer;
     readonly Dictionary<string, float[]> clips = new(StringComparer.Ordinal);
 
-    public SftDataSource(IReadOnlyList<TrainingRecord> records, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
+    readonly Func<TrainingRecord, int?> language;
+
+    /// <param name="language">the codec language row each record trains with; null: none (the auto prefix).</param>
+    public SftDataSource(IReadOnlyList<TrainingRecord> records, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config,
+        Func<TrainingRecord, int?>? language = null)
     {
         this.records = records;
         this.config = config;
         this.tokenizer = tokenizer;
-        builder = SftSampleBuilder.ForRecords(tokenizer, LoadClip);
+        this.language = language ?? (_ => null);
+        builder = SftSampleBuilder.ForRecords(tokenizer, LoadClip, language: this.language);
     }
 
     public int Count => records.Count;
@@ -32,7 +37,7 @@ public sealed class SftDataSource
     /// <summary>Each record's talker rows (its training sequence less the last row, which predicts nothing) and codec
     /// frames: what <see cref="MemoryPlan"/> sizes batches by.</summary>
     public IReadOnlyList<(int Positions, int Frames)> Shapes => records.Select(r =>
-        (SftCollate.SequenceLength((r.TextIds ?? tokenizer.EncodeChat(r.Text)).Count, r.AudioCodes.Frames) - 1, r.AudioCodes.Frames)).ToArray();
+        (SftCollate.SequenceLength((r.TextIds ?? tokenizer.EncodeChat(r.Text)).Count, r.AudioCodes.Frames, language(r) is not null) - 1, r.AudioCodes.Frames)).ToArray();
 
     /// <summary>Each record's length for the plan's length grouping (<see cref="TrainingRecord.PlanLength"/>).</summary>
     public IReadOnlyList<int> PlanLengths => records.Select(r => r.PlanLength).ToArray();
@@ -46,8 +51,9 @@ public sealed class SftDataSource
         ArgumentNullException.ThrowIfNull(rules);
         ArgumentNullException.ThrowIfNull(refusals);
         records = rules.Apply(records, refusals);
+        Func<TrainingRecord, int?>? language = rules.Languages is { } languages ? languages.IdOf : null;
 
-        var probe = new SftDataSource(records, tokenizer, config);
+        var probe = new SftDataSource(records, tokenizer, config, language);
         var bad = new Dictionary<string, DataException>(StringComparer.Ordinal);
         foreach (var record in records.DistinctBy(SftSampleBuilder.ClipKey))
         {
@@ -57,7 +63,7 @@ public sealed class SftDataSource
         if (bad.Count == 0) return probe;
         foreach (var r in records)
             if (bad.TryGetValue(SftSampleBuilder.ClipKey(r), out var e)) refusals.Add(new BadRecord(r.Source, r.Line, "ref_audio", e.Bad.Reason));
-        return new SftDataSource(records.Where(r => !bad.ContainsKey(SftSampleBuilder.ClipKey(r))).ToList(), tokenizer, config);
+        return new SftDataSource(records.Where(r => !bad.ContainsKey(SftSampleBuilder.ClipKey(r))).ToList(), tokenizer, config, language);
     }
 
     float[] LoadClip(TrainingRecord record)

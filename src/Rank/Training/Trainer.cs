@@ -493,16 +493,17 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
     SftDataSource OpenData(string path, int? max, string split, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
     {
-        var rules = new RecordRules(config, tokenizer.EncodeChat, o.MaxFrames, o.AllowAbsolutePaths);
+        var rules = new RecordRules(config, tokenizer.EncodeChat, o.MaxFrames, o.AllowAbsolutePaths, o.Language);
         var refusals = new Refusals(o.SkipBadSamples);
         var records = TrainingData.Read(path, refusals, bounds: rules.Bounds, maxLineBytes: JsonlTrainingData.LineLimit(o.MaxLineMb));
         if (max is { } n) records = records.Take(n).ToList();
         // The rules and the reference clips are checked once, by rank 0; the other ranks take its verdict, so every rank
         // trains the same records (and none starts on one rank 0 refused) whatever its own view of the files.
         var data = Main ? SftDataSource.Open(records, tokenizer, config, rules, refusals) : null;
-        if (comm.WorldSize > 1) data = ShareVerdict(path, records, data, refusals, tokenizer, config);
+        if (comm.WorldSize > 1) data = ShareVerdict(path, records, data, refusals, tokenizer, config, rules.Languages!);
         if (refusals.BlankLineWarning is { } blank) Log($"warning: {blank}");
         refusals.ThrowIfAny();
+        Log($"{split}: {rules.Languages!.Describe(data!.Records)}");
         if (refusals.Count > 0)
         {
             string report = Path.Combine(o.OutputModelPath, $"skipped_{split}_samples.jsonl");
@@ -514,7 +515,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
     /// <summary>Rank 0's verdict on every record read (kept or refused, and whether the run stops) to every rank.</summary>
     SftDataSource ShareVerdict(string path, IReadOnlyList<TrainingRecord> records, SftDataSource? checkedByRank0, Refusals refusals,
-        Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
+        Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config, LanguageChoice languages)
     {
         var count = BitConverter.GetBytes((long)records.Count);
         comm.Broadcast(count, root: 0);
@@ -531,7 +532,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         if (Main) return checkedByRank0!;
         // Rank 0 prints the refusals and ends the job; this rank only stops.
         if (verdict[^1] == 1) throw new DataException(path, 0, "records", "refused by rank 0, which lists them");
-        return new SftDataSource(records.Where((_, i) => verdict[i] == 1).ToList(), tokenizer, config);
+        return new SftDataSource(records.Where((_, i) => verdict[i] == 1).ToList(), tokenizer, config, languages.IdOf);
     }
 
     /// <summary>The run's settings as WandB config (no secrets: the options hold none).</summary>

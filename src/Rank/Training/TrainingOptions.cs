@@ -38,6 +38,9 @@ public sealed record TrainingOptions
     public int? MaxFramesFlag { get; init; }
     public double? MaxSeconds { get; init; }
 
+    /// <summary>--language: the language every record trains with (its codec tag), instead of each record's own.</summary>
+    public string? Language { get; init; }
+
     /// <summary>--max_line_mb: longest JSONL line read (null: 64 MB).</summary>
     public int? MaxLineMb { get; init; }
 
@@ -162,6 +165,7 @@ public static class TrainingFlags
         var maxEval = Flag<int?>("max_eval_samples", "use only the first N validation records");
         var maxFrames = Flag<int?>("max_frames", "refuse (or with --skip_bad_samples skip) records whose target is longer than N codec frames (12.5 per second)");
         var maxSeconds = Flag<double?>("max_seconds", "the same limit in seconds of target audio");
+        var language = Flag<string?>("language", "the language every record trains with (its codec_language_id tag, as synthesize --language uses it), instead of each record's own 'language'; auto: no tag");
         var maxLine = Flag<int?>("max_line_mb", "longest JSONL line read, in MB (default 64); a longer line is refused (or skipped) without being held in memory");
         var allowAbsolute = Flag<bool>("allow_absolute_paths", "let records name clips outside their data file's folder (absolute paths, ../ chains): only for data you trust");
         var maxMemory = Flag<double?>("max_memory_gb", "memory one rank may use: the run is refused before the first step when the longest batch's planned memory exceeds it (default on the CPU: available memory / ranks on the node)");
@@ -187,7 +191,7 @@ public static class TrainingFlags
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -224,6 +228,7 @@ public static class TrainingFlags
                 MaxSeconds = Pick(maxSeconds, "max_seconds"),
                 MaxMemoryGb = Pick(maxMemory, "max_memory_gb"),
                 MaxLineMb = Pick(maxLine, "max_line_mb"),
+                Language = PickString(language, "language"),
                 AllowAbsolutePaths = parse.GetValue(allowAbsolute) || (ValueFromFile<bool>(file, "allow_absolute_paths") ?? false),
                 Seed = Pick(seed, "seed") ?? d.Seed,
                 LossAlignment = alignmentText switch

@@ -218,7 +218,7 @@ public class DeviceTests
     public void A_batch_moves_every_tensor_to_the_device_keeping_dtypes_and_shapes()
     {
         using var batch = Batch();
-        Assert.Equal(9, batch.Tensors.Count);
+        Assert.Equal(10, batch.Tensors.Count);
         Assert.All(batch.Tensors, t => Assert.Equal(DeviceType.CPU, t.device_type));
         using var moved = batch.To(Meta);
         for (int i = 0; i < batch.Tensors.Count; i++)
