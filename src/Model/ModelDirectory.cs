@@ -94,9 +94,13 @@ public static class ModelDirectory
         File.Exists(Path.Combine(dir, "model.safetensors")) || File.Exists(Path.Combine(dir, "model.safetensors.index.json"));
 
     /// <summary>Loads config and weights (strict: every tensor present with the right shape).</summary>
-    public static Qwen3TtsModel Load(string dir, ScalarType dtype = ScalarType.Float32, Device? device = null, bool strict = true)
+    public static Qwen3TtsModel Load(string dir, ScalarType dtype = ScalarType.Float32, Device? device = null, bool strict = true) =>
+        Load(dir, Qwen3TtsConfig.Load(Path.Combine(dir, ConfigFile)), dtype, device, strict);
+
+    /// <summary>The folder's weights under <paramref name="config"/>, a config of the same shapes (e.g. with a language added).</summary>
+    public static Qwen3TtsModel Load(string dir, Qwen3TtsConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null, bool strict = true)
     {
-        var config = Qwen3TtsConfig.Load(Path.Combine(dir, ConfigFile));
+        ArgumentNullException.ThrowIfNull(config);
         if (!HasWeights(dir)) throw new CheckpointException($"{dir}: no model.safetensors or model.safetensors.index.json");
         var model = new Qwen3TtsModel(config, device, dtype);
         CheckpointLoader.Load(model, dir, strict);

@@ -83,7 +83,17 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         var config = Qwen3TtsConfig.Load(Path.Combine(o.InitModelPath, ModelDirectory.ConfigFile));
         if (!config.HasSpeakerEncoder)
             throw new ConfigException($"{o.InitModelPath}: tts_model_type is '{config.TtsModelType}'; fine-tuning starts from a Base checkpoint (it has the speaker encoder)");
-        using var model = ModelDirectory.Load(o.InitModelPath, ScalarType.Float32, device);
+        // --add_language: a new codec_language_id row, in this run's config and so in every checkpoint and export.
+        int? addedLanguageRow = null;
+        if (o.AddLanguage is { } added)
+        {
+            (config, int row, bool isNew) = CodecRows.AddLanguage(config, added);
+            Log(isNew ? $"added language '{added.Trim().ToLowerInvariant()}': codec row {row}, starting from the mean of the {config.Talker.CodecLanguageId.Count - 1} language rows"
+                : $"--add_language {added}: the model already has it (codec row {row}); trained as it is");
+            if (isNew) addedLanguageRow = row;
+        }
+        using var model = ModelDirectory.Load(o.InitModelPath, config, ScalarType.Float32, device);
+        if (addedLanguageRow is int languageRow) AddedLanguage.Initialize(model, config, languageRow); // a resumed run then loads its trained row
         model.SpeakerEncoder!.eval();
         using var trainable = new TrainableModel(model, precision);
 

@@ -41,6 +41,9 @@ public sealed record TrainingOptions
     /// <summary>--language: the language every record trains with (its codec tag), instead of each record's own.</summary>
     public string? Language { get; init; }
 
+    /// <summary>--add_language: a language the model has no tag for gets a new codec row, trained and kept in every checkpoint.</summary>
+    public string? AddLanguage { get; init; }
+
     /// <summary>--max_line_mb: longest JSONL line read (null: 64 MB).</summary>
     public int? MaxLineMb { get; init; }
 
@@ -166,6 +169,7 @@ public static class TrainingFlags
         var maxFrames = Flag<int?>("max_frames", "refuse (or with --skip_bad_samples skip) records whose target is longer than N codec frames (12.5 per second)");
         var maxSeconds = Flag<double?>("max_seconds", "the same limit in seconds of target audio");
         var language = Flag<string?>("language", "the language every record trains with (its codec_language_id tag, as synthesize --language uses it), instead of each record's own 'language'; auto: no tag");
+        var addLanguage = Flag<string?>("add_language", "give a language the model has no tag for (e.g. hausa) a new codec row, started from the mean of the language rows and trained; it is written to codec_language_id in every checkpoint and export, so synthesize --language NAME uses the prompt it was trained on");
         var maxLine = Flag<int?>("max_line_mb", "longest JSONL line read, in MB (default 64); a longer line is refused (or skipped) without being held in memory");
         var allowAbsolute = Flag<bool>("allow_absolute_paths", "let records name clips outside their data file's folder (absolute paths, ../ chains): only for data you trust");
         var maxMemory = Flag<double?>("max_memory_gb", "memory one rank may use: the run is refused before the first step when the longest batch's planned memory exceeds it (default on the CPU: available memory / ranks on the node)");
@@ -191,7 +195,7 @@ public static class TrainingFlags
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -229,6 +233,7 @@ public static class TrainingFlags
                 MaxMemoryGb = Pick(maxMemory, "max_memory_gb"),
                 MaxLineMb = Pick(maxLine, "max_line_mb"),
                 Language = PickString(language, "language"),
+                AddLanguage = PickString(addLanguage, "add_language"),
                 AllowAbsolutePaths = parse.GetValue(allowAbsolute) || (ValueFromFile<bool>(file, "allow_absolute_paths") ?? false),
                 Seed = Pick(seed, "seed") ?? d.Seed,
                 LossAlignment = alignmentText switch
