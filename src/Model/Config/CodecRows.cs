@@ -26,6 +26,23 @@ public static class CodecRows
         return null;
     }
 
+    /// <summary>The row upstream's single-voice export uses, where speaker rows start.</summary>
+    public const int FirstSpeakerRow = 3000;
+
+    /// <summary>Rows for <paramref name="count"/> new speakers: the free rows from <see cref="FirstSpeakerRow"/> up, then
+    /// below it down to the first named row; never a row the config (special tags, languages, its own speakers) names.</summary>
+    public static IReadOnlyList<int> SpeakerRows(TalkerConfig t, int count)
+    {
+        var used = Named(t);
+        int first = CodeBounds.Of(t).FirstCodebook, start = Math.Min(FirstSpeakerRow, t.VocabSize - 1);
+        var rows = Enumerable.Range(start, t.VocabSize - start).Concat(Enumerable.Range(first, Math.Max(0, start - first)).Reverse())
+            .Where(r => !used.Contains(r)).Take(count).ToList();
+        if (rows.Count < count)
+            throw new ConfigException($"the talker's codec vocabulary ({t.VocabSize} rows) has {rows.Count} free rows for {count} speakers; " +
+                "train fewer at once (--max_speakers)");
+        return rows;
+    }
+
     /// <summary>The config with a new language tag: <paramref name="name"/> (lower case, as the released keys are) at
     /// the lowest free row. A language the config already has is returned as it is, with its row.</summary>
     public static (Qwen3TtsConfig Config, int Row, bool Added) AddLanguage(Qwen3TtsConfig config, string name)

@@ -94,10 +94,11 @@ public sealed class SftDataSource
         return onCpu.To(device);
     }
 
-    /// <summary>Each distinct reference clip once, in first-use order: a record that uses it and how many records do.
-    /// The speaker encoder's mean over every row is the count-weighted mean over these, at a fraction of the cost.</summary>
-    public IReadOnlyList<(int Index, int Rows)> DistinctClips() =>
-        records.Select((r, i) => (Key: SftSampleBuilder.ClipKey(r), Index: i)).GroupBy(x => x.Key, StringComparer.Ordinal)
+    /// <summary>Each distinct reference clip once (per group of <paramref name="group"/>, e.g. per speaker), in first-use
+    /// order: a record that uses it and how many records do. The speaker encoder's mean over every row is the
+    /// count-weighted mean over these, at a fraction of the cost.</summary>
+    public IReadOnlyList<(int Index, int Rows)> DistinctClips(Func<TrainingRecord, string>? group = null) =>
+        records.Select((r, i) => (Key: (group?.Invoke(r) ?? "") + "\n" + SftSampleBuilder.ClipKey(r), Index: i)).GroupBy(x => x.Key, StringComparer.Ordinal)
             .Select(g => (g.First().Index, g.Count())).ToList();
 
     /// <summary>Labels the talker scores for these records: every frame's codebook 0 plus codec_eos.</summary>

@@ -140,10 +140,11 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             Log($"resumed from {dir}: step {step}, epoch {startEpoch}, batch {startBatch}");
         }
 
-        // The run's voice, which every checkpoint carries so it speaks by name: the frozen speaker encoder's mean over every
-        // training row, computed once (a resumed run takes it from its checkpoint). Rank 0 alone writes checkpoints.
+        // The run's voices, which every checkpoint carries so it speaks by name: per speaker the frozen speaker encoder's mean
+        // over its training rows, computed once (a resumed run takes them from its checkpoint). Rank 0 alone writes checkpoints.
+        var speakers = train.Records.Select(SpeakerOf).Distinct().Order(StringComparer.Ordinal).ToList();
         IReadOnlyList<CheckpointVoice> voices = !Main ? []
-            : resumedVoices.Any(v => v.Name == o.SpeakerName) ? resumedVoices : [RunVoice(model, train)];
+            : resumedVoices.Select(v => v.Name).Order(StringComparer.Ordinal).SequenceEqual(speakers) ? resumedVoices : RunVoices(model, train, config.Talker, speakers);
 
         // Every rank starts from rank 0's weights (a resumed run loaded them from the same files), and checks it.
         sync.BroadcastParameters(root: 0);
@@ -434,33 +435,54 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         return (talker + o.SubTalkerWeight * sub, talker, sub);
     }
 
-    /// <summary>The run's voice: the mean speaker embedding over every training row's reference clip (fp32), not the
-    /// first batch's as the reference keeps. Each distinct clip is embedded once and counted for the rows that use it.</summary>
-    CheckpointVoice RunVoice(Qwen3TtsModel model, SftDataSource train)
+    /// <summary>Who a record speaks as: its speaker_id with --multi_speaker (--speaker_name when it has none), else --speaker_name.</summary>
+    string SpeakerOf(TrainingRecord r) => o.MultiSpeaker && !string.IsNullOrWhiteSpace(r.SpeakerId) ? r.SpeakerId.Trim() : o.SpeakerName;
+
+    /// <summary>The run's voices: per speaker, the mean speaker embedding over its training rows' reference clips (fp32),
+    /// not the first batch's as the reference keeps, in its own codec row (<see cref="CodecRows.SpeakerRows"/>; one voice:
+    /// row 3000, as upstream). Each distinct clip is embedded once and counted for the rows that use it.</summary>
+    IReadOnlyList<CheckpointVoice> RunVoices(Qwen3TtsModel model, SftDataSource train, TalkerConfig talker, IReadOnlyList<string> speakers)
     {
+        var rows = o.MultiSpeaker ? CodecRows.SpeakerRows(talker, speakers.Count) : [VoiceExport.SpeakerRow];
         using var scope = NewDisposeScope();
         var mean = new SpeakerEmbeddingMean();
         using (no_grad())
-            foreach (var (index, rows) in train.DistinctClips())
+            foreach (var (index, count) in train.DistinctClips(SpeakerOf))
             {
                 using var batchScope = NewDisposeScope();
                 using var batch = train.Batch([index], device);
-                mean.Add(o.SpeakerName, SftCollate.SpeakerEmbeddings(model.SpeakerEncoder!, batch), rows); // summed in fp64 on the CPU
+                mean.Add(SpeakerOf(train.Records[index]), SftCollate.SpeakerEmbeddings(model.SpeakerEncoder!, batch), count); // summed in fp64 on the CPU
             }
-        return new CheckpointVoice(o.SpeakerName, VoiceExport.SpeakerRow, mean.Mean(o.SpeakerName).data<float>().ToArray());
+        var voices = speakers.Select((name, i) => new CheckpointVoice(name, rows[i], mean.Mean(name).data<float>().ToArray())).ToList();
+        if (o.MultiSpeaker)
+            Log("speakers: " + string.Join(", ", voices.Select(v =>
+                $"{v.Name} row {v.CodecRow} ({train.Records.Count(r => SpeakerOf(r) == v.Name)} records, {train.DistinctClips(SpeakerOf).Count(c => SpeakerOf(train.Records[c.Index]) == v.Name)} clips)")));
+        return voices;
     }
 
     /// <summary>A custom-voice export of a checkpoint just written: its weights with codec row 3000 set to the run's
     /// voice (what <c>qwen3tts export-voice --checkpoint</c> writes from the same folder).</summary>
     void ExportVoice(string checkpoint, string dir)
     {
-        VoiceExport.FromCheckpoint(checkpoint, dir, o.SpeakerName);
-        log.WriteLine($"exported custom voice '{o.SpeakerName}' from {Path.GetFileName(checkpoint)}/ to {dir}");
+        VoiceExport.FromCheckpoint(checkpoint, dir, o.MultiSpeaker ? null : o.SpeakerName);
+        log.WriteLine($"exported custom voice{(o.MultiSpeaker ? "s" : $" '{o.SpeakerName}'")} from {Path.GetFileName(checkpoint)}/ to {dir}");
     }
 
     /// <summary>Reads and checks a split up front (records of a JSONL file, a Parquet file or a folder of Parquet shards,
     /// then each distinct reference clip): a bad record stops the run naming file, line (or row) and field, or with --skip_bad_samples is listed in OUTPUT/skipped_{split}_samples.jsonl.</summary>
     MemoryPlan? memoryPlan;
+
+    /// <summary>--max_speakers: the records of the speakers with the most audio (frames; ties by name), the rest left out and logged.</summary>
+    IReadOnlyList<TrainingRecord> KeepSpeakers(IReadOnlyList<TrainingRecord> records, int most)
+    {
+        var ranked = records.GroupBy(SpeakerOf).Select(g => (Name: g.Key, Frames: g.Sum(r => (long)r.AudioCodes.Frames)))
+            .OrderByDescending(x => x.Frames).ThenBy(x => x.Name, StringComparer.Ordinal).ToList();
+        if (ranked.Count <= most) return records;
+        var kept = ranked.Take(most).Select(x => x.Name).ToHashSet(StringComparer.Ordinal);
+        var result = records.Where(r => kept.Contains(SpeakerOf(r))).ToList();
+        Log($"--max_speakers {most}: training {string.Join(", ", ranked.Take(most).Select(x => x.Name))}; left out {records.Count - result.Count} records of {ranked.Count - most} other speakers");
+        return result;
+    }
 
     /// <summary>The memory a step of the longest batch needs (<see cref="MemoryPlan"/>), logged, and refused with the
     /// numbers and the fixes when it exceeds --max_memory_gb (default on the CPU: the memory available to this rank).</summary>
@@ -507,6 +529,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         var refusals = new Refusals(o.SkipBadSamples);
         var records = TrainingData.Read(path, refusals, bounds: rules.Bounds, maxLineBytes: JsonlTrainingData.LineLimit(o.MaxLineMb));
         if (max is { } n) records = records.Take(n).ToList();
+        if (split == "train" && o.MultiSpeaker && o.MaxSpeakers is int most) records = KeepSpeakers(records, most);
         // The rules and the reference clips are checked once, by rank 0; the other ranks take its verdict, so every rank
         // trains the same records (and none starts on one rank 0 refused) whatever its own view of the files.
         var data = Main ? SftDataSource.Open(records, tokenizer, config, rules, refusals) : null;

@@ -41,6 +41,12 @@ public sealed record TrainingOptions
     /// <summary>--language: the language every record trains with (its codec tag), instead of each record's own.</summary>
     public string? Language { get; init; }
 
+    /// <summary>--multi_speaker: every speaker_id of the data is a voice of its own (row, mean embedding, spk_id entry).</summary>
+    public bool MultiSpeaker { get; init; }
+
+    /// <summary>--max_speakers: with --multi_speaker, only the N speakers with the most audio.</summary>
+    public int? MaxSpeakers { get; init; }
+
     /// <summary>--add_language: a language the model has no tag for gets a new codec row, trained and kept in every checkpoint.</summary>
     public string? AddLanguage { get; init; }
 
@@ -117,6 +123,8 @@ public sealed record TrainingOptions
         Require(MaxFramesFlag is null or >= 1, "max_frames", $"must be at least 1, got {MaxFramesFlag}");
         Require(MaxSeconds is null || (MaxSeconds >= 1 / Qwen3Tts.Coordinator.Data.RecordRules.FramesPerSecond && double.IsFinite(MaxSeconds.Value)),
             "max_seconds", $"must be at least one frame (0.08 s), got {MaxSeconds}");
+        Require(MaxSpeakers is null or >= 1, "max_speakers", $"must be at least 1, got {MaxSpeakers}");
+        Require(MaxSpeakers is null || MultiSpeaker, "max_speakers", "applies with --multi_speaker");
         Require(MaxLineMb is null or (>= 1 and <= 1024), "max_line_mb", $"must be 1 to 1024 (MB), got {MaxLineMb}");
         Require(MaxMemoryGb is null || (MaxMemoryGb > 0 && double.IsFinite(MaxMemoryGb.Value)), "max_memory_gb", $"must be a positive number of GB, got {MaxMemoryGb}");
         Require(BucketWindow >= 0, "bucket_window", $"must be 0 (random batching) or more, got {BucketWindow}");
@@ -169,6 +177,8 @@ public static class TrainingFlags
         var maxFrames = Flag<int?>("max_frames", "refuse (or with --skip_bad_samples skip) records whose target is longer than N codec frames (12.5 per second)");
         var maxSeconds = Flag<double?>("max_seconds", "the same limit in seconds of target audio");
         var language = Flag<string?>("language", "the language every record trains with (its codec_language_id tag, as synthesize --language uses it), instead of each record's own 'language'; auto: no tag");
+        var multiSpeaker = Flag<bool>("multi_speaker", "train every speaker_id of the data as a voice of its own: its own codec row (free rows only, named in the log), mean embedding and spk_id entry in every checkpoint and export (records without one speak as --speaker_name)");
+        var maxSpeakers = Flag<int?>("max_speakers", "with --multi_speaker: keep the N speakers with the most audio");
         var addLanguage = Flag<string?>("add_language", "give a language the model has no tag for (e.g. hausa) a new codec row, started from the mean of the language rows and trained; it is written to codec_language_id in every checkpoint and export, so synthesize --language NAME uses the prompt it was trained on");
         var maxLine = Flag<int?>("max_line_mb", "longest JSONL line read, in MB (default 64); a longer line is refused (or skipped) without being held in memory");
         var allowAbsolute = Flag<bool>("allow_absolute_paths", "let records name clips outside their data file's folder (absolute paths, ../ chains): only for data you trust");
@@ -195,7 +205,7 @@ public static class TrainingFlags
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -234,6 +244,8 @@ public static class TrainingFlags
                 MaxLineMb = Pick(maxLine, "max_line_mb"),
                 Language = PickString(language, "language"),
                 AddLanguage = PickString(addLanguage, "add_language"),
+                MultiSpeaker = parse.GetValue(multiSpeaker) || (ValueFromFile<bool>(file, "multi_speaker") ?? false),
+                MaxSpeakers = Pick(maxSpeakers, "max_speakers"),
                 AllowAbsolutePaths = parse.GetValue(allowAbsolute) || (ValueFromFile<bool>(file, "allow_absolute_paths") ?? false),
                 Seed = Pick(seed, "seed") ?? d.Seed,
                 LossAlignment = alignmentText switch

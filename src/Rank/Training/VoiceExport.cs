@@ -37,6 +37,21 @@ public static class VoiceExport
         IEnumerable<(string Name, Tensor Tensor)> trainedWeights, Tensor meanEmbedding, string? speechTokenizerDir = null, JsonObject? source = null)
     {
         if (string.IsNullOrWhiteSpace(speaker)) throw new ArgumentException("the speaker name must not be empty", nameof(speaker));
+        long[] shape = meanEmbedding.shape;
+        if (shape.Length != 1) throw new ArgumentException($"the mean speaker embedding must be [hidden], got [{string.Join(", ", shape)}]", nameof(meanEmbedding));
+        float[] embedding;
+        using (var cpu = meanEmbedding.detach().to(ScalarType.Float32).cpu()) embedding = cpu.data<float>().ToArray();
+        Export(outDir, baseModelDir, [new CheckpointVoice(speaker, SpeakerRow, embedding)], trainedWeights, speechTokenizerDir, source);
+    }
+
+    /// <summary>Writes <paramref name="outDir"/> as a custom_voice model speaking as every voice of <paramref name="voices"/>:
+    /// each one's mean embedding in its codec row, and spk_id / spk_is_dialect naming them all.</summary>
+    public static void Export(string outDir, string baseModelDir, IReadOnlyList<CheckpointVoice> voices,
+        IEnumerable<(string Name, Tensor Tensor)> trainedWeights, string? speechTokenizerDir = null, JsonObject? source = null)
+    {
+        ArgumentNullException.ThrowIfNull(voices);
+        if (voices.Count == 0) throw new ArgumentException("a custom voice export needs at least one voice", nameof(voices));
+        if (voices.Any(v => string.IsNullOrWhiteSpace(v.Name))) throw new ArgumentException("the speaker name must not be empty", nameof(voices));
         string configPath = Path.Combine(baseModelDir, ModelDirectory.ConfigFile);
         var baseConfig = Qwen3TtsConfig.Load(configPath);
         if (baseConfig.TtsModelType != "base")
@@ -45,15 +60,17 @@ public static class VoiceExport
         if (missingCompanions.Count > 0)
             throw new TrainingCheckpointException($"{baseModelDir}: the Base model directory lacks {string.Join(", ", missingCompanions)}");
 
-        var json = CustomVoiceConfig(baseConfig.Json, speaker);
+        var json = CheckpointVoices.CustomVoiceConfig(baseConfig.Json, voices);
         var config = Qwen3TtsConfig.Parse(json, $"{configPath} (as custom_voice)");
         long hidden = config.Talker.HiddenSize;
-        if (SpeakerRow >= config.Talker.VocabSize)
-            throw new ConfigException($"{configPath}: talker_config.vocab_size is {config.Talker.VocabSize}; the speaker row {SpeakerRow} does not fit");
-        if (!meanEmbedding.shape.SequenceEqual([hidden]))
-            throw new ArgumentException($"the mean speaker embedding must be [{hidden}] (talker hidden size), got [{string.Join(", ", meanEmbedding.shape)}]", nameof(meanEmbedding));
-        using (var finite = meanEmbedding.isfinite().all())
-            if (!finite.item<bool>()) throw new ArgumentException("the mean speaker embedding has non-finite values", nameof(meanEmbedding));
+        foreach (var v in voices)
+        {
+            if (v.CodecRow < 0 || v.CodecRow >= config.Talker.VocabSize)
+                throw new ConfigException($"{configPath}: talker_config.vocab_size is {config.Talker.VocabSize}; the speaker row {v.CodecRow} of '{v.Name}' does not fit");
+            if (v.Embedding.Length != hidden)
+                throw new ArgumentException($"the mean speaker embedding of '{v.Name}' must be [{hidden}] (talker hidden size), got [{v.Embedding.Length}]", nameof(voices));
+            if (v.Embedding.Any(x => !float.IsFinite(x))) throw new ArgumentException($"the mean speaker embedding of '{v.Name}' has non-finite values", nameof(voices));
+        }
 
         using var scope = NewDisposeScope();
         var weights = new List<(string Name, Tensor Tensor)>();
@@ -63,7 +80,9 @@ public static class VoiceExport
             if (name != CodecEmbedding) { weights.Add((name, t)); continue; }
             // A copy: the reference writes into state_dict() tensors, which on CPU are the live model's.
             var codec = t.detach().cpu().clone();
-            using (no_grad()) codec[SpeakerRow].copy_(meanEmbedding.detach().to(codec.dtype, codec.device));
+            using (no_grad())
+                foreach (var v in voices)
+                    codec[v.CodecRow].copy_(tensor(v.Embedding).to(codec.dtype));
             weights.Add((name, codec));
         }
         CheckLayout(config, weights, configPath);
@@ -98,19 +117,21 @@ public static class VoiceExport
         if (voices.Count == 0)
             throw new TrainingCheckpointException($"{checkpointDir}: the checkpoint has no {CheckpointVoices.FileName} (written by runs before checkpoints " +
                 "carried their voice); export from a checkpoint of a newer run, or from the run's custom_voice/");
-        var voice = speaker is null
-            ? voices.Count == 1 ? voices[0] : throw new ArgumentException($"{checkpointDir} speaks as {string.Join(", ", voices.Select(v => v.Name))}: name one with --speaker")
-            : voices.FirstOrDefault(v => v.Name == speaker)
-              ?? throw new ArgumentException($"--speaker {speaker}: {checkpointDir} speaks as {string.Join(", ", voices.Select(v => v.Name))}");
+        // Every voice of the checkpoint, or the one named.
+        var chosen = speaker is null ? voices
+            : [voices.FirstOrDefault(v => v.Name == speaker)
+              ?? throw new ArgumentException($"--speaker {speaker}: {checkpointDir} speaks as {string.Join(", ", voices.Select(v => v.Name))}")];
         string? speechTokenizer = state.BaseModel is { Length: > 0 } baseModel && Directory.Exists(Path.Combine(baseModel, "speech_tokenizer"))
             ? Path.Combine(baseModel, "speech_tokenizer") : null;
         var source = new JsonObject
         {
-            ["checkpoint"] = Path.GetFullPath(checkpointDir), ["global_step"] = state.GlobalStep, ["speaker"] = voice.Name, ["codec_row"] = voice.CodecRow,
+            ["checkpoint"] = Path.GetFullPath(checkpointDir), ["global_step"] = state.GlobalStep,
         };
+        if (chosen.Count == 1) (source["speaker"], source["codec_row"]) = (chosen[0].Name, chosen[0].CodecRow);
+        else source["speakers"] = new JsonObject(chosen.Select(v => KeyValuePair.Create(v.Name, (JsonNode?)v.CodecRow)));
         using var scope = NewDisposeScope();
         using var weights = CheckpointFiles.Open(checkpointDir);
-        Export(outDir, checkpointDir, voice.Name, weights.Entries.Select(e => (e.Name, weights.Read(e.Name))), tensor(voice.Embedding), speechTokenizer, source);
+        Export(outDir, checkpointDir, chosen, weights.Entries.Select(e => (e.Name, weights.Read(e.Name))), speechTokenizer, source);
     }
 
     /// <summary>The exported weights must be exactly the custom_voice model's state dict, so it loads strictly.</summary>

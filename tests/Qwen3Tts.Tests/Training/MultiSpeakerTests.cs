@@ -1,0 +1,124 @@
+using System.Text.Json.Nodes;
+using Qwen3Tts.Coordinator.Data;
+using Qwen3Tts.Model;
+using Qwen3Tts.Model.Audio;
+using Qwen3Tts.Model.Config;
+using Qwen3Tts.Model.Generation;
+using Qwen3Tts.Model.Sft;
+using Qwen3Tts.Model.Text;
+using Qwen3Tts.Rank.Training;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Tests.Training;
+
+/// <summary>--multi_speaker trains every speaker of the data as a voice of its own: a free codec row each, the mean
+/// embedding over that speaker's clips, spk_id entries in every checkpoint and export, and each speaks by name.</summary>
+public class MultiSpeakerTests : CleansTempDirs
+{
+    /// <summary>Demo data with two speakers: amina (records 1-2, the demo clip) and musa (records 3-4, another clip:
+    /// the demo clip reversed and a fifth slower, so the speaker encoder hears someone else).</summary>
+    static string TwoSpeakers()
+    {
+        string data = TrainingFixture.DemoData(4, tag: "multi-data");
+        string dir = Path.GetDirectoryName(data)!;
+        var clip = AudioFile.LoadMono24k(Path.Combine(dir, "ref_voice.wav")).Samples;
+        var other = Enumerable.Range(0, clip.Length * 6 / 5).Select(i => clip[clip.Length - 1 - i * 5 / 6]).ToArray();
+        WriteWav(Path.Combine(dir, "musa.wav"), other);
+        var lines = File.ReadAllLines(data).Select((l, i) =>
+        {
+            var o = JsonNode.Parse(l)!.AsObject();
+            o["speaker_id"] = i < 2 ? "amina" : "musa";
+            if (i >= 2) o["ref_audio"] = "musa.wav";
+            return o.ToJsonString();
+        });
+        File.WriteAllLines(data, lines);
+        return data;
+    }
+
+    static void WriteWav(string path, float[] samples)
+    {
+        using var w = new BinaryWriter(File.Create(path));
+        int bytes = samples.Length * 2;
+        w.Write("RIFF"u8); w.Write(36 + bytes); w.Write("WAVE"u8);
+        w.Write("fmt "u8); w.Write(16); w.Write((short)1); w.Write((short)1); w.Write(24000); w.Write(48000); w.Write((short)2); w.Write((short)16);
+        w.Write("data"u8); w.Write(bytes);
+        foreach (float s in samples) w.Write((short)Math.Clamp(Math.Round(s * 32767), -32768, 32767));
+    }
+
+    [Fact]
+    public void Two_speakers_get_free_rows_their_own_mean_and_each_speaks_by_name()
+    {
+        string model = TrainingFixture.TinyModel(29, "multi-model");
+        string data = TwoSpeakers();
+        string output = TestPaths.NewTempDir("multi-out");
+        var log = new StringWriter();
+        new Trainer(new TrainingOptions
+        {
+            TrainData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 1, BatchSize = 2,
+            GradientAccumulationSteps = 1, Lr = 1e-2, LrScheduler = "constant", MultiSpeaker = true, AddLanguage = "hausa", Coordinator = "off",
+        }, log).Run();
+
+        var baseTalker = Qwen3TtsConfig.Load(Path.Combine(model, ModelDirectory.ConfigFile)).Talker;
+        var exported = Qwen3TtsConfig.Load(Path.Combine(output, "custom_voice", ModelDirectory.ConfigFile)).Talker;
+        int language = exported.CodecLanguageId["hausa"];
+        Assert.Equal(["amina", "musa"], exported.SpkId.Keys.Order(StringComparer.Ordinal));
+        var rows = new[] { exported.SpkId["amina"], exported.SpkId["musa"] };
+        Assert.Equal([3000, 3001], rows);
+        Assert.All(rows, r => Assert.DoesNotContain(r, CodecRows.Named(baseTalker)));
+        Assert.DoesNotContain(language, rows);
+        Assert.Contains("speakers: amina row 3000 (2 records, 1 clips), musa row 3001 (2 records, 1 clips)", log.ToString());
+
+        // Each speaker's voice is the speaker encoder's embedding of its own clip (one clip each), not a shared mean.
+        using var baseModel = ModelDirectory.Load(model);
+        float[] Embedding(string clip)
+        {
+            using var scope = NewDisposeScope();
+            var sample = new SftSampleBuilder(Qwen3TextTokenizer.FromEmbeddedReference(), p => AudioFile.LoadMono24k(p).Samples)
+                .Build(JsonlTrainingData.Read(data).First(r => r.RefAudio.EndsWith(clip, StringComparison.Ordinal)));
+            using var batch = SftCollate.Collate([sample], baseModel.Config);
+            return SftCollate.SpeakerEmbeddings(baseModel.SpeakerEncoder!, batch)[0].data<float>().ToArray();
+        }
+        var voices = CheckpointVoices.Read(Path.Combine(output, "last")).ToDictionary(v => v.Name);
+        Close.Assert(Embedding("ref_voice.wav"), voices["amina"].Embedding, "amina's mean");
+        Close.Assert(Embedding("musa.wav"), voices["musa"].Embedding, "musa's mean");
+        Close.AssertDiffer(voices["amina"].Embedding, voices["musa"].Embedding, "two voices");
+
+        // last/ speaks as each by name, in hausa: the two prompts are the trained layout (language row, then the voice's
+        // row) and differ at the speaker position only, where each carries its own mean embedding. (A tiny random model's
+        // speaker encoder gives voices too alike for greedy decoding to tell apart after a short run: measured, the codes
+        // of both voices coincide, so the decoded output is not compared here.)
+        using var speaking = CheckpointVoices.LoadSpeaking(Path.Combine(output, "last"), ScalarType.Float32)!;
+        var prompts = new PromptBuilder(speaking, Qwen3TextTokenizer.FromEmbeddedReference());
+        using var scope = NewDisposeScope();
+        (IReadOnlyList<PromptPosition> Positions, Tensor Embeds) Prompt(string speaker)
+        {
+            var request = new SynthesisRequest { Text = "Sannu da zuwa.", Language = "hausa", Speaker = speaker };
+            using var prompt = prompts.Build(request);
+            return (prompts.Describe(request).Positions, prompt.InputsEmbeds[0].clone());
+        }
+        var (aminaLayout, amina) = Prompt("amina");
+        var (musaLayout, musa) = Prompt("musa");
+        int slot = aminaLayout.ToList().FindIndex(p => p.Codec == "speaker:3000");
+        Assert.Equal("language:" + language, aminaLayout[slot - 2].Codec);
+        Assert.Equal("speaker:3001", musaLayout[slot].Codec);
+        var differs = (amina - musa).abs().amax([1L]).gt(1e-6).nonzero().flatten().data<long>().ToArray();
+        Assert.Equal([(long)slot], differs);
+        var row = speaking.state_dict()[VoiceExport.CodecEmbedding];
+        Close.Assert(voices["amina"].Embedding, row[3000].data<float>().ToArray(), "amina's row");
+        Close.Assert(voices["musa"].Embedding, row[3001].data<float>().ToArray(), "musa's row");
+    }
+
+    [Fact]
+    public void Rows_for_new_speakers_start_at_3000_and_skip_named_ones()
+    {
+        var t = Presets.Config("tiny").Talker;
+        Assert.Equal([3000, 3001, 3002], CodecRows.SpeakerRows(t, 3));
+        var json = (JsonObject)Presets.ConfigJson("tiny").DeepClone();
+        json["talker_config"]!["spk_id"] = new JsonObject { ["old"] = 3001 };
+        var withSpeaker = Qwen3TtsConfig.Parse(json, "with a speaker").Talker;
+        Assert.Equal([3000, 3002], CodecRows.SpeakerRows(withSpeaker, 2));
+        // Past the top, below 3000 downwards.
+        Assert.Equal(2999, CodecRows.SpeakerRows(t, t.VocabSize - 3000 + 1)[^1]);
+        Assert.Throws<ConfigException>(() => CodecRows.SpeakerRows(t, t.VocabSize));
+    }
+}
