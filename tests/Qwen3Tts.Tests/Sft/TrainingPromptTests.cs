@@ -49,4 +49,47 @@ public class TrainingPromptTests
         Assert.Equal(Enumerable.Range((int)p, 7), scored.Select(x => x.i));
         Assert.Equal([.. Enumerable.Range(0, 6).Select(f => codes[f, 0]), (long)talker.Config.CodecEosTokenId], scored.Select(x => x.l));
     }
+
+    /// <summary>A named speaker (its codec row holding the voice's mean embedding, as every checkpoint and export stores
+    /// it) in a known, an added and no language: synthesis by name builds exactly the prompt training conditioned on
+    /// the same embedding.</summary>
+    [Theory]
+    [InlineData("auto")]
+    [InlineData("english")]
+    [InlineData("hausa")] // added with --add_language
+    public void A_named_speaker_is_the_synthesizers_prompt_up_to_the_first_frame(string language)
+    {
+        var edit = (System.Text.Json.Nodes.JsonObject json) =>
+        {
+            json["talker_config"]!["spk_id"] = new System.Text.Json.Nodes.JsonObject { ["amina"] = 3000 };
+            json["talker_config"]!["spk_is_dialect"] = new System.Text.Json.Nodes.JsonObject { ["amina"] = false };
+        };
+        using var model = GenerationFixture.TinyModel(seed: 9, edit: edit);
+        var config = model.Config;
+        if (language == "hausa") config = Qwen3Tts.Model.Config.CodecRows.AddLanguage(config, "hausa").Config;
+        using var speaking = new Qwen3Tts.Model.Qwen3TtsModel(config);
+        speaking.load_state_dict(model.state_dict());
+        speaking.eval();
+        var talker = speaking.Talker;
+        var voice = Enumerable.Range(0, talker.Config.HiddenSize).Select(i => (float)Math.Cos(0.2 * i)).ToArray();
+        using (no_grad()) speaking.state_dict()["talker.model.codec_embedding.weight"][3000].copy_(tensor(voice));
+        var codes = new long[4, 16];
+        for (int f = 0; f < 4; f++) for (int g = 0; g < 16; g++) codes[f, g] = (f * 31 + g * 7) % 2048;
+        int? languageId = CodecPrefix.LanguageId(language, talker.Config);
+        Assert.Equal(language == "auto", languageId is null);
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var sample = new SftSample(GenerationFixture.Tokenizer.EncodeChat(Text), codes, zeros(20, 128), languageId);
+        using var batch = SftCollate.Collate([sample], config);
+        var training = SftObjective.InputEmbeddings(talker, batch, tensor(voice).unsqueeze(0), LossAlignment.Fixed);
+        using var prompt = new PromptBuilder(speaking, GenerationFixture.Tokenizer).Build(new SynthesisRequest
+        {
+            Text = Text, Language = language, Speaker = "amina", NonStreaming = true,
+        });
+        long p = prompt.InputsEmbeds.shape[1];
+        Assert.Equal(SftCollate.SequenceLength(sample.TextIds.Count, 4, languageId is not null), (int)(p + 4 + 1));
+        Assert.True(training.narrow(1, 0, p).allclose(prompt.InputsEmbeds, rtol: 1e-5, atol: 1e-6),
+            $"max difference {(training.narrow(1, 0, p) - prompt.InputsEmbeds).abs().max().item<float>()}");
+    }
 }
