@@ -5,6 +5,35 @@ using System.Text.Json.Nodes;
 
 namespace Qwen3Tts.Coordinator.Data;
 
+/// <summary>Records and seconds of audio of one speaker or language.</summary>
+public sealed record Coverage(string Key, int Records, double Seconds);
+
+/// <summary>Per speaker and per language: how many records and how much audio, and the speakers with too little audio
+/// for a voice of their own (what <c>info</c> and <c>preflight</c> report before a --multi_speaker run).</summary>
+public static class VoiceCoverage
+{
+    /// <summary>Less audio than this for a speaker is a warning.</summary>
+    public const double MinSpeakerSeconds = 60;
+
+    public static IReadOnlyList<Coverage> Of(IEnumerable<(string? Key, double Seconds)> items) =>
+        items.GroupBy(x => x.Key ?? DatasetInfo.None).Select(g => new Coverage(g.Key, g.Count(), g.Sum(x => x.Seconds)))
+            .OrderByDescending(c => c.Seconds).ThenBy(c => c.Key, StringComparer.Ordinal).ToList();
+
+    /// <summary>One line per named speaker with less than <see cref="MinSpeakerSeconds"/> of audio.</summary>
+    public static IReadOnlyList<string> Warnings(IReadOnlyList<Coverage> speakers) =>
+        speakers.Where(c => c.Key != DatasetInfo.None && c.Seconds < MinSpeakerSeconds)
+            .Select(c => string.Create(CultureInfo.InvariantCulture,
+                $"speaker {c.Key}: {c.Seconds:F1} s of audio in {c.Records} record(s), less than a minute; too little to learn a voice of its own"))
+            .ToList();
+
+    public static JsonObject ToJson(IReadOnlyList<Coverage> rows)
+    {
+        var o = new JsonObject();
+        foreach (var c in rows) o[c.Key] = new JsonObject { ["records"] = c.Records, ["seconds"] = c.Seconds };
+        return o;
+    }
+}
+
 /// <summary>One bar of the code-length histogram: records with <see cref="From"/> ≤ frames ≤ <see cref="To"/>.</summary>
 public sealed record LengthBin(int From, int To, int Count);
 
@@ -41,6 +70,10 @@ public sealed record DatasetInfo(
     public double MaxSeconds => MaxFrames / FramesPerSecond;
     public double MeanSeconds => MeanFrames / FramesPerSecond;
 
+    /// <summary>Records and seconds per speaker and per language, most audio first.</summary>
+    public IReadOnlyList<Coverage> SpeakerCoverage { get; init; } = [];
+    public IReadOnlyList<Coverage> LanguageCoverage { get; init; } = [];
+
     /// <summary>Blank lines met (a warning: "train.jsonl: blank lines 3, 9 skipped"), or null.</summary>
     public string? BlankLines { get; init; }
 
@@ -76,7 +109,11 @@ public sealed record DatasetInfo(
             }
         }
         return new DatasetInfo(path, format, records.Count, skipped, Tally(records.Select(r => r.Language)),
-            Tally(records.Select(r => r.SpeakerId)), frames.Sum(f => (long)f), min, max, bins);
+            Tally(records.Select(r => r.SpeakerId)), frames.Sum(f => (long)f), min, max, bins)
+        {
+            SpeakerCoverage = VoiceCoverage.Of(records.Select(r => (r.SpeakerId, r.AudioCodes.Frames / FramesPerSecond))),
+            LanguageCoverage = VoiceCoverage.Of(records.Select(r => (r.Language, r.AudioCodes.Frames / FramesPerSecond))),
+        };
     }
 
     /// <summary>A plain-text report: totals, then the languages, speakers and length histogram as tables.</summary>
@@ -92,13 +129,14 @@ public sealed record DatasetInfo(
         if (BlankLines is not null) s.AppendLine(c, $"warning   {BlankLines}");
         s.AppendLine(c, $"frames    {TotalFrames} total, min {MinFrames}, mean {MeanFrames:F1}, max {MaxFrames}");
         s.AppendLine(c, $"seconds   {TotalSeconds:F1} total ({TotalSeconds / 3600:F2} h), min {MinSeconds:F2}, mean {MeanSeconds:F2}, max {MaxSeconds:F2}");
-        void Table(string title, IReadOnlyList<KeyValuePair<string, int>> rows)
+        void Table(string title, IReadOnlyList<Coverage> rows)
         {
-            s.AppendLine().AppendLine(c, $"{title,-24} {"records",8}");
-            foreach (var (key, n) in rows) s.AppendLine(c, $"{key,-24} {n,8}");
+            s.AppendLine().AppendLine(c, $"{title,-24} {"records",8} {"seconds",10}");
+            foreach (var row in rows) s.AppendLine(c, $"{row.Key,-24} {row.Records,8} {row.Seconds,10:F1}");
         }
-        Table("language", Languages);
-        Table("speaker", Speakers);
+        Table("language", LanguageCoverage);
+        Table("speaker", SpeakerCoverage);
+        foreach (string warning in VoiceCoverage.Warnings(SpeakerCoverage)) s.AppendLine(c, $"warning   {warning}");
         s.AppendLine().AppendLine(c, $"{"frames",-13} {"seconds",-15} {"records",8}");
         int peak = Histogram.Count == 0 ? 0 : Histogram.Max(b => b.Count);
         foreach (var b in Histogram)
@@ -128,6 +166,9 @@ public sealed record DatasetInfo(
                 { ["source"] = b.Source, ["line"] = b.Line, ["field"] = b.Field, ["reason"] = b.Reason }).ToArray()),
             ["languages"] = Counts(Languages),
             ["speakers"] = Counts(Speakers),
+            ["speaker_coverage"] = VoiceCoverage.ToJson(SpeakerCoverage),
+            ["language_coverage"] = VoiceCoverage.ToJson(LanguageCoverage),
+            ["warnings"] = new JsonArray(VoiceCoverage.Warnings(SpeakerCoverage).Select(w => (JsonNode)JsonValue.Create(w)!).ToArray()),
             ["frames"] = new JsonObject { ["total"] = TotalFrames, ["min"] = MinFrames, ["mean"] = MeanFrames, ["max"] = MaxFrames },
             ["seconds"] = new JsonObject { ["total"] = TotalSeconds, ["min"] = MinSeconds, ["mean"] = MeanSeconds, ["max"] = MaxSeconds },
             ["frames_per_second"] = FramesPerSecond,

@@ -156,8 +156,9 @@ public sealed record PreflightReport(
         s.AppendLine(c, $"channels     {Join(Tally(read.Select(r => r.Channels.ToString(c))))}");
         s.AppendLine(c, $"formats      {Join(Tally(read.Select(r => r.BitsPerSample > 0 ? $"{r.Format} {r.BitsPerSample}-bit" : r.Format!)))}");
         s.AppendLine(c, $"references   {References.Count} distinct reference clip(s)");
-        s.AppendLine(c, $"speakers     {Speakers.Count} distinct speaker id(s){(Speakers.Count > 0 ? ": " + Join(Speakers) : "")}");
-        s.AppendLine(c, $"languages    {Join(Languages)}");
+        s.AppendLine(c, $"speakers     {Speakers.Count} distinct speaker id(s){(Speakers.Count > 0 ? ": " + Cover(SpeakerCoverage.Where(x => x.Key != DatasetInfo.None)) : "")}");
+        s.AppendLine(c, $"languages    {Cover(LanguageCoverage)}");
+        foreach (string warning in VoiceCoverage.Warnings(SpeakerCoverage)) s.AppendLine(c, $"warning      {warning}");
         s.AppendLine(c, $"texts        {Count("empty_text")} empty, {Count("duplicate_text")} repeating an earlier record's text");
         s.AppendLine(c, $"findings     {(IssueCounts.Count == 0 ? "none" : Join(IssueCounts))}");
         var t = Thresholds;
@@ -196,12 +197,17 @@ public sealed record PreflightReport(
         return s.ToString();
 
         string Join(IEnumerable<KeyValuePair<string, int>> counts) => string.Join(", ", counts.Select(p => $"{p.Key}: {p.Value}"));
+        string Cover(IEnumerable<Coverage> rows) => string.Join(", ", rows.Select(x => string.Create(c, $"{x.Key}: {x.Records} ({x.Seconds / 60:F1} min)")));
         int Count(string code) => Records.Count(r => r.Issues.Any(i => i.Code == code));
     }
 
     IReadOnlyList<KeyValuePair<string, int>> Speakers => Tally(Records.Select(r => r.SpeakerId).OfType<string>());
 
     IReadOnlyList<KeyValuePair<string, int>> Languages => Tally(Records.Select(r => r.Language ?? DatasetInfo.None));
+
+    /// <summary>Usable records and their audio per speaker and per language.</summary>
+    public IReadOnlyList<Coverage> SpeakerCoverage => VoiceCoverage.Of(Usable.Select(r => (r.SpeakerId, r.Seconds)));
+    public IReadOnlyList<Coverage> LanguageCoverage => VoiceCoverage.Of(Usable.Select(r => (r.Language, r.Seconds)));
 
     public string ToJson()
     {
@@ -241,6 +247,9 @@ public sealed record PreflightReport(
                 ["reference_clips"] = References.Count,
                 ["speakers"] = Counts(Speakers),
                 ["languages"] = Counts(Languages),
+                ["speaker_coverage"] = VoiceCoverage.ToJson(SpeakerCoverage),
+                ["language_coverage"] = VoiceCoverage.ToJson(LanguageCoverage),
+                ["speaker_warnings"] = new JsonArray(VoiceCoverage.Warnings(SpeakerCoverage).Select(w => (JsonNode)JsonValue.Create(w)!).ToArray()),
                 ["findings"] = Counts(IssueCounts),
             },
             ["thresholds"] = new JsonObject

@@ -121,4 +121,30 @@ public class MultiSpeakerTests : CleansTempDirs
         Assert.Equal(2999, CodecRows.SpeakerRows(t, t.VocabSize - 3000 + 1)[^1]);
         Assert.Throws<ConfigException>(() => CodecRows.SpeakerRows(t, t.VocabSize));
     }
+
+    [Fact]
+    public void Info_and_preflight_give_each_speakers_and_languages_records_and_audio_and_warn_below_a_minute()
+    {
+        string data = TwoSpeakers();
+        string dir = Path.GetDirectoryName(data)!;
+        var records = JsonlTrainingData.Read(data);
+        foreach (var r in records) File.Copy(Path.Combine(dir, "ref_voice.wav"), Path.Combine(dir, r.Audio), overwrite: true);
+
+        var info = DatasetInfo.Compute(data);
+        double Seconds(string speaker) => records.Where(r => r.SpeakerId == speaker).Sum(r => r.AudioCodes.Frames) / 12.5;
+        Assert.Equal([new Coverage("amina", 2, Seconds("amina")), new Coverage("musa", 2, Seconds("musa"))],
+            info.SpeakerCoverage.OrderBy(c => c.Key, StringComparer.Ordinal));
+        Assert.Equal([new Coverage("hausa", 4, Seconds("amina") + Seconds("musa"))], info.LanguageCoverage);
+        string text = info.ToText();
+        Assert.Contains($"warning   speaker amina: {Seconds("amina"):F1} s of audio in 2 record(s), less than a minute", text);
+        Assert.Contains("warning   speaker musa:", text);
+
+        // Preflight counts the audio it decoded (here every clip is the demo clip).
+        var report = Preflight.Run(data);
+        double clip = AudioFile.LoadMono24k(Path.Combine(dir, "ref_voice.wav")).Samples.Length / 24000.0;
+        Assert.All(report.SpeakerCoverage, c => Assert.Equal(2 * clip, c.Seconds, 2));
+        Assert.Contains("speaker amina:", report.ToText());
+        Assert.Contains("less than a minute", report.ToText());
+        Assert.DoesNotContain(VoiceCoverage.Warnings([new Coverage("long", 20, 75)]), _ => true);
+    }
 }
