@@ -19,25 +19,29 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
     static (string Model, string Data) Fixture() => (TrainingFixture.TinyModel(31, "mpi-model"), TrainingFixture.DemoData(8, tag: "mpi-data"));
 
     [Theory]
-    [InlineData("openmpi", 1)]
-    [InlineData("openmpi", 2)]
-    [InlineData("mpich", 2)]
-    public void Two_ranks_equal_one_process_with_twice_the_batch(string flavor, int accumulation)
+    [InlineData("openmpi", 1, false)]
+    [InlineData("openmpi", 2, false)]
+    [InlineData("mpich", 2, false)]
+    [InlineData("openmpi", 2, true)] // two speakers (--multi_speaker) and an added language
+    public void Two_ranks_equal_one_process_with_twice_the_batch(string flavor, int accumulation, bool multiSpeaker)
     {
         if (Launcher(flavor) is not { } launcher) return;
         var (model, data) = Fixture();
+        if (multiSpeaker) data = TrainingFixture.TwoSpeakerData(8, tag: "mpi-multi-data");
         string single = TestPaths.NewTempDir("mpi-single"), parallel = TestPaths.NewTempDir("mpi-parallel");
         // adam_epsilon 1e-3: AdamW must not magnify fp32 summation-order differences in near-zero gradients.
         new Trainer(new TrainingOptions
         {
             TrainData = data, InitModelPath = model, OutputModelPath = single, MixedPrecision = "fp32", NumEpochs = 1, BatchSize = 4,
             GradientAccumulationSteps = accumulation, Lr = 1e-3, LrScheduler = "constant", AdamEpsilon = 1e-3, BucketSizeMb = 1,
+            MultiSpeaker = multiSpeaker, AddLanguage = multiSpeaker ? "hausa" : null,
         }, TextWriter.Null).Run();
 
         var (exit, log) = Launch(launcher, flavor, [
             "--train_jsonl", data, "--init_model_path", model, "--output_model_path", parallel, "--mixed_precision", "fp32",
             "--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", accumulation.ToString(), "--lr", "1e-3",
-            "--lr_scheduler", "constant", "--adam_epsilon", "1e-3", "--bucket_size_mb", "1"], killRankAfter: null);
+            "--lr_scheduler", "constant", "--adam_epsilon", "1e-3", "--bucket_size_mb", "1",
+            .. multiSpeaker ? (string[])["--multi_speaker", "--add_language", "hausa"] : []], killRankAfter: null);
         Assert.True(exit == 0, $"mpiexec.{flavor} exited {exit}:\n{log}");
         Assert.Contains("2 ranks", log);
 
@@ -48,6 +52,9 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
         // weights by a large fraction of lr = 1e-3.
         foreach (var e in a.Entries)
             Assert.True(a.Read(e.Name).allclose(b.Read(e.Name), rtol: 0, atol: 1e-6), e.Name);
+        if (multiSpeaker)
+            Assert.Equal(CheckpointVoices.Read(Path.Combine(single, "last")).Select(v => (v.Name, v.CodecRow)),
+                CheckpointVoices.Read(Path.Combine(parallel, "last")).Select(v => (v.Name, v.CodecRow)));
     }
 
     /// <summary>One bad record (a reference clip that is not audio, found only by decoding it, which rank 0 alone does):

@@ -15,35 +15,7 @@ namespace Qwen3Tts.Tests.Training;
 /// embedding over that speaker's clips, spk_id entries in every checkpoint and export, and each speaks by name.</summary>
 public class MultiSpeakerTests : CleansTempDirs
 {
-    /// <summary>Demo data with two speakers: amina (records 1-2, the demo clip) and musa (records 3-4, another clip:
-    /// the demo clip reversed and a fifth slower, so the speaker encoder hears someone else).</summary>
-    static string TwoSpeakers()
-    {
-        string data = TrainingFixture.DemoData(4, tag: "multi-data");
-        string dir = Path.GetDirectoryName(data)!;
-        var clip = AudioFile.LoadMono24k(Path.Combine(dir, "ref_voice.wav")).Samples;
-        var other = Enumerable.Range(0, clip.Length * 6 / 5).Select(i => clip[clip.Length - 1 - i * 5 / 6]).ToArray();
-        WriteWav(Path.Combine(dir, "musa.wav"), other);
-        var lines = File.ReadAllLines(data).Select((l, i) =>
-        {
-            var o = JsonNode.Parse(l)!.AsObject();
-            o["speaker_id"] = i < 2 ? "amina" : "musa";
-            if (i >= 2) o["ref_audio"] = "musa.wav";
-            return o.ToJsonString();
-        });
-        File.WriteAllLines(data, lines);
-        return data;
-    }
-
-    static void WriteWav(string path, float[] samples)
-    {
-        using var w = new BinaryWriter(File.Create(path));
-        int bytes = samples.Length * 2;
-        w.Write("RIFF"u8); w.Write(36 + bytes); w.Write("WAVE"u8);
-        w.Write("fmt "u8); w.Write(16); w.Write((short)1); w.Write((short)1); w.Write(24000); w.Write(48000); w.Write((short)2); w.Write((short)16);
-        w.Write("data"u8); w.Write(bytes);
-        foreach (float s in samples) w.Write((short)Math.Clamp(Math.Round(s * 32767), -32768, 32767));
-    }
+    static string TwoSpeakers() => TrainingFixture.TwoSpeakerData(4);
 
     [Fact]
     public void Two_speakers_get_free_rows_their_own_mean_and_each_speaks_by_name()

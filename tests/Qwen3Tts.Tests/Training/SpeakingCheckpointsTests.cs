@@ -95,14 +95,19 @@ public class SpeakingCheckpointsTests : CleansTempDirs
 /// optimizer state, the checkpoints' voice and the custom_voice export, byte for byte.</summary>
 public class KilledRunTests : CleansTempDirs
 {
-    [Fact]
-    public void Sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run()
+    /// <param name="multiSpeaker">two speakers (--multi_speaker) and an added language: their rows, voices and language
+    /// row are restored with the rest.</param>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run(bool multiSpeaker)
     {
-        string model = TrainingFixture.TinyModel(53, "kill-model"), data = TrainingFixture.DemoData(8, copies: 6, tag: "kill-data");
+        string model = TrainingFixture.TinyModel(53, "kill-model");
+        string data = multiSpeaker ? TrainingFixture.TwoSpeakerData(8, copies: 6, tag: "kill-data") : TrainingFixture.DemoData(8, copies: 6, tag: "kill-data");
         string whole = TestPaths.NewTempDir("kill-whole"), split = TestPaths.NewTempDir("kill-split");
         string[] Args(string output) => ["--train_jsonl", data, "--init_model_path", model, "--output_model_path", output, "--mixed_precision", "fp32",
             "--num_epochs", "2", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--lr", "1e-3", "--save_steps", "2", "--logging_steps", "1",
-            "--speaker_name", "amina"];
+            "--speaker_name", "amina", .. multiSpeaker ? (string[])["--multi_speaker", "--add_language", "hausa"] : []];
         var env = new Dictionary<string, string> { ["OMP_NUM_THREADS"] = "1" };
 
         var uninterrupted = Qwen3Tts.Tests.Entry.Executables.Run(TestPaths.RankDll, Args(whole), env, TimeSpan.FromMinutes(3));
@@ -144,5 +149,7 @@ public class KilledRunTests : CleansTempDirs
         foreach (string file in new[] { "last/model.safetensors", "last/training_state/optimizer.safetensors", $"last/{CheckpointVoices.FileName}",
                      $"epoch-2/{CheckpointVoices.FileName}", "custom_voice/model.safetensors", "custom_voice/config.json" })
             Assert.True(File.ReadAllBytes(Path.Combine(whole, file)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(split, file))), file);
+        if (multiSpeaker)
+            Assert.Equal(["amina", "musa"], Qwen3Tts.Model.Config.Qwen3TtsConfig.Load(Path.Combine(split, "custom_voice", "config.json")).Talker.SpkId.Keys.Order(StringComparer.Ordinal));
     }
 }

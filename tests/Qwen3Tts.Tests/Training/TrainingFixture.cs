@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+using Qwen3Tts.Model.Audio;
 using Qwen3Tts.Model;
 using static TorchSharp.torch;
 
@@ -26,4 +28,36 @@ static class TrainingFixture
         File.WriteAllLines(path, Enumerable.Repeat(lines, copies).SelectMany(l => l));
         return path;
     }
+
+    /// <summary>Demo data with two speakers: amina (the first half of the records, the demo clip) and musa (the second half, another clip:
+    /// the demo clip reversed and a fifth slower, so the speaker encoder hears someone else).</summary>
+    public static string TwoSpeakerData(int records, int copies = 1, string tag = "multi-data")
+    {
+        string data = DemoData(records, copies, tag);
+        string dir = Path.GetDirectoryName(data)!;
+        var clip = AudioFile.LoadMono24k(Path.Combine(dir, "ref_voice.wav")).Samples;
+        var other = Enumerable.Range(0, clip.Length * 6 / 5).Select(i => clip[clip.Length - 1 - i * 5 / 6]).ToArray();
+        WriteWav(Path.Combine(dir, "musa.wav"), other);
+        var lines = File.ReadAllLines(data).Select((l, i) =>
+        {
+            var o = JsonNode.Parse(l)!.AsObject();
+            bool musa = i % records >= records / 2;
+            o["speaker_id"] = musa ? "musa" : "amina";
+            if (musa) o["ref_audio"] = "musa.wav";
+            return o.ToJsonString();
+        });
+        File.WriteAllLines(data, lines);
+        return data;
+    }
+
+    public static void WriteWav(string path, float[] samples)
+    {
+        using var w = new BinaryWriter(File.Create(path));
+        int bytes = samples.Length * 2;
+        w.Write("RIFF"u8); w.Write(36 + bytes); w.Write("WAVE"u8);
+        w.Write("fmt "u8); w.Write(16); w.Write((short)1); w.Write((short)1); w.Write(24000); w.Write(48000); w.Write((short)2); w.Write((short)16);
+        w.Write("data"u8); w.Write(bytes);
+        foreach (float s in samples) w.Write((short)Math.Clamp(Math.Round(s * 32767), -32768, 32767));
+    }
+
 }
