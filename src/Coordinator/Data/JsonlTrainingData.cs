@@ -194,8 +194,21 @@ public static class JsonlTrainingData
                 SpeakerId: OptionalString("speaker_id"),
                 Gender: OptionalString("gender"),
                 AgeRange: OptionalString("age_range"),
-                TextIds: ParseTextIds(root, Bad));
+                TextIds: ParseTextIds(root, Bad),
+                Extra: ExtraStrings(root));
         }
+    }
+
+    static readonly HashSet<string> Known = ["audio", "text", "audio_codes", "ref_audio", "ref_text", "language", "speaker_id", "gender", "age_range", "text_ids"];
+
+    /// <summary>The line's other string fields (a dataset's own columns, e.g. a speaker column of another name); null when none.</summary>
+    static Dictionary<string, string>? ExtraStrings(JsonElement root)
+    {
+        Dictionary<string, string>? extra = null;
+        foreach (var p in root.EnumerateObject())
+            if (p.Value.ValueKind == JsonValueKind.String && !Known.Contains(p.Name))
+                (extra ??= new(StringComparer.Ordinal))[p.Name] = p.Value.GetString()!;
+        return extra;
     }
 
     /// <summary>Writes the <c>audio_codes</c> property, [frames][codebooks], as this reader reads it.</summary>

@@ -206,7 +206,18 @@ public static class ParquetTrainingData
             Gender: g.OptionalString("gender", row),
             AgeRange: g.OptionalString("age_range", row),
             TextIds: TextIds(g, row),
-            RefAudioBytes: refBytes);
+            RefAudioBytes: refBytes,
+            Extra: ExtraStrings(g, row));
+    }
+
+    /// <summary>The row's other string columns (a dataset's own, e.g. a speaker column of another name); null when none.</summary>
+    static Dictionary<string, string>? ExtraStrings(RowGroup g, int row)
+    {
+        Dictionary<string, string>? extra = null;
+        foreach (string column in g.StringColumns)
+            if (!KnownStrings.Contains(column) && column is not ("audio" or "ref_audio") && g.OptionalString(column, row) is { } value)
+                (extra ??= new(StringComparer.Ordinal))[column] = value;
+        return extra;
     }
 
     static CodeGrid Codes(RowGroup g, int row, CodeBounds bounds)

@@ -12,6 +12,7 @@ namespace Qwen3Tts.Coordinator.Data;
 /// <param name="RefAudio">reference clip for the speaker embedding, resolved to a full path
 /// (relative paths are taken from the JSONL file's folder).</param>
 /// <param name="TextIds">pre-tokenized full chat ids; when present they replace tokenizing <paramref name="Text"/>.</param>
+/// <param name="Extra">the record's other string fields by name (e.g. a dataset's own speaker column).</param>
 /// <param name="RefAudioBytes">the reference clip's encoded file bytes (WAV, FLAC or MP3), when the data carries them inline (a Parquet
 /// <c>ref_audio</c> given as the Hugging Face audio struct); <paramref name="RefAudio"/> then only names the clip.</param>
 public sealed record TrainingRecord(
@@ -27,8 +28,22 @@ public sealed record TrainingRecord(
     string? Gender = null,
     string? AgeRange = null,
     IReadOnlyList<int>? TextIds = null,
-    byte[]? RefAudioBytes = null)
+    byte[]? RefAudioBytes = null,
+    IReadOnlyDictionary<string, string>? Extra = null)
 {
+    /// <summary>A string field by its name in the data: the ones with a place of their own, else <see cref="Extra"/>
+    /// (every other string field of the line or column of the row); null where the record has none.</summary>
+    public string? Field(string name) => name switch
+    {
+        "text" => Text,
+        "ref_text" => RefText,
+        "language" => Language,
+        "speaker_id" => SpeakerId,
+        "gender" => Gender,
+        "age_range" => AgeRange,
+        _ => Extra?.GetValueOrDefault(name),
+    };
+
     /// <summary>"file:line" ("file: row N" for Parquet), the prefix of every message about this record.</summary>
     public string Where => DataLocation.Format(Source, Line);
 

@@ -435,8 +435,9 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         return (talker + o.SubTalkerWeight * sub, talker, sub);
     }
 
-    /// <summary>Who a record speaks as: its speaker_id with --multi_speaker (--speaker_name when it has none), else --speaker_name.</summary>
-    string SpeakerOf(TrainingRecord r) => o.MultiSpeaker && !string.IsNullOrWhiteSpace(r.SpeakerId) ? r.SpeakerId.Trim() : o.SpeakerName;
+    /// <summary>Who a record speaks as: with --multi_speaker its --speaker_column field (speaker_id; --speaker_name when it has
+    /// none), else --speaker_name.</summary>
+    string SpeakerOf(TrainingRecord r) => o.MultiSpeaker && r.Field(o.SpeakerColumn) is { } id && !string.IsNullOrWhiteSpace(id) ? id.Trim() : o.SpeakerName;
 
     /// <summary>The run's voices: per speaker, the mean speaker embedding over its training rows' reference clips (fp32),
     /// not the first batch's as the reference keeps, in its own codec row (<see cref="CodecRows.SpeakerRows"/>; one voice:

@@ -44,6 +44,9 @@ public sealed record TrainingOptions
     /// <summary>--multi_speaker: every speaker_id of the data is a voice of its own (row, mean embedding, spk_id entry).</summary>
     public bool MultiSpeaker { get; init; }
 
+    /// <summary>--speaker_column: the field naming each record's speaker (default speaker_id).</summary>
+    public string SpeakerColumn { get; init; } = "speaker_id";
+
     /// <summary>--max_speakers: with --multi_speaker, only the N speakers with the most audio.</summary>
     public int? MaxSpeakers { get; init; }
 
@@ -125,6 +128,7 @@ public sealed record TrainingOptions
             "max_seconds", $"must be at least one frame (0.08 s), got {MaxSeconds}");
         Require(MaxSpeakers is null or >= 1, "max_speakers", $"must be at least 1, got {MaxSpeakers}");
         Require(MaxSpeakers is null || MultiSpeaker, "max_speakers", "applies with --multi_speaker");
+        Require(!string.IsNullOrWhiteSpace(SpeakerColumn), "speaker_column", "must name a field");
         Require(MaxLineMb is null or (>= 1 and <= 1024), "max_line_mb", $"must be 1 to 1024 (MB), got {MaxLineMb}");
         Require(MaxMemoryGb is null || (MaxMemoryGb > 0 && double.IsFinite(MaxMemoryGb.Value)), "max_memory_gb", $"must be a positive number of GB, got {MaxMemoryGb}");
         Require(BucketWindow >= 0, "bucket_window", $"must be 0 (random batching) or more, got {BucketWindow}");
@@ -179,6 +183,7 @@ public static class TrainingFlags
         var language = Flag<string?>("language", "the language every record trains with (its codec_language_id tag, as synthesize --language uses it), instead of each record's own 'language'; auto: no tag");
         var multiSpeaker = Flag<bool>("multi_speaker", "train every speaker_id of the data as a voice of its own: its own codec row (free rows only, named in the log), mean embedding and spk_id entry in every checkpoint and export (records without one speak as --speaker_name)");
         var maxSpeakers = Flag<int?>("max_speakers", "with --multi_speaker: keep the N speakers with the most audio");
+        var speakerColumn = Flag<string?>("speaker_column", "with --multi_speaker: the field (JSONL key or Parquet column) naming each record's speaker (default speaker_id)");
         var addLanguage = Flag<string?>("add_language", "give a language the model has no tag for (e.g. hausa) a new codec row, started from the mean of the language rows and trained; it is written to codec_language_id in every checkpoint and export, so synthesize --language NAME uses the prompt it was trained on");
         var maxLine = Flag<int?>("max_line_mb", "longest JSONL line read, in MB (default 64); a longer line is refused (or skipped) without being held in memory");
         var allowAbsolute = Flag<bool>("allow_absolute_paths", "let records name clips outside their data file's folder (absolute paths, ../ chains): only for data you trust");
@@ -205,7 +210,7 @@ public static class TrainingFlags
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -246,6 +251,7 @@ public static class TrainingFlags
                 AddLanguage = PickString(addLanguage, "add_language"),
                 MultiSpeaker = parse.GetValue(multiSpeaker) || (ValueFromFile<bool>(file, "multi_speaker") ?? false),
                 MaxSpeakers = Pick(maxSpeakers, "max_speakers"),
+                SpeakerColumn = PickString(speakerColumn, "speaker_column") ?? d.SpeakerColumn,
                 AllowAbsolutePaths = parse.GetValue(allowAbsolute) || (ValueFromFile<bool>(file, "allow_absolute_paths") ?? false),
                 Seed = Pick(seed, "seed") ?? d.Seed,
                 LossAlignment = alignmentText switch

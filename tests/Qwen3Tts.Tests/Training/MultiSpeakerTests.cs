@@ -119,4 +119,25 @@ public class MultiSpeakerTests : CleansTempDirs
         Assert.Contains("less than a minute", report.ToText());
         Assert.DoesNotContain(VoiceCoverage.Warnings([new Coverage("long", 20, 75)]), _ => true);
     }
+
+    [Fact]
+    public void The_speaker_can_come_from_another_column()
+    {
+        string data = TwoSpeakers();
+        File.WriteAllLines(data, File.ReadAllLines(data).Select(l =>
+        {
+            var o = JsonNode.Parse(l)!.AsObject();
+            o["narrator"] = (string)o["speaker_id"]! == "amina" ? "Zainab" : "Bello";
+            o.Remove("speaker_id");
+            return o.ToJsonString();
+        }));
+        Assert.Equal(["Zainab", "Zainab", "Bello", "Bello"], JsonlTrainingData.Read(data).Select(r => r.Field("narrator")));
+        string output = TestPaths.NewTempDir("multi-column-out");
+        new Trainer(new TrainingOptions
+        {
+            TrainData = data, InitModelPath = TrainingFixture.TinyModel(29, "multi-model"), OutputModelPath = output, MixedPrecision = "fp32",
+            NumEpochs = 1, BatchSize = 2, GradientAccumulationSteps = 1, MultiSpeaker = true, SpeakerColumn = "narrator", Coordinator = "off",
+        }, TextWriter.Null).Run();
+        Assert.Equal(["Bello", "Zainab"], CheckpointVoices.Read(Path.Combine(output, "last")).Select(v => v.Name));
+    }
 }
