@@ -74,8 +74,10 @@ public sealed class EvalSamples
         return result;
     }
 
-    /// <summary>Speaks every sentence with <paramref name="model"/>'s current weights; returns the clips for WandB.</summary>
-    public (IReadOnlyList<WandbAudio> Clips, string Summary) Write(Qwen3TtsModel model, SftDataSource train, long step, string outputDir)
+    /// <summary>Speaks every sentence with <paramref name="model"/>'s current weights; returns the clips for WandB. With
+    /// several <paramref name="speakers"/> (--multi_speaker) every sentence is spoken by each, as <c>NN-name.wav</c>.</summary>
+    public (IReadOnlyList<WandbAudio> Clips, string Summary) Write(Qwen3TtsModel model, SftDataSource train, long step, string outputDir,
+        IReadOnlyList<CheckpointVoice>? speakers = null)
     {
         var clock = Stopwatch.StartNew();
         voice ??= TrainingVoice(model, train);
@@ -87,20 +89,25 @@ public sealed class EvalSamples
         var clips = new List<WandbAudio>();
         double audioSeconds = 0;
         using var codes = new StreamWriter(Path.Combine(dir, "codes.jsonl"));
+        var voices = speakers is { Count: > 1 } ? speakers.Select(v => (Name: (string?)v.Name, v.Embedding)).ToList() : [(Name: (string?)null, Embedding: voice)];
         for (int i = 0; i < sentences.Count; i++)
-        {
-            using var scope = NewDisposeScope();
-            var request = Request(sentences[i], voice);
-            var result = synthesizer.Synthesize(request, generation, seed + (ulong)i);
-            string wav = Path.Combine(dir, $"{i:00}.wav");
-            WavWriter.Write(wav, Waveform.Decode(decoder, result.Codes), Waveform.SampleRate);
-            codes.WriteLine(CodesLine(sentences[i].Text, result.Codes));
-            clips.Add(new WandbAudio($"eval/sample_{i}", wav, Waveform.SampleRate, sentences[i].Text));
-            audioSeconds += result.AudioSeconds;
-        }
+            foreach (var (name, embedding) in voices)
+            {
+                using var scope = NewDisposeScope();
+                var request = Request(sentences[i], embedding);
+                var result = synthesizer.Synthesize(request, generation, seed + (ulong)i);
+                string wav = Path.Combine(dir, name is null ? $"{i:00}.wav" : $"{i:00}-{SafeName(name)}.wav");
+                WavWriter.Write(wav, Waveform.Decode(decoder, result.Codes), Waveform.SampleRate);
+                codes.WriteLine(CodesLine(sentences[i].Text, result.Codes));
+                clips.Add(new WandbAudio(name is null ? $"eval/sample_{i}" : $"eval/sample_{i}_{SafeName(name)}", wav, Waveform.SampleRate,
+                    name is null ? sentences[i].Text : $"{name}: {sentences[i].Text}"));
+                audioSeconds += result.AudioSeconds;
+            }
         return (clips, string.Create(CultureInfo.InvariantCulture,
             $"eval samples: {clips.Count} clips ({audioSeconds:F1} s of audio) in {dir} ({clock.Elapsed.TotalSeconds:F1} s)"));
     }
+
+    static string SafeName(string name) => string.Concat(name.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' ? c : '_'));
 
     /// <summary>{"text", "audio_codes"}: the line `qwen3tts synthesize --codes_out` writes, without an id.</summary>
     static string CodesLine(string text, long[,] codes)

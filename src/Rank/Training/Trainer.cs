@@ -282,7 +282,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             if (validation is not null) Evaluate(epoch + 1, 0, endOfEpoch: true);
             else if (samples is not null) // no evaluation to ride on: the listening samples come at each epoch's end
             {
-                var (audio, summary) = samples.Write(model, train, step, o.OutputModelPath);
+                var (audio, summary) = samples.Write(model, train, step, o.OutputModelPath, o.MultiSpeaker ? voices : null);
                 Log(summary);
                 Metrics(step, audio);
             }
@@ -314,7 +314,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             if (samples is not null)
             {
                 string summary;
-                (audio, summary) = samples.Write(model, train, step, o.OutputModelPath);
+                (audio, summary) = samples.Write(model, train, step, o.OutputModelPath, o.MultiSpeaker ? voices : null);
                 Log(summary);
             }
             if (endOfEpoch) // the community pipelines' end-of-epoch validation number

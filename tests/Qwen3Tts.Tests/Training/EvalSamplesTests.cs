@@ -89,6 +89,24 @@ public class EvalSamplesTests : CleansTempDirs
     }
 
     [Fact]
+    public void With_several_speakers_each_speaks_every_sentence()
+    {
+        string model = TrainingFixture.TinyModel(52, "samples-model"), data = TrainingFixture.TwoSpeakerData(4, tag: "samples-multi");
+        string output = TestPaths.NewTempDir("samples-multi-out"), sentencesFile = Path.Combine(output, "..", Path.GetFileName(output) + "-sentences.txt");
+        File.WriteAllLines(sentencesFile, ["Sannu da zuwa.", "Ina kwana?"]);
+        new Trainer(new TrainingOptions
+        {
+            TrainData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 1,
+            BatchSize = 2, GradientAccumulationSteps = 1, LoggingSteps = 1000, MultiSpeaker = true,
+            EvalSentences = sentencesFile, EvalSampleMaxSeconds = 0.3,
+        }, TextWriter.Null).Run();
+        string dir = Path.Combine(output, "samples", "step-2");
+        Assert.Equal(["00-amina.wav", "00-musa.wav", "01-amina.wav", "01-musa.wav"],
+            Directory.GetFiles(dir, "*.wav").Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(dir, "codes.jsonl")).Length);
+    }
+
+    [Fact]
     public void A_bad_sentences_file_names_the_line()
     {
         string dir = TestPaths.NewTempDir("sentences");
