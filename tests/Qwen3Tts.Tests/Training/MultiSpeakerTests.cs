@@ -26,8 +26,8 @@ public class MultiSpeakerTests : CleansTempDirs
         var log = new StringWriter();
         new Trainer(new TrainingOptions
         {
-            TrainData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 1, BatchSize = 2,
-            GradientAccumulationSteps = 1, Lr = 1e-2, LrScheduler = "constant", MultiSpeaker = true, AddLanguage = "hausa", Coordinator = "off",
+            TrainData = data, ValidationData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 1,
+            BatchSize = 2, GradientAccumulationSteps = 1, Lr = 1e-4, LrScheduler = "constant", MultiSpeaker = true, AddLanguage = "hausa", Coordinator = "off",
         }, log).Run();
 
         var baseTalker = Qwen3TtsConfig.Load(Path.Combine(model, ModelDirectory.ConfigFile)).Talker;
@@ -50,26 +50,26 @@ public class MultiSpeakerTests : CleansTempDirs
             using var batch = SftCollate.Collate([sample], baseModel.Config);
             return SftCollate.SpeakerEmbeddings(baseModel.SpeakerEncoder!, batch)[0].data<float>().ToArray();
         }
-        var voices = CheckpointVoices.Read(Path.Combine(output, "last")).ToDictionary(v => v.Name);
+        var voices = CheckpointVoices.Read(Path.Combine(output, "best")).ToDictionary(v => v.Name);
         Close.Assert(Embedding("ref_voice.wav"), voices["amina"].Embedding, "amina's mean");
         Close.Assert(Embedding("musa.wav"), voices["musa"].Embedding, "musa's mean");
         Close.AssertDiffer(voices["amina"].Embedding, voices["musa"].Embedding, "two voices");
 
-        // last/ speaks as each by name, in hausa: the two prompts are the trained layout (language row, then the voice's
-        // row) and differ at the speaker position only, where each carries its own mean embedding. (A tiny random model's
-        // speaker encoder gives voices too alike for greedy decoding to tell apart after a short run: measured, the codes
-        // of both voices coincide, so the decoded output is not compared here.)
-        using var speaking = CheckpointVoices.LoadSpeaking(Path.Combine(output, "last"), ScalarType.Float32)!;
-        var prompts = new PromptBuilder(speaking, Qwen3TextTokenizer.FromEmbeddedReference());
+        // best/ speaks as each by name, in hausa: the two prompts are the trained layout (language row, then the voice's
+        // row) and differ at the speaker position only, where each carries its own mean embedding; greedy decoding of the
+        // same text differs between the two voices.
+        using var speaking = CheckpointVoices.LoadSpeaking(Path.Combine(output, "best"), ScalarType.Float32)!;
+        var synthesizer = new Synthesizer(speaking, Qwen3TextTokenizer.FromEmbeddedReference());
         using var scope = NewDisposeScope();
-        (IReadOnlyList<PromptPosition> Positions, Tensor Embeds) Prompt(string speaker)
+        (IReadOnlyList<PromptPosition> Positions, Tensor Embeds, long[,] Greedy) Speak(string speaker)
         {
             var request = new SynthesisRequest { Text = "Sannu da zuwa.", Language = "hausa", Speaker = speaker };
-            using var prompt = prompts.Build(request);
-            return (prompts.Describe(request).Positions, prompt.InputsEmbeds[0].clone());
+            using var prompt = synthesizer.Prompts.Build(request);
+            var greedy = new GenerationConfig(DoSample: false, SubtalkerDoSample: false, MaxNewTokens: 16, RepetitionPenalty: 1.0);
+            return (synthesizer.Prompts.Describe(request).Positions, prompt.InputsEmbeds[0].clone(), synthesizer.Generate(prompt, greedy, seed: 0).Codes);
         }
-        var (aminaLayout, amina) = Prompt("amina");
-        var (musaLayout, musa) = Prompt("musa");
+        var (aminaLayout, amina, aminaCodes) = Speak("amina");
+        var (musaLayout, musa, musaCodes) = Speak("musa");
         int slot = aminaLayout.ToList().FindIndex(p => p.Codec == "speaker:3000");
         Assert.Equal("language:" + language, aminaLayout[slot - 2].Codec);
         Assert.Equal("speaker:3001", musaLayout[slot].Codec);
@@ -78,6 +78,8 @@ public class MultiSpeakerTests : CleansTempDirs
         var row = speaking.state_dict()[VoiceExport.CodecEmbedding];
         Close.Assert(voices["amina"].Embedding, row[3000].data<float>().ToArray(), "amina's row");
         Close.Assert(voices["musa"].Embedding, row[3001].data<float>().ToArray(), "musa's row");
+        Assert.False(aminaCodes.GetLength(0) == musaCodes.GetLength(0) && aminaCodes.Cast<long>().SequenceEqual(musaCodes.Cast<long>()),
+            "the two voices decoded the same codes");
     }
 
     [Fact]
