@@ -67,6 +67,24 @@ try
         Check(Same(storage, want), "all-reduce in place on a narrowed view leaves the rest of the storage alone");
     }
 
+    // Reduce-scatter and all-gather (MPI_Reduce_scatter_block, MPI_Allgather) on a count that needs padding: rank r
+    // holds x_r[i] = (i + 1)(r + 1) + 2r; the sum is (i + 1) size(size + 1)/2 + size(size - 1), zeros in the padding.
+    foreach (var dtype in new[] { ScalarType.Float32, ScalarType.Float64, ScalarType.Int64 })
+    {
+        const int count = 1001;
+        long block = Partition.Block(count, size), padded = Partition.Padded(count, size);
+        var values = Enumerable.Range(0, (int)padded).Select(i => i < count ? (i + 1.0) * (rank + 1) + 2.0 * rank : 0).ToArray();
+        var sum = Enumerable.Range(0, (int)padded).Select(i => i < count ? (i + 1.0) * size * (size + 1) / 2 + size * (size - 1) : 0).ToArray();
+        using var input = torch.tensor(values).to(dtype);
+        using var mine = torch.zeros(block, dtype: dtype);
+        comm.ReduceScatterSum(input, mine);
+        Check(Same(mine, torch.tensor(sum.Skip((int)(rank * block)).Take((int)block).ToArray()).to(dtype)), $"reduce-scatter {dtype}: this rank's block of the sum");
+        Check(Same(input, torch.tensor(values).to(dtype)), $"reduce-scatter {dtype}: MPI leaves the input as it was");
+        using var all = torch.zeros(padded, dtype: dtype);
+        comm.AllGather(mine, all);
+        Check(Same(all, torch.tensor(sum).to(dtype)), $"all-gather {dtype}: every rank's block in rank order");
+    }
+
     // Broadcast a tensor and bytes from every root.
     for (int root = 0; root < Math.Min(size, 2); root++)
     {

@@ -79,6 +79,32 @@ public sealed class HostStagedCommunicator(ICommunicator inner) : ICommunicator
 
     public void Broadcast(byte[] buffer, int root = 0) => inner.Broadcast(buffer, root);
 
+    public void ReduceScatterSum(Tensor input, Tensor output)
+    {
+        if (Direct(input) && Direct(output))
+        {
+            inner.ReduceScatterSum(input, output);
+            return;
+        }
+        using var hostInput = ToHost(input);
+        using var hostOutput = ToHost(output);
+        inner.ReduceScatterSum(hostInput, hostOutput);
+        CopyBack(hostOutput, output);
+    }
+
+    public void AllGather(Tensor input, Tensor output)
+    {
+        if (Direct(input) && Direct(output))
+        {
+            inner.AllGather(input, output);
+            return;
+        }
+        using var hostInput = ToHost(input);
+        using var hostOutput = ToHost(output);
+        inner.AllGather(hostInput, hostOutput);
+        CopyBack(hostOutput, output);
+    }
+
     public void Barrier() => inner.Barrier();
 
     public void Abort(int exitCode) => inner.Abort(exitCode);

@@ -31,6 +31,37 @@ public interface ICommunicator : IDisposable
     /// <summary>Copies <paramref name="tensor"/> from <paramref name="root"/> into every rank's tensor, in place.</summary>
     void Broadcast(Tensor tensor, int root = 0);
 
+    /// <summary>Reduce-scatter: sums <paramref name="input"/> (WorldSize equal blocks, contiguous) element-wise across
+    /// ranks and leaves block <see cref="Rank"/> of the sum in <paramref name="output"/> (one block). The contents of
+    /// <paramref name="input"/> are unspecified afterwards (a ring reduces in place). Uneven partitions are padded by the
+    /// caller (<see cref="Partition"/>). This default sums the whole tensor and keeps its block (N times the traffic of a
+    /// ring); the MPI, TCP and NCCL communicators send each block once.</summary>
+    void ReduceScatterSum(Tensor input, Tensor output)
+    {
+        Partition.CheckReduceScatter(this, input, output);
+        AllReduceSum(input);
+        long n = output.numel();
+        using var all = input.view(-1);
+        using var mine = all.narrow(0, Rank * n, n);
+        using var into = output.view(-1);
+        into.copy_(mine);
+    }
+
+    /// <summary>All-gather: every rank's <paramref name="input"/> (one block) into <paramref name="output"/> (WorldSize
+    /// blocks, in rank order), on every rank. This default sums zero-filled copies (exact: x + 0 = x); the MPI, TCP and
+    /// NCCL communicators send each block once.</summary>
+    void AllGather(Tensor input, Tensor output)
+    {
+        Partition.CheckAllGather(this, input, output);
+        long n = input.numel();
+        using var all = output.view(-1);
+        all.zero_();
+        using var mine = all.narrow(0, Rank * n, n);
+        using var from = input.view(-1);
+        mine.copy_(from);
+        AllReduceSum(output);
+    }
+
     /// <summary>Broadcasts raw bytes (every rank passes a buffer of the same length).</summary>
     void Broadcast(byte[] buffer, int root = 0);
 
@@ -41,6 +72,30 @@ public interface ICommunicator : IDisposable
 }
 
 public sealed class CommunicatorException(string message) : IOException(message); // a peer or the network failed: reported as one line
+
+/// <summary>How a flat buffer of <c>count</c> elements splits into one block per rank for reduce-scatter and all-gather:
+/// equal blocks of ceil(count / N), the last ones padded (ZeRO's partitions).</summary>
+public static class Partition
+{
+    public static long Block(long count, int worldSize) => (count + worldSize - 1) / worldSize;
+
+    public static long Padded(long count, int worldSize) => Block(count, worldSize) * worldSize;
+
+    internal static void CheckReduceScatter(ICommunicator comm, Tensor input, Tensor output) => Check(comm, full: input, block: output, "ReduceScatterSum");
+
+    internal static void CheckAllGather(ICommunicator comm, Tensor input, Tensor output) => Check(comm, full: output, block: input, "AllGather");
+
+    static void Check(ICommunicator comm, Tensor full, Tensor block, string call)
+    {
+        ArgumentNullException.ThrowIfNull(full);
+        ArgumentNullException.ThrowIfNull(block);
+        if (full.numel() != block.numel() * comm.WorldSize)
+            throw new CommunicatorException($"{call}: the full buffer holds {full.numel()} elements, not {comm.WorldSize} blocks of {block.numel()}; " +
+                "pad it to Partition.Padded(count, world size)");
+        if (full.dtype != block.dtype) throw new CommunicatorException($"{call}: the buffers differ in dtype ({full.dtype}, {block.dtype})");
+        if (!full.is_contiguous() || !block.is_contiguous()) throw new CommunicatorException($"{call}: both buffers must be contiguous");
+    }
+}
 
 public static class CommunicatorExtensions
 {

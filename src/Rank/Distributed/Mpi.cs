@@ -63,6 +63,8 @@ public sealed unsafe class Mpi
     readonly delegate* unmanaged<nint, nint, int> _commSetErrhandler;
     readonly delegate* unmanaged<void*, void*, int, nint, nint, nint, int> _allreduce;
     readonly delegate* unmanaged<void*, int, nint, int, nint, int> _bcast;
+    readonly delegate* unmanaged<void*, void*, int, nint, nint, nint, int> _reduceScatterBlock;
+    readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> _allgather;
     readonly delegate* unmanaged<nint, int> _barrier;
     readonly delegate* unmanaged<nint, int, int> _abort;
     readonly delegate* unmanaged<int> _finalize;
@@ -89,6 +91,8 @@ public sealed unsafe class Mpi
         _commSetErrhandler = (delegate* unmanaged<nint, nint, int>)F("MPI_Comm_set_errhandler");
         _allreduce = (delegate* unmanaged<void*, void*, int, nint, nint, nint, int>)F("MPI_Allreduce");
         _bcast = (delegate* unmanaged<void*, int, nint, int, nint, int>)F("MPI_Bcast");
+        _reduceScatterBlock = (delegate* unmanaged<void*, void*, int, nint, nint, nint, int>)F("MPI_Reduce_scatter_block");
+        _allgather = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)F("MPI_Allgather");
         _barrier = (delegate* unmanaged<nint, int>)F("MPI_Barrier");
         _abort = (delegate* unmanaged<nint, int, int>)F("MPI_Abort");
         _finalize = (delegate* unmanaged<int>)F("MPI_Finalize");
@@ -163,6 +167,15 @@ public sealed unsafe class Mpi
         Check(_bcast(buffer, count, datatype, root, Abi.CommWorld), "MPI_Bcast");
 
     public void Barrier() => Check(_barrier(Abi.CommWorld), "MPI_Barrier");
+
+    /// <summary>MPI_Reduce_scatter_block with MPI_SUM: <paramref name="send"/> holds size × <paramref name="blockCount"/>
+    /// elements; this rank's block of the sum lands in <paramref name="receive"/>.</summary>
+    public void ReduceScatterBlockSum(void* send, void* receive, int blockCount, nint datatype) =>
+        Check(_reduceScatterBlock(send, receive, blockCount, datatype, Abi.OpSum, Abi.CommWorld), "MPI_Reduce_scatter_block");
+
+    /// <summary>MPI_Allgather of <paramref name="blockCount"/> elements from every rank into <paramref name="receive"/>, in rank order.</summary>
+    public void Allgather(void* send, void* receive, int blockCount, nint datatype) =>
+        Check(_allgather(send, blockCount, datatype, receive, blockCount, datatype, Abi.CommWorld), "MPI_Allgather");
 
     /// <summary>Asks the launcher to kill every rank; normally does not return.</summary>
     public void Abort(int exitCode) => Check(_abort(Abi.CommWorld, exitCode), "MPI_Abort");

@@ -170,6 +170,28 @@ public sealed unsafe class MpiCommunicator : ICommunicator
 
     public void Barrier() => Wait(Submit(mpi => mpi.Barrier()));
 
+    /// <summary>MPI_Reduce_scatter_block: each rank sends its blocks once; <paramref name="input"/> is left as it was.</summary>
+    public void ReduceScatterSum(Tensor input, Tensor output)
+    {
+        Partition.CheckReduceScatter(this, input, output);
+        var (send, _, datatype, _) = Describe(input, "ReduceScatterSum");
+        var (receive, block, _, _) = Describe(output, "ReduceScatterSum");
+        if (block == 0) return;
+        if (block > MaxChunk) throw new CommunicatorException($"ReduceScatterSum: blocks of {block} elements exceed one MPI call's {MaxChunk}");
+        Wait(Submit(mpi => mpi.ReduceScatterBlockSum((void*)send, (void*)receive, (int)block, datatype)));
+    }
+
+    /// <summary>MPI_Allgather of one block per rank.</summary>
+    public void AllGather(Tensor input, Tensor output)
+    {
+        Partition.CheckAllGather(this, input, output);
+        var (send, block, datatype, _) = Describe(input, "AllGather");
+        var (receive, _, _, _) = Describe(output, "AllGather");
+        if (block == 0) return;
+        if (block > MaxChunk) throw new CommunicatorException($"AllGather: blocks of {block} elements exceed one MPI call's {MaxChunk}");
+        Wait(Submit(mpi => mpi.Allgather((void*)send, (void*)receive, (int)block, datatype)));
+    }
+
     /// <summary>Calls MPI_Abort from this thread (see the class remarks), so it works while the owner thread is blocked.
     /// Falls back to exiting this process if MPI is already finalized or MPI_Abort returns.</summary>
     public void Abort(int exitCode)

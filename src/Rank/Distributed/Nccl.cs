@@ -51,6 +51,8 @@ public sealed unsafe class Nccl
     readonly delegate* unmanaged<nint*, int, NcclUniqueId, int, int> _commInitRank;
     readonly delegate* unmanaged<void*, void*, nuint, int, int, nint, nint, int> _allReduce;
     readonly delegate* unmanaged<void*, void*, nuint, int, int, nint, nint, int> _broadcast;
+    readonly delegate* unmanaged<void*, void*, nuint, int, int, nint, nint, int> _reduceScatter;
+    readonly delegate* unmanaged<void*, void*, nuint, int, nint, nint, int> _allGather;
     readonly delegate* unmanaged<nint, int> _commDestroy;
     readonly delegate* unmanaged<nint, int> _commAbort;
     readonly delegate* unmanaged<int, byte*> _getErrorString;
@@ -73,6 +75,8 @@ public sealed unsafe class Nccl
         _commInitRank = (delegate* unmanaged<nint*, int, NcclUniqueId, int, int>)F("ncclCommInitRank");
         _allReduce = (delegate* unmanaged<void*, void*, nuint, int, int, nint, nint, int>)F("ncclAllReduce");
         _broadcast = (delegate* unmanaged<void*, void*, nuint, int, int, nint, nint, int>)F("ncclBroadcast");
+        _reduceScatter = (delegate* unmanaged<void*, void*, nuint, int, int, nint, nint, int>)F("ncclReduceScatter");
+        _allGather = (delegate* unmanaged<void*, void*, nuint, int, nint, nint, int>)F("ncclAllGather");
         _commDestroy = (delegate* unmanaged<nint, int>)F("ncclCommDestroy");
         _commAbort = (delegate* unmanaged<nint, int>)F("ncclCommAbort");
         _getErrorString = (delegate* unmanaged<int, byte*>)F("ncclGetErrorString");
@@ -156,6 +160,15 @@ public sealed unsafe class Nccl
     /// <summary>In-place broadcast from <paramref name="root"/>, enqueued on <paramref name="stream"/>.</summary>
     public void BroadcastInPlace(nint comm, void* buffer, long count, int dataType, int root, nint stream) =>
         Check(_broadcast(buffer, buffer, (nuint)count, dataType, root, comm, stream), "ncclBroadcast", comm);
+
+    /// <summary>ncclReduceScatter with ncclSum: <paramref name="send"/> holds N × <paramref name="blockCount"/> elements,
+    /// this rank's block of the sum lands in <paramref name="receive"/>; enqueued on <paramref name="stream"/>.</summary>
+    public void ReduceScatterSum(nint comm, void* send, void* receive, long blockCount, int dataType, nint stream) =>
+        Check(_reduceScatter(send, receive, (nuint)blockCount, dataType, Sum, comm, stream), "ncclReduceScatter", comm);
+
+    /// <summary>ncclAllGather of <paramref name="blockCount"/> elements per rank into <paramref name="receive"/>, in rank order.</summary>
+    public void AllGather(nint comm, void* send, void* receive, long blockCount, int dataType, nint stream) =>
+        Check(_allGather(send, receive, (nuint)blockCount, dataType, comm, stream), "ncclAllGather", comm);
 
     public void CommDestroy(nint comm) => Check(_commDestroy(comm), "ncclCommDestroy");
 

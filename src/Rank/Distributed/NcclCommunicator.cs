@@ -205,6 +205,32 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         }));
     }
 
+    public void ReduceScatterSum(Tensor input, Tensor output)
+    {
+        Partition.CheckReduceScatter(this, input, output);
+        var (send, _, dataType) = Describe(input, "ReduceScatterSum", Device, _nccl.VersionCode);
+        var (receive, block, _) = Describe(output, "ReduceScatterSum", Device, _nccl.VersionCode);
+        if (block == 0) return;
+        Wait(Submit(() =>
+        {
+            _nccl.ReduceScatterSum(_comm, (void*)send, (void*)receive, block, dataType, DefaultStream);
+            _cuda.WaitForStream(DefaultStream);
+        }));
+    }
+
+    public void AllGather(Tensor input, Tensor output)
+    {
+        Partition.CheckAllGather(this, input, output);
+        var (send, block, dataType) = Describe(input, "AllGather", Device, _nccl.VersionCode);
+        var (receive, _, _) = Describe(output, "AllGather", Device, _nccl.VersionCode);
+        if (block == 0) return;
+        Wait(Submit(() =>
+        {
+            _nccl.AllGather(_comm, (void*)send, (void*)receive, block, dataType, DefaultStream);
+            _cuda.WaitForStream(DefaultStream);
+        }));
+    }
+
     /// <summary>Host bytes go over the bootstrap communicator, queued behind the pending collectives.</summary>
     public void Broadcast(byte[] buffer, int root = 0)
     {

@@ -495,6 +495,34 @@ public sealed unsafe class TcpCommunicator : ICommunicator
     }
 
     /// <summary>An all-reduce of one int64 per rank: every chunk's owner depends on every rank having arrived.</summary>
+    /// <summary>The ring's reduce-scatter half, in place in <paramref name="input"/>; this rank's block is then copied out.</summary>
+    public void ReduceScatterSum(Tensor input, Tensor output)
+    {
+        Partition.CheckReduceScatter(this, input, output);
+        var (data, count, type) = Describe(input, "ReduceScatterSum");
+        if (count == 0) return;
+        long block = output.numel();
+        Wait(Submit(() => RingReduceScatter((byte*)data, block * ElementSize(type), type)));
+        using var all = input.view(-1);
+        using var mine = all.narrow(0, Rank * block, block);
+        using var into = output.view(-1);
+        into.copy_(mine);
+    }
+
+    /// <summary>This rank's block copied into place, then the ring's all-gather half.</summary>
+    public void AllGather(Tensor input, Tensor output)
+    {
+        Partition.CheckAllGather(this, input, output);
+        var (data, count, type) = Describe(output, "AllGather");
+        if (count == 0) return;
+        long block = input.numel();
+        using (var all = output.view(-1))
+        using (var mine = all.narrow(0, Rank * block, block))
+        using (var from = input.view(-1))
+            mine.copy_(from);
+        Wait(Submit(() => RingAllGather((byte*)data, block * ElementSize(type))));
+    }
+
     public void Barrier()
     {
         var ones = new long[WorldSize];
@@ -526,6 +554,31 @@ public sealed unsafe class TcpCommunicator : ICommunicator
         {
             int send = Mod(r + 1 - s, n), recv = Mod(r - s, n);
             Exchange(op, data + Start(send), Length(send), data + Start(recv), Length(recv), add: null);
+        }
+    }
+
+    /// <summary>The reduce-scatter half of the ring on N equal blocks, shifted one block from <see cref="RingAllReduce"/>'s
+    /// so that rank r ends owning block r: step s sends block (r−s−1) mod N and adds block (r−s−2) mod N into place.</summary>
+    void RingReduceScatter(byte* data, long blockBytes, ScalarType type)
+    {
+        int n = WorldSize, r = Rank;
+        int op = ++_op;
+        for (int s = 0; s < n - 1; s++)
+        {
+            int send = Mod(r - s - 1, n), recv = Mod(r - s - 2, n);
+            Exchange(op, data + send * blockBytes, blockBytes, data + recv * blockBytes, blockBytes, add: type);
+        }
+    }
+
+    /// <summary>The all-gather half: rank r starts owning block r; step s passes block (r−s) mod N on and receives (r−s−1) mod N.</summary>
+    void RingAllGather(byte* data, long blockBytes)
+    {
+        int n = WorldSize, r = Rank;
+        int op = ++_op;
+        for (int s = 0; s < n - 1; s++)
+        {
+            int send = Mod(r - s, n), recv = Mod(r - s - 1, n);
+            Exchange(op, data + send * blockBytes, blockBytes, data + recv * blockBytes, blockBytes, add: null);
         }
     }
 
