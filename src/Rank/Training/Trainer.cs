@@ -447,8 +447,9 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         var rows = o.MultiSpeaker ? CodecRows.SpeakerRows(talker, speakers.Count) : [VoiceExport.SpeakerRow];
         using var scope = NewDisposeScope();
         var mean = new SpeakerEmbeddingMean();
+        var clips = train.DistinctClips(SpeakerOf);
         using (no_grad())
-            foreach (var (index, count) in train.DistinctClips(SpeakerOf))
+            foreach (var (index, count) in clips)
             {
                 using var batchScope = NewDisposeScope();
                 using var batch = train.Batch([index], device);
@@ -456,21 +457,22 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             }
         var voices = speakers.Select((name, i) => new CheckpointVoice(name, rows[i], mean.Mean(name).data<float>().ToArray())).ToList();
         if (o.MultiSpeaker)
-            Log("speakers: " + string.Join(", ", voices.Select(v =>
-                $"{v.Name} row {v.CodecRow} ({train.Records.Count(r => SpeakerOf(r) == v.Name)} records, {train.DistinctClips(SpeakerOf).Count(c => SpeakerOf(train.Records[c.Index]) == v.Name)} clips)")));
+        {
+            var records = train.Records.CountBy(SpeakerOf).ToDictionary();
+            var clipCounts = clips.CountBy(c => SpeakerOf(train.Records[c.Index])).ToDictionary();
+            Log("speakers: " + string.Join(", ", voices.Select(v => $"{v.Name} row {v.CodecRow} ({records[v.Name]} records, {clipCounts[v.Name]} clips)")));
+        }
         return voices;
     }
 
-    /// <summary>A custom-voice export of a checkpoint just written: its weights with codec row 3000 set to the run's
-    /// voice (what <c>qwen3tts export-voice --checkpoint</c> writes from the same folder).</summary>
+    /// <summary>A custom-voice export of a checkpoint just written: its weights with each voice's row set to its mean
+    /// embedding (what <c>qwen3tts export-voice --checkpoint</c> writes from the same folder).</summary>
     void ExportVoice(string checkpoint, string dir)
     {
         VoiceExport.FromCheckpoint(checkpoint, dir, o.MultiSpeaker ? null : o.SpeakerName);
         log.WriteLine($"exported custom voice{(o.MultiSpeaker ? "s" : $" '{o.SpeakerName}'")} from {Path.GetFileName(checkpoint)}/ to {dir}");
     }
 
-    /// <summary>Reads and checks a split up front (records of a JSONL file, a Parquet file or a folder of Parquet shards,
-    /// then each distinct reference clip): a bad record stops the run naming file, line (or row) and field, or with --skip_bad_samples is listed in OUTPUT/skipped_{split}_samples.jsonl.</summary>
     MemoryPlan? memoryPlan;
 
     /// <summary>--max_speakers: the records of the speakers with the most audio (frames; ties by name), the rest left out and logged.</summary>
@@ -524,6 +526,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             $"memory plan: a step of the longest batch needs {plan} — more than the budget of {budget / 1e9:F2} GB ({source}). Fixes: {string.Join("; or ", fixes)}"));
     }
 
+    /// <summary>Reads and checks a split up front (records of a JSONL file, a Parquet file or a folder of Parquet shards,
+    /// then each distinct reference clip): a bad record stops the run naming file, line (or row) and field, or with --skip_bad_samples is listed in OUTPUT/skipped_{split}_samples.jsonl.</summary>
     SftDataSource OpenData(string path, int? max, string split, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
     {
         var rules = new RecordRules(config, tokenizer.EncodeChat, o.MaxFrames, o.AllowAbsolutePaths, o.Language);
