@@ -66,7 +66,9 @@ public sealed class SftSampleBuilder
         try { wav = loadMono24k(record); }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or NotSupportedException)
         {
-            throw new DataException(record.Source, record.Line, "ref_audio", $"cannot read '{record.RefAudio}': {e.Message}");
+            // The audio readers' messages already start with the file; say it once.
+            string why = e.Message.StartsWith(record.RefAudio, StringComparison.Ordinal) ? e.Message[record.RefAudio.Length..].TrimStart(':', ' ') : e.Message;
+            throw new DataException(record.Source, record.Line, "ref_audio", $"cannot read '{record.RefAudio}': {why}");
         }
         if (wav.Length < mel.Settings.MinSamples)
             throw new DataException(record.Source, record.Line, "ref_audio",

@@ -58,7 +58,11 @@ public class BadCorpusTests : CleansTempDirs
         var report = File.ReadAllLines(Path.Combine(output, "skipped_train_samples.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.Equal(corpus.Cases.Select(c => c.Line), report.Select(r => (int)r["line"]!));
         foreach (var (c, r) in corpus.Cases.Zip(report))
+        {
             Assert.True(((string)r["field"]!).StartsWith(c.Field, StringComparison.Ordinal), $"{c.Name}: field {(string)r["field"]!}, expected {c.Field}");
+            if (c.FoundByDecoding) // "cannot read 'PATH': why", the path said once
+                Assert.Single(System.Text.RegularExpressions.Regex.Matches((string)r["reason"]!, System.Text.RegularExpressions.Regex.Escape(Path.GetDirectoryName(corpus.Path)!)));
+        }
         Assert.True(File.Exists(Path.Combine(output, "last", "model.safetensors")));
     }
 
