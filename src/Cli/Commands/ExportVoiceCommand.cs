@@ -11,7 +11,7 @@ public static class ExportVoiceCommand
     public static Command Create()
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "a training checkpoint: OUTPUT/best, last, epoch-N or checkpoint-N", Required = true };
-        var speaker = new Option<string?>("--speaker") { Description = "the voice to export (default: the checkpoint's only one)" };
+        var speaker = new Option<string?>("--speaker") { Description = "the one voice to export (default: every voice of the checkpoint, as a multi-speaker custom_voice model)" };
         var output = new Option<string>("--out") { Description = "the custom_voice model folder to write (replaced atomically)", Required = true }.ForFolder();
         var command = new Command("export-voice", "Write a custom_voice model (speaks by name, no speaker encoder) from a training checkpoint.")
         {
