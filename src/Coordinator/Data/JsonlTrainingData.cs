@@ -29,14 +29,8 @@ public static class JsonlTrainingData
     /// <see cref="ReadLines{T}(string, string, Refusals, Func{string, int, string, T})"/>: a refused line stops the read
     /// (after the whole file, listing every refusal), or with <paramref name="skipBad"/> is listed in <paramref name="skipped"/>.</summary>
     public static IReadOnlyList<T> ReadLines<T>(string path, string what, bool skipBad, out IReadOnlyList<BadRecord> skipped,
-        Func<string, int, string, T> parse)
-    {
-        var refusals = new Refusals(skipBad);
-        var records = ReadLines(path, what, refusals, parse);
-        refusals.ThrowIfAny();
-        skipped = refusals.Kept;
-        return records;
-    }
+        Func<string, int, string, T> parse) =>
+        Refusals.Collect(skipBad, refusals => ReadLines(path, what, refusals, parse), out skipped);
 
     /// <summary>Every non-blank line of a JSONL file through <paramref name="parse"/> (text, 1-based line, the file's folder,
     /// against which relative paths resolve). A line it refuses (<see cref="DataException"/>), or one that is not UTF-8 or

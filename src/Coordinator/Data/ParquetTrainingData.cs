@@ -99,14 +99,8 @@ public static class ParquetTrainingData
     /// <summary>Reads every prepared record. A malformed row throws <see cref="DataException"/> naming file, row and
     /// column, unless <paramref name="skipBad"/> is set: then it is left out and listed in <paramref name="skipped"/>.</summary>
     public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped,
-        string? split = null, CodeBounds? bounds = null)
-    {
-        var refusals = new Refusals(skipBad);
-        var records = Read(path, refusals, split, bounds);
-        refusals.ThrowIfAny();
-        skipped = refusals.Kept;
-        return records;
-    }
+        string? split = null, CodeBounds? bounds = null) =>
+        Refusals.Collect(skipBad, refusals => Read(path, refusals, split, bounds), out skipped);
 
     /// <summary>Every prepared record; refused rows go to <paramref name="refusals"/>.</summary>
     public static IReadOnlyList<TrainingRecord> Read(string path, Refusals refusals, string? split = null, CodeBounds? bounds = null)
@@ -122,23 +116,15 @@ public static class ParquetTrainingData
 
     /// <summary>Reads the rows of a raw audio dataset (audio and text), validated like <see cref="Read"/>.</summary>
     public static IReadOnlyList<RawAudioRecord> ReadRaw(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null) =>
-        ReadAll(Files(path, split), skipBad, out skipped, RawRow);
+        Refusals.Collect(skipBad, refusals => ReadAll(Files(path, split), refusals, RawRow), out skipped);
 
-    static IReadOnlyList<T> ReadAll<T>(IReadOnlyList<string> files, bool skipBad, out IReadOnlyList<BadRecord> skipped, Func<RowGroup, int, T> parse)
-    {
-        var refusals = new Refusals(skipBad);
-        var records = ReadAll(files, refusals, parse);
-        refusals.ThrowIfAny();
-        skipped = refusals.Kept;
-        return records;
-    }
 
     /// <summary>Reads the rows of any speech dataset in Parquet, raw or prepared, as <see cref="RawSpeechRecord"/>s (what
     /// <see cref="RawSpeechData"/> returns for Parquet): <c>audio</c> (audio struct or path) and <c>text</c> required,
     /// <c>ref_audio</c>, <c>speaker_id</c>, <c>language</c>, <c>id</c> and <c>audio_codes</c> (kept unvalidated) optional,
     /// every other string column in <see cref="RawSpeechRecord.Extra"/>. Relative paths are taken from the file's folder.</summary>
     public static IReadOnlyList<RawSpeechRecord> ReadSpeech(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null) =>
-        ReadAll(Files(path, split), skipBad, out skipped, SpeechRow);
+        Refusals.Collect(skipBad, refusals => ReadSpeech(path, refusals, split), out skipped);
 
     /// <summary>As <see cref="ReadSpeech(string, bool, out IReadOnlyList{BadRecord}, string?)"/>; refused rows go to <paramref name="refusals"/>.</summary>
     public static IReadOnlyList<RawSpeechRecord> ReadSpeech(string path, Refusals refusals, string? split = null) =>

@@ -63,14 +63,14 @@ public sealed record PreflightThresholds
     public string MaxSecondsSource { get; init; } = "default; --model derives it from the talker's max_position_embeddings";
 
     /// <summary>The talker's max_position_embeddings when a model was given: a clip must fit with its text.</summary>
-    public int? MaxPositions { get; init; }
+    public int? MaxPositions => Rules?.Config?.Talker.MaxPositionEmbeddings;
 
     /// <summary>The trainer's rules when a model was given (<see cref="Preflight.ForModel"/>): every record is judged by
     /// them exactly, so whatever the trainer would refuse is an error here.</summary>
     public RecordRules? Rules { get; init; }
 
     /// <summary>The range of each codebook's codes: the model's when one was given, else the speech tokenizer's.</summary>
-    public Qwen3Tts.Model.Config.CodeBounds CodeBounds { get; init; } = Qwen3Tts.Model.Config.CodeBounds.SpeechTokenizer;
+    public Qwen3Tts.Model.Config.CodeBounds CodeBounds => Rules?.Bounds ?? Qwen3Tts.Model.Config.CodeBounds.SpeechTokenizer;
 
     /// <summary>Share of samples in clipped runs (<see cref="AudioLevels.ClippedShare"/>) from which a clip is flagged (warning).</summary>
     public double MaxClippedShare { get; init; } = 0.001;
@@ -292,7 +292,7 @@ public sealed record PreflightReport(
 public static class Preflight
 {
     /// <summary>Codec frames per second of the 12 Hz tokenizer.</summary>
-    public const double FramesPerSecond = 12.5;
+    public const double FramesPerSecond = DatasetInfo.FramesPerSecond;
 
     /// <summary>Thresholds for a model: <paramref name="modelSpec"/> is a model directory, its config.json, or a preset
     /// (tiny, 0.6b, 1.7b). Clips are limited by the talker's context; <paramref name="maxSeconds"/> may lower that.</summary>
@@ -304,8 +304,6 @@ public static class Preflight
         double context = (talker.MaxPositionEmbeddings - Qwen3Tts.Model.Sft.SftCollate.SequenceLength(Qwen3Tts.Model.Sft.SftCollate.MinTextIds, 0)) / FramesPerSecond;
         return t with
         {
-            MaxPositions = talker.MaxPositionEmbeddings,
-            CodeBounds = rules.Bounds,
             Rules = rules,
             MaxSeconds = Math.Min(maxSeconds ?? context, context),
             MaxSecondsSource = maxSeconds is double m && m < context

@@ -106,14 +106,8 @@ public static class RawSpeechData
 
     /// <summary>Reads every record of <paramref name="path"/> in order (JSONL lines, Parquet rows across shards sorted by
     /// name, clips sorted by relative path). <paramref name="split"/> picks Parquet shards as in <see cref="ParquetTrainingData.Files"/>.</summary>
-    public static IReadOnlyList<RawSpeechRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null)
-    {
-        var refusals = new Refusals(skipBad);
-        var records = Read(path, refusals, split);
-        refusals.ThrowIfAny();
-        skipped = refusals.Kept;
-        return records;
-    }
+    public static IReadOnlyList<RawSpeechRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null) =>
+        Refusals.Collect(skipBad, refusals => Read(path, refusals, split), out skipped);
 
     /// <summary>Every record; refused ones (and blank JSONL lines, as warnings) go to <paramref name="refusals"/>.</summary>
     public static IReadOnlyList<RawSpeechRecord> Read(string path, Refusals refusals, string? split = null, int maxLineBytes = JsonlTrainingData.MaxLineBytes)
@@ -200,14 +194,8 @@ public static class RawSpeechData
 
     /// <summary>Reads a folder of clips with transcripts beside them (<c>a/b.wav</c> + <c>a/b.txt</c>, UTF-8, trimmed).
     /// A clip without a transcript is a bad record; a transcript without a clip is ignored.</summary>
-    public static IReadOnlyList<RawSpeechRecord> ReadFolder(string folder, bool skipBad, out IReadOnlyList<BadRecord> skipped)
-    {
-        var refusals = new Refusals(skipBad);
-        var records = ReadFolder(folder, refusals);
-        refusals.ThrowIfAny();
-        skipped = refusals.Kept;
-        return records;
-    }
+    public static IReadOnlyList<RawSpeechRecord> ReadFolder(string folder, bool skipBad, out IReadOnlyList<BadRecord> skipped) =>
+        Refusals.Collect(skipBad, refusals => ReadFolder(folder, refusals), out skipped);
 
     static IReadOnlyList<RawSpeechRecord> ReadFolder(string folder, Refusals refusals)
     {

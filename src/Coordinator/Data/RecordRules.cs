@@ -37,7 +37,7 @@ public sealed record RecordRules(Qwen3TtsConfig? Config, Func<string, IReadOnlyL
     }
 
     /// <summary>Codec frames per second of the 12 Hz tokenizer.</summary>
-    public const double FramesPerSecond = 12.5;
+    public const double FramesPerSecond = DatasetInfo.FramesPerSecond;
 
     /// <summary>Each codebook's range: the talker's, else the speech tokenizer's.</summary>
     public CodeBounds Bounds => Config is null ? CodeBounds.SpeechTokenizer : CodeBounds.Of(Config.Talker);

@@ -34,14 +34,8 @@ public static class TrainingData
     /// <paramref name="skipped"/> instead. Codes are checked against <paramref name="bounds"/>, the model's when one is
     /// known (<see cref="CodeBounds.Of"/>), else the speech tokenizer's.</summary>
     public static IReadOnlyList<TrainingRecord> Read(string path, bool skipBad, out IReadOnlyList<BadRecord> skipped, string? split = null,
-        CodeBounds? bounds = null)
-    {
-        var refusals = new Refusals(skipBad);
-        var records = Read(path, refusals, split, bounds);
-        refusals.ThrowIfAny();
-        skipped = refusals.Kept;
-        return records;
-    }
+        CodeBounds? bounds = null) =>
+        Refusals.Collect(skipBad, refusals => Read(path, refusals, split, bounds), out skipped);
 
     /// <summary>Every record <see cref="Read(string, bool, out IReadOnlyList{BadRecord}, string?, CodeBounds?)"/> reads;
     /// the refused ones (and blank lines, as warnings) go to <paramref name="refusals"/>, for the caller to add its own

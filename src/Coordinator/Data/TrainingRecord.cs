@@ -191,6 +191,18 @@ public sealed class Refusals(bool skip)
         : string.Join("; ", blank.GroupBy(b => b.Source).Select(g => $"{g.Key}: blank line{(g.Count() > 1 ? "s" : "")} {string.Join(", ", g.Select(b => b.Line))}"))
           + (BlankLineCount > blank.Count ? $" and {BlankLineCount - blank.Count} more" : "") + " skipped";
 
+    /// <summary>Runs a read that reports to a fresh <see cref="Refusals"/>: without <paramref name="skip"/> any refusal
+    /// stops it (all of them listed, <see cref="ThrowIfAny"/>); with it they come back in <paramref name="skipped"/>.</summary>
+    public static T Collect<T>(bool skip, Func<Refusals, T> read, out IReadOnlyList<BadRecord> skipped)
+    {
+        ArgumentNullException.ThrowIfNull(read);
+        var refusals = new Refusals(skip);
+        var result = read(refusals);
+        refusals.ThrowIfAny();
+        skipped = refusals.Kept;
+        return result;
+    }
+
     /// <summary>Stops the run when records were refused and are not to be skipped: one refusal as itself, several
     /// with a count and the first <see cref="Listed"/>.</summary>
     public void ThrowIfAny(string hint = SkipHint)

@@ -13,8 +13,7 @@ public sealed record CodeBounds(int Codebooks, int FirstCodebook, int OtherCodeb
     public static CodeBounds Of(TalkerConfig t)
     {
         ArgumentNullException.ThrowIfNull(t);
-        int firstSpecial = new[] { t.CodecPadId, t.CodecBosId, t.CodecEosTokenId, t.CodecThinkId, t.CodecNothinkId, t.CodecThinkBosId, t.CodecThinkEosId }
-            .Concat(t.CodecLanguageId.Values).Concat(t.SpkId.Values).Where(id => id >= 0).DefaultIfEmpty(t.VocabSize).Min();
+        int firstSpecial = CodecRows.Named(t).DefaultIfEmpty(t.VocabSize).Min();
         return new CodeBounds(t.NumCodeGroups, Math.Min(t.VocabSize, firstSpecial), t.CodePredictor.VocabSize);
     }
 

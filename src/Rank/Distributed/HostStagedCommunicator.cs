@@ -79,29 +79,21 @@ public sealed class HostStagedCommunicator(ICommunicator inner) : ICommunicator
 
     public void Broadcast(byte[] buffer, int root = 0) => inner.Broadcast(buffer, root);
 
-    public void ReduceScatterSum(Tensor input, Tensor output)
-    {
-        if (Direct(input) && Direct(output))
-        {
-            inner.ReduceScatterSum(input, output);
-            return;
-        }
-        using var hostInput = ToHost(input);
-        using var hostOutput = ToHost(output);
-        inner.ReduceScatterSum(hostInput, hostOutput);
-        CopyBack(hostOutput, output);
-    }
+    public void ReduceScatterSum(Tensor input, Tensor output) => Staged(input, output, inner.ReduceScatterSum);
 
-    public void AllGather(Tensor input, Tensor output)
+    public void AllGather(Tensor input, Tensor output) => Staged(input, output, inner.AllGather);
+
+    /// <summary>A two-buffer collective on host copies of both buffers; only the output is copied back.</summary>
+    void Staged(Tensor input, Tensor output, Action<Tensor, Tensor> collective)
     {
         if (Direct(input) && Direct(output))
         {
-            inner.AllGather(input, output);
+            collective(input, output);
             return;
         }
         using var hostInput = ToHost(input);
         using var hostOutput = ToHost(output);
-        inner.AllGather(hostInput, hostOutput);
+        collective(hostInput, hostOutput);
         CopyBack(hostOutput, output);
     }
 

@@ -18,7 +18,7 @@ public static class VoiceExport
     /// <summary>The codec row the reference stores the new speaker's embedding in, and its spk_id.</summary>
     public const int SpeakerRow = 3000;
 
-    public const string CodecEmbedding = "talker.model.codec_embedding.weight";
+    public const string CodecEmbedding = AddedLanguage.CodecEmbedding;
     const string SpeakerEncoderPrefix = "speaker_encoder.";
 
     /// <summary>The Base config JSON turned custom_voice: tts_model_type = "custom_voice",

@@ -30,7 +30,7 @@ sealed class BadCorpus
         byte[] wav = File.ReadAllBytes(System.IO.Path.Combine(dir, "ref_voice.wav"));
         File.WriteAllText(System.IO.Path.Combine(dir, "notes.wav"), "these are not audio samples\n");
         File.WriteAllBytes(System.IO.Path.Combine(dir, "truncated.wav"), wav[..30]);
-        File.WriteAllBytes(System.IO.Path.Combine(dir, "empty.wav"), EmptyWav());
+        Qwen3Tts.Model.Audio.WavWriter.Write(System.IO.Path.Combine(dir, "empty.wav"), [], 24000); // a well-formed header, no samples
         string outside = System.IO.Path.Combine(TestPaths.NewTempDir("bad-corpus-elsewhere"), "voice.wav");
         File.WriteAllBytes(outside, wav);
 
@@ -151,17 +151,5 @@ sealed class BadCorpus
     {
         int at = bytes.AsSpan().IndexOf(what);
         return [.. bytes[..at], .. with, .. bytes[(at + what.Length)..]];
-    }
-
-    /// <summary>A well-formed WAV header with no samples.</summary>
-    static byte[] EmptyWav()
-    {
-        using var s = new MemoryStream();
-        using var w = new BinaryWriter(s);
-        w.Write("RIFF"u8); w.Write(36); w.Write("WAVE"u8);
-        w.Write("fmt "u8); w.Write(16); w.Write((short)1); w.Write((short)1); w.Write(24000); w.Write(48000); w.Write((short)2); w.Write((short)16);
-        w.Write("data"u8); w.Write(0);
-        w.Flush();
-        return s.ToArray();
     }
 }

@@ -15,6 +15,25 @@ public class TrainingPromptTests
 
     public static TheoryData<string> Languages => new() { "auto", "english", "chinese" };
 
+    /// <summary>[frames, 16] codes, distinct per frame and codebook.</summary>
+    static long[,] Codes(int frames, int a, int b)
+    {
+        var codes = new long[frames, 16];
+        for (int f = 0; f < frames; f++) for (int g = 0; g < 16; g++) codes[f, g] = (f * a + g * b) % 2048;
+        return codes;
+    }
+
+    /// <summary>The training sequence is the prompt, the frames and the codec_eos row, and its first positions are the prompt's.</summary>
+    static long AssertStartsWithPrompt(Tensor training, Prompt prompt, SftSample sample)
+    {
+        long p = prompt.InputsEmbeds.shape[1];
+        int frames = sample.AudioCodes.GetLength(0);
+        Assert.Equal(SftCollate.SequenceLength(sample.TextIds.Count, frames, sample.LanguageId is not null), (int)(p + frames + 1));
+        Assert.True(training.narrow(1, 0, p).allclose(prompt.InputsEmbeds, rtol: 1e-5, atol: 1e-6),
+            $"max difference {(training.narrow(1, 0, p) - prompt.InputsEmbeds).abs().max().item<float>()}");
+        return p;
+    }
+
     [Theory]
     [MemberData(nameof(Languages))]
     public void An_x_vector_sample_is_the_synthesizers_prompt_up_to_the_first_frame(string language)
@@ -22,8 +41,7 @@ public class TrainingPromptTests
         using var model = GenerationFixture.TinyModel(seed: 5);
         var talker = model.Talker;
         var xVector = Enumerable.Range(0, talker.Config.HiddenSize).Select(i => (float)Math.Sin(0.3 * i)).ToArray();
-        var codes = new long[6, 16];
-        for (int f = 0; f < 6; f++) for (int g = 0; g < 16; g++) codes[f, g] = (f * 97 + g * 13) % 2048;
+        var codes = Codes(6, 97, 13);
         int? languageId = CodecPrefix.LanguageId(language, talker.Config);
         Assert.Equal(language == "auto", languageId is null);
 
@@ -36,10 +54,7 @@ public class TrainingPromptTests
         {
             Text = Text, Language = language, SpeakerEmbedding = xVector, NonStreaming = true,
         });
-        long p = prompt.InputsEmbeds.shape[1];
-        Assert.Equal(SftCollate.SequenceLength(sample.TextIds.Count, 6, languageId is not null), (int)(p + 6 + 1)); // prompt, frames, codec_eos row
-        Assert.True(training.narrow(1, 0, p).allclose(prompt.InputsEmbeds, rtol: 1e-5, atol: 1e-6),
-            $"max difference {(training.narrow(1, 0, p) - prompt.InputsEmbeds).abs().max().item<float>()}");
+        long p = AssertStartsWithPrompt(training, prompt, sample);
         // The next position is the first frame, not part of any prompt: it differs.
         Assert.False(training.narrow(1, p, 1).allclose(prompt.TtsPad, rtol: 1e-3, atol: 1e-3));
 
@@ -73,8 +88,7 @@ public class TrainingPromptTests
         var talker = speaking.Talker;
         var voice = Enumerable.Range(0, talker.Config.HiddenSize).Select(i => (float)Math.Cos(0.2 * i)).ToArray();
         using (no_grad()) speaking.state_dict()["talker.model.codec_embedding.weight"][3000].copy_(tensor(voice));
-        var codes = new long[4, 16];
-        for (int f = 0; f < 4; f++) for (int g = 0; g < 16; g++) codes[f, g] = (f * 31 + g * 7) % 2048;
+        var codes = Codes(4, 31, 7);
         int? languageId = CodecPrefix.LanguageId(language, talker.Config);
         Assert.Equal(language == "auto", languageId is null);
 
@@ -87,9 +101,6 @@ public class TrainingPromptTests
         {
             Text = Text, Language = language, Speaker = "amina", NonStreaming = true,
         });
-        long p = prompt.InputsEmbeds.shape[1];
-        Assert.Equal(SftCollate.SequenceLength(sample.TextIds.Count, 4, languageId is not null), (int)(p + 4 + 1));
-        Assert.True(training.narrow(1, 0, p).allclose(prompt.InputsEmbeds, rtol: 1e-5, atol: 1e-6),
-            $"max difference {(training.narrow(1, 0, p) - prompt.InputsEmbeds).abs().max().item<float>()}");
+        AssertStartsWithPrompt(training, prompt, sample);
     }
 }

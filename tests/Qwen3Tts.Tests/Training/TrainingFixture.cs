@@ -37,7 +37,7 @@ static class TrainingFixture
         string dir = Path.GetDirectoryName(data)!;
         var clip = AudioFile.LoadMono24k(Path.Combine(dir, "ref_voice.wav")).Samples;
         var other = Enumerable.Range(0, clip.Length * 6 / 5).Select(i => clip[clip.Length - 1 - i * 5 / 6]).ToArray();
-        WriteWav(Path.Combine(dir, "musa.wav"), other);
+        WavWriter.Write(Path.Combine(dir, "musa.wav"), other, 24000);
         var lines = File.ReadAllLines(data).Select((l, i) =>
         {
             var o = JsonNode.Parse(l)!.AsObject();
@@ -49,15 +49,4 @@ static class TrainingFixture
         File.WriteAllLines(data, lines);
         return data;
     }
-
-    public static void WriteWav(string path, float[] samples)
-    {
-        using var w = new BinaryWriter(File.Create(path));
-        int bytes = samples.Length * 2;
-        w.Write("RIFF"u8); w.Write(36 + bytes); w.Write("WAVE"u8);
-        w.Write("fmt "u8); w.Write(16); w.Write((short)1); w.Write((short)1); w.Write(24000); w.Write(48000); w.Write((short)2); w.Write((short)16);
-        w.Write("data"u8); w.Write(bytes);
-        foreach (float s in samples) w.Write((short)Math.Clamp(Math.Round(s * 32767), -32768, 32767));
-    }
-
 }

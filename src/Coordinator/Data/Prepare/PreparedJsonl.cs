@@ -230,7 +230,7 @@ sealed class OutputPaths(string output)
         if (written.TryGetValue(key, out var known)) return known;
         string full = Path.Combine(clipFolder, UniqueName(Path.GetFileNameWithoutExtension(fullPath), Path.GetExtension(fullPath)));
         Directory.CreateDirectory(clipFolder);
-        if (File.Exists(full) || Directory.Exists(full) || new FileInfo(full).LinkTarget is not null) File.Delete(full); // from an earlier, interrupted run
+        if (new FileInfo(full) is { Exists: true } or { LinkTarget: not null }) File.Delete(full); // from an earlier, interrupted run (dangling or not)
         File.CreateSymbolicLink(full, fullPath);
         return written[key] = Relative(full);
     }
