@@ -43,6 +43,12 @@ public sealed record SyncTimings(double ExposedSeconds, double PackSeconds, doub
 /// <c>.grad</c> of that step is redundant and <see cref="WaitAll"/> drops it (so <c>AccumulateGradsToMaster</c> may be
 /// skipped on that micro-step, and is harmless if called).
 ///
+/// With ZeRO (<paramref name="zeroStage"/> 1 or 2) each bucket is padded to N equal blocks and reduce-scattered instead:
+/// rank r receives block r of every bucket, averaged, in <see cref="ShardGradient"/> (its <see cref="Partition"/>), and
+/// no rank keeps the whole reduced gradient: the masters' <c>.grad</c> are dropped once packed. Stage 1 reduces once per
+/// optimizer step as above; stage 2 on every micro-step (<see cref="ReducesEveryMicroStep"/>), each adding into the
+/// shard, so no rank holds a whole gradient across micro-steps. <see cref="ClearShardGradient"/> starts the next step.
+///
 /// Callbacks come from autograd, on the thread that called backward (CPU) or an autograd device thread (CUDA); the
 /// overlap state is guarded by one lock. An error inside a callback cannot be thrown through native autograd (it
 /// would end the process), so it is kept and rethrown by <see cref="WaitAll"/>.</summary>
@@ -66,11 +72,20 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     Exception? callbackError;
     readonly List<BucketLaunch> launches = [];
 
+    // ZeRO state: this rank's reduced gradient, and whether it holds a sum to add to (stage 2's later micro-steps).
+    readonly int zeroStage;
+    readonly Tensor? shardGradient;
+    Tensor? received;
+    bool shardHolds, addToShard;
+
     sealed class Bucket(int[] parameters, long[] offsets, Tensor flat)
     {
         public int[] Parameters { get; } = parameters;
         public long[] Offsets { get; } = offsets;
         public Tensor Flat { get; } = flat;
+        /// <summary>ZeRO: this rank's block of the bucket in the shard gradient, and in the buffer a stage-2 reduce receives into.</summary>
+        public Tensor? Shard { get; set; }
+        public Tensor? Received { get; set; }
         public Task? InFlight { get; set; }
         public double LaunchedAt { get; set; }
         public double CompletedAt { get; set; }
@@ -79,10 +94,13 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     /// <param name="masters">the fp32 master parameters in registration order (TrainableModel.MasterParameters).</param>
     /// <param name="computeParameters">bf16 mode: the compute parameters in the same order (TrainableModel.ComputeParameters); null or the masters themselves in fp32 mode.</param>
     /// <param name="capBytes">--bucket_size_mb in bytes; the first bucket is capped at min(1 MB, cap).</param>
+    /// <param name="zeroStage">0: all-reduce; 1 or 2: reduce-scatter into <see cref="ShardGradient"/> (see the remarks).</param>
     public GradientSynchronizer(IReadOnlyList<(string Name, Parameter Parameter)> masters, ICommunicator comm,
-        long? capBytes = null, IReadOnlyList<(string Name, Parameter Parameter)>? computeParameters = null)
+        long? capBytes = null, IReadOnlyList<(string Name, Parameter Parameter)>? computeParameters = null, int zeroStage = 0)
     {
+        if (zeroStage is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(zeroStage), zeroStage, "--zero_stage must be 0, 1 or 2");
         this.comm = comm;
+        this.zeroStage = zeroStage;
         this.masters = masters.Select(p => p.Parameter).ToArray();
         names = masters.Select(p => p.Name).ToArray();
         for (int i = 0; i < this.masters.Length; i++)
@@ -117,16 +135,38 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             buckets = [];
             return;
         }
+        if (zeroStage > 0)
+        {
+            Partition = new ZeroPartition(this.masters.Select(p => p.numel()).ToArray(), Assignment, comm.WorldSize, comm.Rank);
+            shardGradient = zeros(Partition.ShardNumel, ScalarType.Float32, Device).DetachFromDisposeScope();
+        }
         buckets = Assignment.Select(indices =>
         {
             var offsets = new long[indices.Length];
             long n = 0;
             for (int k = 0; k < indices.Length; k++) (offsets[k], n) = (n, n + this.masters[indices[k]].numel());
             // On the parameters' device: packing, the NCCL reduce and unpacking never leave it (MPI stages through the host).
-            var flat = zeros(n, ScalarType.Float32, Device).DetachFromDisposeScope();
+            // Reduce-scatter pads the bucket to N equal blocks; the padding stays zero.
+            var flat = zeros(zeroStage > 0 ? Distributed.Partition.Padded(n, comm.WorldSize) : n, ScalarType.Float32, Device).DetachFromDisposeScope();
             return new Bucket(indices, offsets, flat);
         }).ToArray();
+        // The views a reduce-scatter writes into live as long as the buckets: an async reduce may outlast any scope.
+        for (int b = 0; b < buckets.Length && shardGradient is not null; b++)
+            buckets[b].Shard = shardGradient.narrow(0, Partition!.ShardOffsets[b], Partition.BlockNumels[b]).DetachFromDisposeScope();
     }
+
+    /// <summary>With ZeRO and more than one rank: the elements this rank owns; else null.</summary>
+    public ZeroPartition? Partition { get; }
+
+    /// <summary>With ZeRO: this rank's block of every bucket's averaged gradient, laid out as <see cref="Partition"/>; valid
+    /// after the step's last reduce, until <see cref="ClearShardGradient"/>.</summary>
+    public Tensor ShardGradient => shardGradient ?? throw new InvalidOperationException("only a ZeRO synchronizer (zero stage 1 or 2, several ranks) holds a shard gradient");
+
+    /// <summary>Stage 2 reduces after every micro-step's backward (the trainer then syncs on each), adding into the shard.</summary>
+    public bool ReducesEveryMicroStep => zeroStage == 2 && buckets.Length > 0;
+
+    /// <summary>ZeRO: the next reduce overwrites the shard gradient (the optimizer calls this with its zero_grad).</summary>
+    public void ClearShardGradient() => shardHolds = false;
 
     /// <summary>The masters' device, where the buckets live.</summary>
     public Device Device { get; }
@@ -154,6 +194,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     public void SynchronizeAll()
     {
         if (buckets.Length == 0) return;
+        BeginReduce();
         clock.Restart();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -163,9 +204,11 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             double t0 = clock.Elapsed.TotalSeconds;
             Pack(bucket);
             pack += clock.Elapsed.TotalSeconds - t0;
-            comm.AllReduceSum(bucket.Flat);
+            if (shardGradient is null) comm.AllReduceSum(bucket.Flat);
+            else comm.ReduceScatterSum(bucket.Flat, addToShard ? bucket.Received! : bucket.Shard!);
             Unpack(bucket);
         }
+        shardHolds = shardGradient is not null;
         double total = clock.Elapsed.TotalSeconds;
         LastStep = new SyncTimings(total - pack, pack, total - pack, buckets.Length, TotalBytes);
     }
@@ -176,6 +219,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     {
         if (buckets.Length == 0) return;
         if (launched != 0 || overlapping) throw new InvalidOperationException("Launch called twice (or inside ObserveLastMicroStep) without WaitAll: gradient sync runs once per optimizer step");
+        BeginReduce();
         clock.Restart();
         packSeconds = 0;
         using var scope = NewDisposeScope();
@@ -196,7 +240,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         var bucket = buckets[launched];
         bucket.LaunchedAt = clock.Elapsed.TotalSeconds;
         lock (gate) launches.Add(new BucketLaunch(launched, bucket.LaunchedAt, duringBackward));
-        bucket.InFlight = comm.AllReduceSumAsync(bucket.Flat).ContinueWith(
+        bucket.InFlight = Reduce(bucket).ContinueWith(
             t => { bucket.CompletedAt = clock.Elapsed.TotalSeconds; t.GetAwaiter().GetResult(); }, TaskContinuationOptions.ExecuteSynchronously);
         launched++;
     }
@@ -210,6 +254,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     {
         if (buckets.Length == 0) return NoScope.Instance;
         if (launched != 0 || overlapping) throw new InvalidOperationException("ObserveLastMicroStep called twice without WaitAll: gradient sync runs once per optimizer step");
+        BeginReduce();
         clock.Restart();
         using (var scope = NewDisposeScope())
         using (no_grad())
@@ -332,12 +377,34 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         }
         if (wasOverlapping && compute is not null)
             foreach (var c in compute) c.grad = null; // its content is in the reduced master gradient already
+        if (shardGradient is not null)
+        {
+            shardHolds = true;
+            foreach (var m in masters) m.grad = null; // fp32 overlap: autograd's copy of what the taps reduced
+        }
         if (error is not null)
             throw new InvalidOperationException($"gradient sync failed inside backward: {error.Message}", error);
         LastStep = new SyncTimings(clock.Elapsed.TotalSeconds - t0, packSeconds, inFlight, buckets.Length, TotalBytes);
     }
 
     long TotalBytes => buckets.Sum(b => b.Flat.numel() * 4);
+
+    /// <summary>Every sync starts here: with ZeRO, whether this reduce adds to the shard gradient (stage 2's later micro-steps).</summary>
+    void BeginReduce()
+    {
+        addToShard = shardGradient is not null && shardHolds;
+        if (!addToShard || received is not null) return;
+        received = zeros(shardGradient!.numel(), ScalarType.Float32, Device).DetachFromDisposeScope();
+        for (int b = 0; b < buckets.Length; b++)
+            buckets[b].Received = received.narrow(0, Partition!.ShardOffsets[b], Partition.BlockNumels[b]).DetachFromDisposeScope();
+    }
+
+    /// <summary>This bucket's all-reduce, or with ZeRO its reduce-scatter into this rank's block, started.</summary>
+    Task Reduce(Bucket bucket)
+    {
+        if (shardGradient is null) return comm.AllReduceSumAsync(bucket.Flat);
+        return comm.ReduceScatterSumAsync(bucket.Flat, addToShard ? bucket.Received! : bucket.Shard!);
+    }
 
     void Pack(Bucket bucket)
     {
@@ -353,12 +420,25 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
                 view.add_(computeGrad.reshape(-1), Scalars.One);
                 compute[i].grad = null;
             }
+            if (shardGradient is not null) masters[i].grad = null; // the rank keeps only its shard of the reduced gradient
+        }
+        if (shardGradient is not null && bucket.Offsets.Length > 0)
+        {
+            // A ring reduce-scatter leaves its input's contents unspecified, padding included: zero it again.
+            long used = bucket.Offsets[^1] + masters[bucket.Parameters[^1]].numel();
+            if (used < bucket.Flat.numel()) bucket.Flat.narrow(0, used, bucket.Flat.numel() - used).zero_();
         }
     }
 
     void Unpack(Bucket bucket)
     {
         using var worldSize = comm.WorldSize.ToScalar(); // held for the call (see Scalars)
+        if (shardGradient is not null)
+        {
+            if (!addToShard) bucket.Shard!.div_(worldSize);
+            else bucket.Shard!.add_(bucket.Received!.div_(worldSize), Scalars.One);
+            return;
+        }
         bucket.Flat.div_(worldSize);
         for (int k = 0; k < bucket.Parameters.Length; k++)
         {
@@ -432,7 +512,14 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
 
     public void Dispose()
     {
-        foreach (var b in buckets) b.Flat.Dispose();
+        foreach (var b in buckets)
+        {
+            b.Flat.Dispose();
+            b.Shard?.Dispose();
+            b.Received?.Dispose();
+        }
+        shardGradient?.Dispose();
+        received?.Dispose();
     }
 }
 

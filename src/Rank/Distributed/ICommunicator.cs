@@ -47,6 +47,15 @@ public interface ICommunicator : IDisposable
         into.copy_(mine);
     }
 
+    /// <summary><see cref="ReduceScatterSum"/> queued behind this rank's earlier collectives; both tensors must stay alive
+    /// and untouched until the task completes. This default runs it now and returns a completed task; the MPI, TCP and
+    /// NCCL communicators run it on their collective thread, so backward goes on meanwhile.</summary>
+    Task ReduceScatterSumAsync(Tensor input, Tensor output)
+    {
+        ReduceScatterSum(input, output);
+        return Task.CompletedTask;
+    }
+
     /// <summary>All-gather: every rank's <paramref name="input"/> (one block) into <paramref name="output"/> (WorldSize
     /// blocks, in rank order), on every rank. This default sums zero-filled copies (exact: x + 0 = x); the MPI, TCP and
     /// NCCL communicators send each block once.</summary>

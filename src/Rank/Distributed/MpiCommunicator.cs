@@ -171,14 +171,16 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     public void Barrier() => Wait(Submit(mpi => mpi.Barrier()));
 
     /// <summary>MPI_Reduce_scatter_block: each rank sends its blocks once; <paramref name="input"/> is left as it was.</summary>
-    public void ReduceScatterSum(Tensor input, Tensor output)
+    public void ReduceScatterSum(Tensor input, Tensor output) => Wait(ReduceScatterSumAsync(input, output));
+
+    public Task ReduceScatterSumAsync(Tensor input, Tensor output)
     {
         Partition.CheckReduceScatter(this, input, output);
         var (send, _, datatype, _) = Describe(input, "ReduceScatterSum");
         var (receive, block, _, _) = Describe(output, "ReduceScatterSum");
-        if (block == 0) return;
+        if (block == 0) return Task.CompletedTask;
         if (block > MaxChunk) throw new CommunicatorException($"ReduceScatterSum: blocks of {block} elements exceed one MPI call's {MaxChunk}");
-        Wait(Submit(mpi => mpi.ReduceScatterBlockSum((void*)send, (void*)receive, (int)block, datatype)));
+        return Submit(mpi => mpi.ReduceScatterBlockSum((void*)send, (void*)receive, (int)block, datatype));
     }
 
     /// <summary>MPI_Allgather of one block per rank.</summary>

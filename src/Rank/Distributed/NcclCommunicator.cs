@@ -205,17 +205,19 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         }));
     }
 
-    public void ReduceScatterSum(Tensor input, Tensor output)
+    public void ReduceScatterSum(Tensor input, Tensor output) => Wait(ReduceScatterSumAsync(input, output));
+
+    public Task ReduceScatterSumAsync(Tensor input, Tensor output)
     {
         Partition.CheckReduceScatter(this, input, output);
         var (send, _, dataType) = Describe(input, "ReduceScatterSum", Device, _nccl.VersionCode);
         var (receive, block, _) = Describe(output, "ReduceScatterSum", Device, _nccl.VersionCode);
-        if (block == 0) return;
-        Wait(Submit(() =>
+        if (block == 0) return Task.CompletedTask;
+        return Submit(() =>
         {
             _nccl.ReduceScatterSum(_comm, (void*)send, (void*)receive, block, dataType, DefaultStream);
             _cuda.WaitForStream(DefaultStream);
-        }));
+        });
     }
 
     public void AllGather(Tensor input, Tensor output)

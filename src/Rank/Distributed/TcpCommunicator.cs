@@ -496,17 +496,23 @@ public sealed unsafe class TcpCommunicator : ICommunicator
 
     /// <summary>An all-reduce of one int64 per rank: every chunk's owner depends on every rank having arrived.</summary>
     /// <summary>The ring's reduce-scatter half, in place in <paramref name="input"/>; this rank's block is then copied out.</summary>
-    public void ReduceScatterSum(Tensor input, Tensor output)
+    public void ReduceScatterSum(Tensor input, Tensor output) => Wait(ReduceScatterSumAsync(input, output));
+
+    /// <summary>The ring's reduce-scatter half in place, then this rank's block copied out, both on the ring's thread.</summary>
+    public Task ReduceScatterSumAsync(Tensor input, Tensor output)
     {
         Partition.CheckReduceScatter(this, input, output);
         var (data, count, type) = Describe(input, "ReduceScatterSum");
-        if (count == 0) return;
+        if (count == 0) return Task.CompletedTask;
         long block = output.numel();
-        Wait(Submit(() => RingReduceScatter((byte*)data, block * ElementSize(type), type)));
-        using var all = input.view(-1);
-        using var mine = all.narrow(0, Rank * block, block);
-        using var into = output.view(-1);
-        into.copy_(mine);
+        return Submit(() =>
+        {
+            RingReduceScatter((byte*)data, block * ElementSize(type), type);
+            using var all = input.view(-1);
+            using var mine = all.narrow(0, Rank * block, block);
+            using var into = output.view(-1);
+            into.copy_(mine);
+        });
     }
 
     /// <summary>This rank's block copied into place, then the ring's all-gather half.</summary>

@@ -29,7 +29,7 @@ public sealed record AdamWOptions(double Lr = 2e-5, double Beta1 = 0.9, double B
 /// </code>
 /// A parameter whose <c>.grad</c> is null is skipped entirely, its step count t included, as torch does; so
 /// t is per parameter and is part of the state ("step.{name}").</summary>
-public sealed class AdamW : IDisposable
+public sealed class AdamW : ITrainingOptimizer
 {
     readonly Entry[] entries;
     readonly Device device;
@@ -85,6 +85,9 @@ public sealed class AdamW : IDisposable
     /// <summary>Whether weight decay applies to the named parameter.</summary>
     public bool Decays(string name) =>
         (entries.FirstOrDefault(e => e.Name == name) ?? throw new KeyNotFoundException($"the optimizer has no parameter '{name}'")).Decay;
+
+    /// <summary>Clips the gradients of the optimizer's parameters by their global L2 norm (<see cref="GradClip"/>).</summary>
+    public double ClipGradNorm(double maxNorm) => GradClip.ClipGradNorm(entries.Select(e => (Tensor)e.Parameter), maxNorm);
 
     /// <summary>One update at the options' peak rate.</summary>
     public void Step() => Step(Options.Lr);
@@ -155,10 +158,7 @@ public sealed class AdamW : IDisposable
             Check(state, $"exp_avg_sq.{e.Name}", e.ExpAvgSq, expected);
             Check(state, $"step.{e.Name}", e.StepTensor, expected);
         }
-        var unknown = state.Keys.Where(k => !expected.Contains(k)).Take(5).ToList();
-        if (unknown.Count > 0)
-            throw new ArgumentException($"optimizer state has entries for no parameter of this model: {string.Join(", ", unknown)}; " +
-                "was it saved from a different model or a different set of trainable parameters?", nameof(state));
+        CheckNoUnknown(state, expected);
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -172,7 +172,7 @@ public sealed class AdamW : IDisposable
         StepCount = stepCount;
     }
 
-    static void Check(IReadOnlyDictionary<string, Tensor> state, string key, Tensor own, HashSet<string> expected)
+    internal static void Check(IReadOnlyDictionary<string, Tensor> state, string key, Tensor own, HashSet<string> expected)
     {
         expected.Add(key);
         if (!state.TryGetValue(key, out var saved))
@@ -181,6 +181,14 @@ public sealed class AdamW : IDisposable
             throw new ArgumentException($"optimizer state '{key}' is shaped [{string.Join(", ", saved.shape)}], the parameter needs [{string.Join(", ", own.shape)}]", nameof(state));
         if (saved.dtype != own.dtype)
             throw new ArgumentException($"optimizer state '{key}' is {saved.dtype}, expected {own.dtype} (a lossless resume needs the saved dtype)", nameof(state));
+    }
+
+    internal static void CheckNoUnknown(IReadOnlyDictionary<string, Tensor> state, HashSet<string> expected)
+    {
+        var unknown = state.Keys.Where(k => !expected.Contains(k)).Take(5).ToList();
+        if (unknown.Count > 0)
+            throw new ArgumentException($"optimizer state has entries for no parameter of this model: {string.Join(", ", unknown)}; " +
+                "was it saved from a different model or a different set of trainable parameters?", nameof(state));
     }
 
     public void Dispose()

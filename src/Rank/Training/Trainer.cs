@@ -113,10 +113,13 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         // ---- memory, planned before the first step: the longest batch the plan can form, against the budget
         memoryPlan = PlanMemory(model, trainable, precision, config, train);
 
-        // ---- optimizer and schedule (AdamW over the talker only; its moments and the gradient buckets on the masters' device)
-        using var optimizer = new AdamW(trainable.MasterParameters, new AdamWOptions(o.Lr, o.AdamBeta1, o.AdamBeta2, o.AdamEpsilon, o.WeightDecay));
+        // ---- gradient sync, optimizer and schedule (AdamW over the talker only; its moments and the gradient buckets on the
+        // masters' device). With --zero_stage 1 or 2 and several ranks, each rank keeps AdamW's state for its partition only.
         using var sync = new GradientSynchronizer(trainable.MasterParameters, collectives, BucketAssignment.CapBytes(o.BucketSizeMb),
-            precision == MixedPrecision.Bf16 ? trainable.ComputeParameters : null);
+            precision == MixedPrecision.Bf16 ? trainable.ComputeParameters : null, zeroStage: comm.WorldSize > 1 ? o.ZeroStage : 0);
+        var adamW = new AdamWOptions(o.Lr, o.AdamBeta1, o.AdamBeta2, o.AdamEpsilon, o.WeightDecay);
+        using ITrainingOptimizer optimizer = sync.Partition is null ? new AdamW(trainable.MasterParameters, adamW)
+            : new ShardedAdamW(trainable.MasterParameters, sync, collectives, adamW);
         var schedule = new LrSchedule(o.Lr, o.WarmupSteps, totalSteps, LrSchedule.ParseDecay(o.LrScheduler)).Validated();
 
         long step = 0;
@@ -172,7 +175,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
         Log($"training {train.Count} samples, {o.NumEpochs} epochs × {stepsPerEpoch} steps = {totalSteps} optimizer steps; " +
             $"global batch {o.BatchSize} per rank × {comm.WorldSize} ranks × {o.GradientAccumulationSteps} accumulation = {globalBatch * o.GradientAccumulationSteps} samples per step; " +
-            $"{o.MixedPrecision} on {device}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {collectives.Backend}; {plan.Description}");
+            $"{o.MixedPrecision} on {device}{Zero(sync, trainable)}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {collectives.Backend}; {plan.Description}");
         if (Main)
         {
             var lengths = planSettings.Lengths!;
@@ -203,10 +206,11 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             using var span = Telemetry.Source.StartActivity(Telemetry.CheckpointSpan)?.SetTag("qwen3tts.checkpoint.dir", dir);
             long started = Stopwatch.GetTimestamp();
             sync.VerifyParametersInSync(); // every rank: a checkpoint of diverged replicas would be silently wrong
+            using var scope = NewDisposeScope();
+            var optimizerState = optimizer.StateTensors(); // with ZeRO a collective: rank 0 gathers every rank's partition
             if (Main)
             {
-                using var scope = NewDisposeScope();
-                TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizer.StateTensors(), State(epoch, batchInEpoch), voices: voices);
+                TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizerState, State(epoch, batchInEpoch), voices: voices);
                 plan.CheckpointSaved(step, dir, new Qwen3Tts.Coordinator.PlanPosition(epoch, batchInEpoch));
             }
             Telemetry.CheckpointDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
@@ -339,7 +343,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     /// (the wait that is left exposed, and the loss all-reduce), optimizer (clip, step, copy to the compute weights).</summary>
     /// <param name="stopRequested">this rank saw the coordinator's stop request; the flag rides on the loss all-reduce, so
     /// the step's result says whether any rank saw it and every rank decides alike.</param>
-    StepStats TrainStep(TrainableModel trainable, AdamW optimizer, GradientSynchronizer sync, double lr, SftDataSource data, IReadOnlyList<PlannedBatch> micro, long step,
+    StepStats TrainStep(TrainableModel trainable, ITrainingOptimizer optimizer, GradientSynchronizer sync, double lr, SftDataSource data, IReadOnlyList<PlannedBatch> micro, long step,
         bool stopRequested)
     {
         using var timer = new StepTimer(step + 1);
@@ -356,9 +360,11 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         for (int m = 0; m < micro.Count; m++)
         {
             var indices = micro[m].Share;
-            // Accumulation micro-steps never communicate. On the window's last one, in overlap mode, the synchronizer
-            // watches forward read the parameters and reduces each bucket as soon as backward has completed it.
-            bool overlapped = overlap && m == micro.Count - 1;
+            // Gradients are reduced after the window's last micro-step (after every one with ZeRO-2, into the rank's shard).
+            // In overlap mode the synchronizer watches that forward read the parameters and reduces each bucket as soon
+            // as backward has completed it.
+            bool reduces = m == micro.Count - 1 || sync.ReducesEveryMicroStep;
+            bool overlapped = overlap && reduces;
             using (overlapped ? sync.ObserveLastMicroStep() : null)
             if (indices.Length > 0) // a short tail batch may leave this rank nothing: it contributes zero gradients
             {
@@ -387,18 +393,19 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             if (!overlapped || !sync.ReducesAcrossRanks)
                 using (timer.Phase(TrainPhase.Backward, span: false)) // timed as backward, under the micro-step's one backward span
                     trainable.AccumulateGradsToMaster();
+            if (reduces)
+                using (timer.Phase(TrainPhase.Communication))
+                {
+                    if (overlap) sync.WaitAll(); // what is still on the wire; sync.LastStep.ExposedSeconds is this wait
+                    else sync.SynchronizeAll();
+                }
         }
         using (timer.Phase(TrainPhase.Communication))
-        {
-            if (overlap) sync.WaitAll(); // what is still on the wire; sync.LastStep.ExposedSeconds is this wait
-            else sync.SynchronizeAll();
             collectives.AllReduceSum(sums);
-        }
         double norm;
         using (timer.Phase(TrainPhase.Optimizer))
         {
-            var masters = trainable.MasterParameters.Select(p => (Tensor)p.Parameter).ToList();
-            norm = GradClip.ClipGradNorm(masters, o.MaxGradNorm);
+            norm = optimizer.ClipGradNorm(o.MaxGradNorm); // with ZeRO the global norm from every rank's partition
             optimizer.Step(lr);
             optimizer.ZeroGrad();
             trainable.CopyMasterToCompute();
@@ -434,6 +441,11 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         double talker = v[0] / v[2], sub = v[1] / v[3];
         return (talker + o.SubTalkerWeight * sub, talker, sub);
     }
+
+    /// <summary>The ZeRO part of the run's summary line.</summary>
+    string Zero(GradientSynchronizer sync, TrainableModel trainable) => sync.Partition is { } p
+        ? string.Create(CultureInfo.InvariantCulture, $"; ZeRO stage {o.ZeroStage}: each rank holds AdamW's state for {p.ShardNumel:N0} of the {trainable.MasterParameters.Sum(m => m.Parameter.numel()):N0} trainable elements")
+        : o.ZeroStage > 0 ? $"; --zero_stage {o.ZeroStage} has nothing to shard with one rank" : "";
 
     /// <summary>Who a record speaks as: with --multi_speaker its --speaker_column field (speaker_id; --speaker_name when it has
     /// none), else --speaker_name.</summary>

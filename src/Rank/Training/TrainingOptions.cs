@@ -80,6 +80,11 @@ public sealed record TrainingOptions
     /// reduce of every bucket after it).</summary>
     public string GradSync { get; init; } = "overlap";
 
+    /// <summary>--zero_stage: 0 replicates AdamW's state on every rank; 1 shards it across the ranks (gradients
+    /// reduce-scattered once per optimizer step); 2 also reduce-scatters after every micro-step, so no rank keeps a
+    /// whole gradient between micro-steps. Ignored with one rank.</summary>
+    public int ZeroStage { get; init; }
+
     /// <summary>--eval_sentences: sentences rank 0 speaks at each evaluation (plain lines or JSONL {"text", "language"}).</summary>
     public string? EvalSentences { get; init; }
 
@@ -121,6 +126,7 @@ public sealed record TrainingOptions
         Require(!string.IsNullOrWhiteSpace(SpeakerName), "speaker_name", "must not be empty");
         Require(GradSync is "overlap" or "after_backward", "grad_sync", $"must be overlap or after_backward, got '{GradSync}'");
         Require(BucketSizeMb >= 1, "bucket_size_mb", $"must be at least 1, got {BucketSizeMb}");
+        Require(ZeroStage is >= 0 and <= 2, "zero_stage", $"must be 0, 1 or 2, got {ZeroStage}");
         Require(EvalSentences is null || File.Exists(EvalSentences), "eval_sentences", $"no such file: {EvalSentences}");
         Require(EvalSampleMaxSeconds > 0 && double.IsFinite(EvalSampleMaxSeconds), "eval_sample_max_seconds", $"must be a positive number of seconds, got {EvalSampleMaxSeconds}");
         Require(MaxFramesFlag is null or >= 1, "max_frames", $"must be at least 1, got {MaxFramesFlag}");
@@ -208,9 +214,10 @@ public static class TrainingFlags
         var heartbeatTimeout = Flag<double?>("heartbeat_timeout", "seconds a silent rank or coordinator is tolerated before the job stops (default 60)");
         var device = Flag<string?>("device", TrainingDevice.Help);
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
+        var zeroStage = Flag<int?>("zero_stage", "0 (default): every rank holds AdamW's state; 1: ZeRO-1, the optimizer state sharded across ranks; 2: ZeRO-2, gradients reduce-scattered every micro-step too");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, zeroStage, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -266,6 +273,7 @@ public static class TrainingFlags
                 ExportEveryEpoch = parse.GetValue(exportEveryEpoch) || (ValueFromFile<bool>(file, "export_every_epoch") ?? false),
                 BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
                 GradSync = PickString(gradSync, "grad_sync") ?? d.GradSync,
+                ZeroStage = Pick(zeroStage, "zero_stage") ?? d.ZeroStage,
                 EvalSentences = PickString(evalSentences, "eval_sentences"),
                 EvalSampleMaxSeconds = Pick(evalSampleSeconds, "eval_sample_max_seconds") ?? d.EvalSampleMaxSeconds,
                 Coordinator = PickString(coordinator, "coordinator") ?? d.Coordinator,

@@ -15,7 +15,14 @@ public class DataParallelTrainerTests : CleansTempDirs
     [InlineData(2, 1, 2)] // 2 ranks × 1, 2 micro-steps     ==  1 × 2, 2 micro-steps
     [InlineData(3, 1, 1)] // 3 ranks × 1 over 8 samples: the tail global batch of 2 leaves rank 2 nothing (zero-filled)
     [InlineData(2, 1, 2, "after_backward")] // the fallback: one blocking reduce after the last backward
-    public void N_ranks_train_the_model_of_one_process_with_an_N_times_batch(int world, int perRank, int accumulation, string gradSync = "overlap")
+    // ZeRO: the optimizer state sharded; gradients reduce-scattered once per step (1) or after every micro-step (2).
+    [InlineData(2, 1, 2, "overlap", 1)]
+    [InlineData(2, 1, 2, "overlap", 2)]
+    [InlineData(3, 1, 2, "after_backward", 1)] // 3 uneven partitions; the tail leaves rank 2 nothing
+    [InlineData(3, 1, 2, "after_backward", 2)]
+    [InlineData(2, 2, 1, "after_backward", 2, 0.05)] // clipping by the global norm taken from the partitions
+    public void N_ranks_train_the_model_of_one_process_with_an_N_times_batch(int world, int perRank, int accumulation, string gradSync = "overlap",
+        int zeroStage = 0, double maxGradNorm = 1.0)
     {
         string model = TrainingFixture.TinyModel(21, "dp-model");
         string data = TrainingFixture.DemoData(8, tag: "dp-data");
@@ -24,7 +31,7 @@ public class DataParallelTrainerTests : CleansTempDirs
         {
             TrainData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 1,
             BatchSize = batch, GradientAccumulationSteps = accumulation, Lr = 1e-3, LrScheduler = "constant", LoggingSteps = 1000,
-            BucketSizeMb = 1, GradSync = gradSync,
+            BucketSizeMb = 1, GradSync = gradSync, ZeroStage = zeroStage, MaxGradNorm = maxGradNorm,
             // A large epsilon keeps AdamW from magnifying fp32 rounding in near-zero gradients (with eps = 1e-8 an
             // element whose gradient is ~1e-8 moves by lr·g/(|g|+eps), where a 1e-10 summation difference shows).
             AdamEpsilon = 1e-3,
@@ -46,5 +53,19 @@ public class DataParallelTrainerTests : CleansTempDirs
         // gradients. A lost or mis-scaled rank contribution changes updates by a large fraction of lr (1e-3).
         foreach (var e in a.Entries)
             Assert.True(a.Read(e.Name).allclose(b.Read(e.Name), rtol: 0, atol: 1e-6), $"{e.Name}: max difference {(a.Read(e.Name) - b.Read(e.Name)).abs().max().item<float>()}, changed by training {(a.Read(e.Name) - Init(e.Name)).abs().max().item<float>()}");
+
+        // The optimizer state: the same keys and values whoever held which partition (a sharded run's is gathered by rank 0).
+        string OptimizerFile(string run) => Path.Combine(run, "last", TrainingCheckpoint.StateFolder, TrainingCheckpoint.OptimizerFile);
+        using var sa = CheckpointFiles.Open(OptimizerFile(single));
+        using var sb = CheckpointFiles.Open(OptimizerFile(parallel));
+        Assert.Equal(sa.Entries.Select(e => e.Name).Order(), sb.Entries.Select(e => e.Name).Order());
+        foreach (var e in sa.Entries)
+        {
+            var (x, y) = (sa.Read(e.Name), sb.Read(e.Name));
+            if (e.Name.StartsWith("step.", StringComparison.Ordinal)) Assert.Equal(x.item<long>(), y.item<long>());
+            // Summation order moves a gradient element that nearly cancels by up to ~2e-5 of its tensor's scale (measured); a lost,
+            // doubled or mis-scaled partition moves it by all of it.
+            else Assert.True(x.allclose(y, rtol: 0, atol: 1e-4 * x.abs().max().item<float>()), $"{e.Name}: max difference {(x - y).abs().max().item<float>()} of {x.abs().max().item<float>()}");
+        }
     }
 }

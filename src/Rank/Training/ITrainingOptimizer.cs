@@ -1,0 +1,28 @@
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Rank.Training;
+
+/// <summary>The optimizer as the training loop sees it: <see cref="AdamW"/> over whole parameters, or
+/// <see cref="ShardedAdamW"/> (ZeRO) over this rank's partition. Call order per optimizer step, after the gradients are
+/// reduced: <see cref="ClipGradNorm"/>, <see cref="Step"/>, <see cref="ZeroGrad"/>.</summary>
+public interface ITrainingOptimizer : IDisposable
+{
+    /// <summary>Optimizer steps taken; what an lr schedule is evaluated at.</summary>
+    long StepCount { get; }
+
+    /// <summary>Scales the gradients by max_norm / (norm + 1e-6) when that is below 1; returns the global L2 norm
+    /// (every rank the same; a collective with ZeRO).</summary>
+    double ClipGradNorm(double maxNorm);
+
+    /// <summary>One AdamW update at this rate; afterwards every rank's master weights hold the updated values.</summary>
+    void Step(double lr);
+
+    void ZeroGrad();
+
+    /// <summary>"exp_avg.{name}", "exp_avg_sq.{name}", "step.{name}" per parameter, whole, as <see cref="AdamW"/> writes them.
+    /// With ZeRO a collective (every rank calls it) whose tensors come back on rank 0 only (empty elsewhere).</summary>
+    IReadOnlyDictionary<string, Tensor> StateTensors();
+
+    /// <summary>Restores whole-parameter state written by <see cref="StateTensors"/> (by any world size or stage).</summary>
+    void LoadState(IReadOnlyDictionary<string, Tensor> state, long stepCount);
+}

@@ -1,0 +1,215 @@
+using Qwen3Tts.Model.Layers;
+using Qwen3Tts.Rank.Distributed;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Qwen3Tts.Rank.Training;
+
+/// <summary>ZeRO's sharded AdamW (stages 1 and 2): the same update as <see cref="AdamW"/>, but each rank keeps the two
+/// moments of, and steps, only the elements of its <see cref="ZeroPartition"/>; the gradient it steps with is its block of
+/// the reduce-scattered gradient (<see cref="GradientSynchronizer.ShardGradient"/>). Per step: clip by the global norm
+/// (each rank's Σg² over its shard, one scalar all-reduce), then on the shard
+/// <code>
+///   w ← the shard's fp32 master values          (read from this rank's master weights)
+///   w ← w · (1 − lr·wd);  m ← lerp(m, g, 1 − β1);  v ← β2·v + (1 − β2)·g²
+///   w ← w − lr/(1 − β1^t) · m / (sqrt(v)/sqrt(1 − β2^t) + eps)
+/// </code>
+/// and the updated shards are all-gathered bucket by bucket into every rank's fp32 master weights (then
+/// TrainableModel.CopyMasterToCompute rounds them into the bf16 copy). Every parameter steps on every step, as with
+/// data-parallel AdamW, where the reduce gives each one a gradient (zero if no rank used it); the step count t is
+/// still kept per parameter so state moves between this optimizer and <see cref="AdamW"/> either way.
+/// The masters stay whole on every rank (the forward needs them in fp32 mode; in bf16 mode they are what checkpoints
+/// and synthesis read): what ZeRO saves here is AdamW's 8 bytes per parameter, divided by N, and with stage 2 the
+/// whole fp32 gradient between micro-steps.</summary>
+public sealed class ShardedAdamW : ITrainingOptimizer
+{
+    readonly (string Name, Parameter Parameter)[] parameters;
+    readonly GradientSynchronizer sync;
+    readonly ICommunicator comm;
+    readonly ZeroPartition partition;
+    readonly IReadOnlyList<int[]> buckets;
+    readonly long[][] bucketOffsets;
+    readonly Tensor expAvg, expAvgSq, gather;
+    readonly long[] steps;
+    readonly Device device;
+    bool disposed;
+
+    /// <param name="parameters">the fp32 masters, as given to the synchronizer (TrainableModel.MasterParameters).</param>
+    /// <param name="sync">a ZeRO synchronizer over the same parameters: its partition and shard gradient are used.</param>
+    /// <param name="comm">the communicator for tensors on the masters' device.</param>
+    public ShardedAdamW(IReadOnlyList<(string Name, Parameter Parameter)> parameters, GradientSynchronizer sync, ICommunicator comm, AdamWOptions? options = null)
+    {
+        Options = options ?? new AdamWOptions();
+        Options.Validate();
+        this.parameters = parameters.ToArray();
+        this.sync = sync;
+        this.comm = comm;
+        partition = sync.Partition ?? throw new ArgumentException("the synchronizer does not shard gradients (zero stage 0, or one rank): use AdamW", nameof(sync));
+        foreach (var (name, p) in this.parameters)
+            if (p.dtype != ScalarType.Float32)
+                throw new ArgumentException($"parameter '{name}' is {p.dtype}; the optimizer steps fp32 master weights", nameof(parameters));
+        device = sync.Device;
+        buckets = sync.Assignment;
+        bucketOffsets = buckets.Select(indices =>
+        {
+            var offsets = new long[indices.Length];
+            long at = 0;
+            for (int k = 0; k < indices.Length; k++) (offsets[k], at) = (at, at + this.parameters[indices[k]].Parameter.numel());
+            return offsets;
+        }).ToArray();
+        expAvg = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
+        expAvgSq = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
+        // One padded bucket's worth: where each bucket's shards meet (all-gather), one bucket at a time.
+        gather = zeros(partition.BlockNumels.DefaultIfEmpty(0).Max() * partition.WorldSize, ScalarType.Float32, device).DetachFromDisposeScope();
+        steps = new long[this.parameters.Length];
+    }
+
+    public AdamWOptions Options { get; }
+
+    public long StepCount { get; private set; }
+
+    /// <summary>Elements of the shard this rank steps (its moments hold twice this many floats).</summary>
+    public long ShardNumel => partition.ShardNumel;
+
+    public double ClipGradNorm(double maxNorm)
+    {
+        if (!(maxNorm > 0)) throw new ArgumentOutOfRangeException(nameof(maxNorm), maxNorm, "max_grad_norm must be > 0");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var grad = sync.ShardGradient;
+        double local = grad.numel() == 0 ? 0 : linalg.vector_norm(grad, 2).item<float>();
+        double total = Math.Sqrt(comm.SumAcrossRanks([local * local])[0]);
+        double coefficient = maxNorm / (total + 1e-6);
+        if (coefficient < 1) grad.mul_(coefficient);
+        return total;
+    }
+
+    public void Step(double lr)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (!(lr >= 0)) throw new ArgumentOutOfRangeException(nameof(lr), lr, "learning rate must be >= 0");
+        var (beta1, beta2, eps, wd) = (Options.Beta1, Options.Beta2, Options.Eps, Options.WeightDecay);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var grad = sync.ShardGradient;
+        var w = zeros(partition.ShardNumel, ScalarType.Float32, device);
+        foreach (var s in partition.Segments) w.narrow(0, s.ShardOffset, s.Length).copy_(Flat(s.Parameter).narrow(0, s.ParameterOffset, s.Length));
+        for (int i = 0; i < steps.Length; i++) steps[i]++;
+        if (wd != 0) w.mul_(1 - lr * wd); // every trainable parameter decays, as AdamW's defaults (padding is zero and stays so)
+
+        using var weight1 = tensor(1 - beta1, dtype: ScalarType.Float32, device: device);
+        expAvg.lerp_(grad, weight1);
+        expAvgSq.mul_(beta2).addcmul_(grad, grad, value: 1 - beta2);
+        // The bias corrections depend on each parameter's t: one update over the whole shard when all agree (always,
+        // unless resumed from an AdamW that skipped some parameter), else segment by segment.
+        if (steps.All(t => t == steps[0]))
+            Update(w, expAvg, expAvgSq, steps.Length == 0 ? 1 : steps[0], lr, beta1, beta2, eps);
+        else
+            foreach (var s in partition.Segments)
+                Update(w.narrow(0, s.ShardOffset, s.Length), expAvg.narrow(0, s.ShardOffset, s.Length), expAvgSq.narrow(0, s.ShardOffset, s.Length),
+                    steps[s.Parameter], lr, beta1, beta2, eps);
+
+        // Every rank's masters from every rank's shard, one padded bucket at a time.
+        for (int b = 0; b < buckets.Count; b++)
+        {
+            using var bucketScope = NewDisposeScope();
+            long block = partition.BlockNumels[b];
+            var all = gather.narrow(0, 0, block * partition.WorldSize);
+            comm.AllGather(w.narrow(0, partition.ShardOffsets[b], block), all);
+            for (int k = 0; k < buckets[b].Length; k++)
+            {
+                var p = parameters[buckets[b][k]].Parameter;
+                p.view(-1).copy_(all.narrow(0, bucketOffsets[b][k], p.numel()));
+            }
+        }
+        StepCount++;
+    }
+
+    static void Update(Tensor w, Tensor m, Tensor v, long t, double lr, double beta1, double beta2, double eps)
+    {
+        double biasCorrection1 = 1 - Math.Pow(beta1, t);
+        double biasCorrection2 = 1 - Math.Pow(beta2, t);
+        var denom = v.sqrt().div_(Math.Sqrt(biasCorrection2)).add_(eps);
+        w.addcdiv_(m, denom, value: -(lr / biasCorrection1));
+    }
+
+    Tensor Flat(int parameter) => parameters[parameter].Parameter.view(-1);
+
+    /// <summary>Drops the masters' gradients and starts the next step's shard gradient afresh.</summary>
+    public void ZeroGrad()
+    {
+        foreach (var (_, p) in parameters) p.grad = null;
+        sync.ClearShardGradient();
+    }
+
+    /// <summary>A collective: each bucket's moment shards are all-gathered and rank 0 assembles every parameter's whole
+    /// moments (new tensors, the caller's to dispose); the other ranks get an empty dictionary.</summary>
+    public IReadOnlyDictionary<string, Tensor> StateTensors()
+    {
+        var state = new Dictionary<string, Tensor>(parameters.Length * 3);
+        bool root = partition.Rank == 0;
+        using var noGrad = no_grad();
+        if (root)
+            for (int i = 0; i < parameters.Length; i++)
+            {
+                var (name, p) = parameters[i];
+                state[$"exp_avg.{name}"] = zeros_like(p, dtype: ScalarType.Float32);
+                state[$"exp_avg_sq.{name}"] = zeros_like(p, dtype: ScalarType.Float32);
+                state[$"step.{name}"] = tensor(steps[i], dtype: ScalarType.Int64);
+            }
+        foreach (var (moments, key) in new[] { (expAvg, "exp_avg"), (expAvgSq, "exp_avg_sq") })
+            for (int b = 0; b < buckets.Count; b++)
+            {
+                using var bucketScope = NewDisposeScope();
+                long block = partition.BlockNumels[b];
+                var all = gather.narrow(0, 0, block * partition.WorldSize);
+                comm.AllGather(moments.narrow(0, partition.ShardOffsets[b], block), all);
+                if (!root) continue;
+                for (int k = 0; k < buckets[b].Length; k++)
+                {
+                    var (name, p) = parameters[buckets[b][k]];
+                    state[$"{key}.{name}"].view(-1).copy_(all.narrow(0, bucketOffsets[b][k], p.numel()));
+                }
+            }
+        return state;
+    }
+
+    /// <summary>Takes this rank's segments of whole-parameter state (as <see cref="AdamW"/> or this class saved it, at
+    /// any world size); checked like <see cref="AdamW.LoadState"/>, nothing changed unless all of it is valid.</summary>
+    public void LoadState(IReadOnlyDictionary<string, Tensor> state, long stepCount)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (stepCount < 0) throw new ArgumentOutOfRangeException(nameof(stepCount), stepCount, "step count must be >= 0");
+        var expected = new HashSet<string>();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var step = zeros(Array.Empty<long>(), ScalarType.Int64);
+        foreach (var (name, p) in parameters)
+        {
+            AdamW.Check(state, $"exp_avg.{name}", p, expected); // p: the moments' shape and dtype (fp32)
+            AdamW.Check(state, $"exp_avg_sq.{name}", p, expected);
+            AdamW.Check(state, $"step.{name}", step, expected);
+        }
+        AdamW.CheckNoUnknown(state, expected);
+        expAvg.zero_();
+        expAvgSq.zero_();
+        foreach (var s in partition.Segments)
+        {
+            string name = parameters[s.Parameter].Name;
+            expAvg.narrow(0, s.ShardOffset, s.Length).copy_(state[$"exp_avg.{name}"].view(-1).narrow(0, s.ParameterOffset, s.Length));
+            expAvgSq.narrow(0, s.ShardOffset, s.Length).copy_(state[$"exp_avg_sq.{name}"].view(-1).narrow(0, s.ParameterOffset, s.Length));
+        }
+        for (int i = 0; i < parameters.Length; i++) steps[i] = state[$"step.{parameters[i].Name}"].item<long>();
+        StepCount = stepCount;
+    }
+
+    public void Dispose()
+    {
+        if (disposed) return;
+        disposed = true;
+        expAvg.Dispose();
+        expAvgSq.Dispose();
+        gather.Dispose();
+    }
+}
