@@ -23,7 +23,10 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
     [InlineData("openmpi", 2, false)]
     [InlineData("mpich", 2, false)]
     [InlineData("openmpi", 2, true)] // two speakers (--multi_speaker) and an added language
-    public void Two_ranks_equal_one_process_with_twice_the_batch(string flavor, int accumulation, bool multiSpeaker)
+    [InlineData("openmpi", 2, false, 1)] // ZeRO-1: MPI_Reduce_scatter_block into the shards, MPI_Allgather of the updates
+    [InlineData("openmpi", 2, false, 2)] // ZeRO-2: a reduce-scatter after every micro-step
+    [InlineData("mpich", 2, false, 2)]
+    public void Two_ranks_equal_one_process_with_twice_the_batch(string flavor, int accumulation, bool multiSpeaker, int zeroStage = 0)
     {
         if (Launcher(flavor) is not { } launcher) return;
         var (model, data) = Fixture();
@@ -41,9 +44,11 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
             "--train_jsonl", data, "--init_model_path", model, "--output_model_path", parallel, "--mixed_precision", "fp32",
             "--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", accumulation.ToString(), "--lr", "1e-3",
             "--lr_scheduler", "constant", "--adam_epsilon", "1e-3", "--bucket_size_mb", "1",
+            "--zero_stage", zeroStage.ToString(),
             .. multiSpeaker ? (string[])["--multi_speaker", "--add_language", "hausa"] : []], killRankAfter: null);
         Assert.True(exit == 0, $"mpiexec.{flavor} exited {exit}:\n{log}");
         Assert.Contains("2 ranks", log);
+        if (zeroStage > 0) Assert.Contains($"ZeRO stage {zeroStage}", log);
 
         using var scope = NewDisposeScope();
         using var a = CheckpointFiles.Open(Path.Combine(single, "last"));

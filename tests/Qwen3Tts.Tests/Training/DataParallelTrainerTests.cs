@@ -68,4 +68,34 @@ public class DataParallelTrainerTests : CleansTempDirs
             else Assert.True(x.allclose(y, rtol: 0, atol: 1e-4 * x.abs().max().item<float>()), $"{e.Name}: max difference {(x - y).abs().max().item<float>()} of {x.abs().max().item<float>()}");
         }
     }
+    /// <summary>A ZeRO checkpoint is the file set a stage-0 run writes: a stage-2 run stopped after a checkpoint and resumed
+    /// at stage 2, 1 or 0 continues the uninterrupted stage-2 run.</summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(1)]
+    [InlineData(0)]
+    public void A_stage_2_run_resumed_at_any_stage_equals_the_uninterrupted_run(int resumeStage)
+    {
+        string model = TrainingFixture.TinyModel(22, "zero-resume-model");
+        string data = TrainingFixture.DemoData(8, tag: "zero-resume-data");
+        TrainingOptions Options(string output, int stage, string? resume = null) => new()
+        {
+            TrainData = data, InitModelPath = model, OutputModelPath = output, MixedPrecision = "fp32", NumEpochs = 2, BatchSize = 1,
+            GradientAccumulationSteps = 2, Lr = 1e-3, LrScheduler = "cosine", WarmupSteps = 1, LoggingSteps = 1000, BucketSizeMb = 1,
+            AdamEpsilon = 1e-3, ZeroStage = stage, ResumeFromCheckpoint = resume, Coordinator = "off",
+        };
+        string whole = TestPaths.NewTempDir("zero-whole"), resumed = TestPaths.NewTempDir("zero-resumed");
+        FakeWorld.Run(2, comm => new Trainer(Options(whole, 2), TextWriter.Null, comm).Run());
+        FakeWorld.Run(2, comm => new Trainer(Options(resumed, 2), TextWriter.Null, comm) { StopAfterSteps = 1 }.Run()); // mid-epoch: 2 steps per epoch
+        var results = new TrainingResult[2];
+        FakeWorld.Run(2, comm => results[comm.Rank] = new Trainer(Options(resumed, resumeStage, "latest"), TextWriter.Null, comm).Run());
+        Assert.All(results, r => Assert.Equal(4, r.GlobalStep));
+
+        using var scope = NewDisposeScope();
+        using var a = CheckpointFiles.Open(Path.Combine(whole, "last"));
+        using var b = CheckpointFiles.Open(Path.Combine(resumed, "last"));
+        using var init = CheckpointFiles.Open(model);
+        foreach (var e in a.Entries)
+            Assert.True(a.Read(e.Name).allclose(b.Read(e.Name), rtol: 0, atol: 1e-6), $"{e.Name}: max difference {(a.Read(e.Name) - b.Read(e.Name)).abs().max().item<float>()}, changed by training {(a.Read(e.Name) - init.Read(e.Name)).abs().max().item<float>()}");
+    }
 }
