@@ -53,7 +53,9 @@ foreach (var o in new Option[] { stopAfter, coordinatorToken, rank, worldSize, l
     root.Options.Add(o);
 root.Subcommands.Add(PrepareCommand.Create());
 
-root.SetAction(parse => RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), parse.GetValue(backend),
+root.SetAction(parse => bind(parse) is { DryRunMemory: true } dryRun
+    ? MemoryDryRun.Run(dryRun, parse.GetValue(worldSize) ?? LauncherWorldSize(), Console.Out)
+    : RankMain.Run(parse.GetValue(rank), parse.GetValue(worldSize), parse.GetValue(localRank), parse.GetValue(backend),
     parse.GetValue(masterAddr), parse.GetValue(masterPort), parse.GetValue(rendezvousTimeout), () => bind(parse), (comm, bound) =>
 {
     var options = PrepareBeforeTraining.Apply(bound, comm, parse.GetValue(skipPrepare), parse.GetValue(refAudio), Console.Out, parse.GetValue(skipPreflight));
@@ -78,5 +80,12 @@ EntryPoint.PrintsSharedErrors = () =>
     catch (ArgumentException) { return true; }
 };
 return EntryPoint.Invoke(root, args, beforeRun: Qwen3Tts.Model.TorchRuntime.Configure); // NNPACK off: no "Could not initialize NNPACK" lines
+
+// The dry run's world: --world_size, else the launcher's (a dry run under mpiexec plans for its ranks), else one.
+static int LauncherWorldSize()
+{
+    try { return WorldDiscovery.Resolve(EnvVars.Snapshot(), new ExplicitWorld(null, null, null)).WorldSize; }
+    catch (ArgumentException) { return 1; }
+}
 
 static string? NonEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;

@@ -20,14 +20,28 @@ public sealed record BatchShape(int Rows, int Positions, long Frames)
 }
 
 /// <summary>Memory one rank needs for a training step, planned from the config before the first step instead of
-/// discovered by an out-of-memory kill: fp32 master weights (with the frozen speaker encoder), the bf16 compute copy,
-/// gradients (fp32, plus bf16 in bf16 mode), AdamW's two fp32 moments, the gradient buckets, and the activations
-/// autograd keeps for the longest batch (every talker and code-predictor layer's saved tensors, the attention mask,
-/// the embeddings and the fp32 logits), plus the runtime (.NET and libtorch on the CPU, the CUDA context on a GPU).
-/// An estimate, not an accounting: <c>MemoryPlanTests</c> holds it against a measured peak within a stated factor.</summary>
-public sealed record MemoryPlan(long Weights, long Gradients, long Optimizer, long Activations, long Runtime, BatchShape Batch)
+/// discovered by an out-of-memory kill, by category: the fp32 masters (with the frozen speaker encoder), the bf16 compute
+/// copy, gradients, AdamW's state, the gradient buckets, the activations autograd keeps for the longest batch (every
+/// talker and code-predictor layer's saved tensors, the attention mask, the embeddings and the fp32 logits), and the
+/// runtime (.NET and libtorch on the CPU, the CUDA context on a GPU). With Ψ trainable parameters and N ranks:
+/// <code>
+///                 stage 0            stage 1                  stage 2
+///   gradients     4Ψ (+2Ψ bf16)      4Ψ (+2Ψ bf16) + 4Ψ/N      fp32: 4Ψ, bf16: 2Ψ (+ 8Ψ/N: shard, and what a micro-step adds to it)
+///   optimizer     8Ψ (moments)       12Ψ/N (moments + the fp32 slice it steps)
+///   buckets       4Ψ with N > 1 (every gradient packed once, fp32)
+/// </code>
+/// Stage 2's bf16 gradients assume --grad_sync overlap (the reduced gradient goes from the bf16 copy straight into the
+/// buckets; with after_backward the fp32 master gradient lives for a moment too). An estimate, not an accounting:
+/// <c>MemoryPlanTests</c> and the memory bench hold it against measured peaks.</summary>
+public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, long Optimizer, long Buckets, long Activations, long Runtime, BatchShape Batch)
 {
-    public long Total => Weights + Gradients + Optimizer + Activations + Runtime;
+    public long Total => Masters + ComputeCopy + Gradients + Optimizer + Buckets + Activations + Runtime;
+
+    /// <summary>The weights this rank holds: fp32 masters and the bf16 compute copy.</summary>
+    public long Weights => Masters + ComputeCopy;
+
+    /// <summary>Everything but the activations and the runtime: what scales with the parameters.</summary>
+    public long States => Weights + Gradients + Optimizer + Buckets;
 
     /// <summary>Bytes the process itself takes besides tensors: the .NET runtime and libtorch's code and pools on the
     /// CPU; the CUDA context on a GPU (measured on this machine; see the README's memory section).</summary>
@@ -36,16 +50,26 @@ public sealed record MemoryPlan(long Weights, long Gradients, long Optimizer, lo
     /// <param name="totalParameters">every parameter of the loaded model (fp32 masters and the frozen speaker encoder).</param>
     /// <param name="trainableParameters">the talker's, which get gradients and AdamW moments.</param>
     /// <param name="bf16">bf16 compute (a bf16 talker copy and its gradients) or fp32.</param>
-    /// <param name="distributed">whether gradients are reduced between ranks (buckets hold a copy of them).</param>
-    public static MemoryPlan Estimate(TalkerConfig talker, long totalParameters, long trainableParameters, bool bf16, bool distributed,
-        BatchShape batch, bool cuda)
+    /// <param name="worldSize">ranks reducing gradients (buckets with more than one).</param>
+    /// <param name="zeroStage">--zero_stage (0 with one rank).</param>
+    public static MemoryPlan Estimate(TalkerConfig talker, long totalParameters, long trainableParameters, bool bf16, int worldSize,
+        BatchShape batch, bool cuda, int zeroStage = 0)
     {
         ArgumentNullException.ThrowIfNull(talker);
         ArgumentNullException.ThrowIfNull(batch);
-        long weights = 4 * totalParameters + (bf16 ? 2 * trainableParameters : 0);
-        long gradients = 4 * trainableParameters + (bf16 ? 2 * trainableParameters : 0) + (distributed ? 4 * trainableParameters : 0);
-        long optimizer = 8 * trainableParameters;
-        return new MemoryPlan(weights, gradients, optimizer, ActivationBytes(talker, bf16 ? 2 : 4, batch), cuda ? CudaRuntimeBytes : CpuRuntimeBytes, batch);
+        ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
+        if (zeroStage is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(zeroStage), zeroStage, "--zero_stage must be 0, 1 or 2");
+        long psi = trainableParameters, shard = worldSize > 1 ? (psi + worldSize - 1) / worldSize : psi;
+        int stage = worldSize > 1 ? zeroStage : 0;
+        long gradients = stage switch
+        {
+            0 => 4 * psi + (bf16 ? 2 * psi : 0),
+            1 => 4 * psi + (bf16 ? 2 * psi : 0) + 4 * shard,
+            _ => (bf16 ? 2 * psi : 4 * psi) + 8 * shard,
+        };
+        long optimizer = stage == 0 ? 8 * psi : 12 * shard;
+        return new MemoryPlan(4 * totalParameters, bf16 ? 2 * psi : 0, gradients, optimizer, worldSize > 1 ? 4 * psi : 0,
+            ActivationBytes(talker, bf16 ? 2 : 4, batch), cuda ? CudaRuntimeBytes : CpuRuntimeBytes, batch);
     }
 
     /// <summary>Bytes autograd keeps between forward and backward for one batch of this shape, at
@@ -84,7 +108,8 @@ public sealed record MemoryPlan(long Weights, long Gradients, long Optimizer, lo
     /// <summary>"~3.41 GB for the longest batch (2 x 412 positions, 800 frames): weights 0.10, ..."</summary>
     public override string ToString() =>
         $"~{Gb(Total)} GB for the longest batch ({Batch.Rows} x {Batch.Positions} positions, {Batch.Frames} frames): weights {Gb(Weights)}, " +
-        $"gradients {Gb(Gradients)}, optimizer {Gb(Optimizer)}, activations {Gb(Activations)}, runtime {Gb(Runtime)}";
+        $"gradients {Gb(Gradients)}, optimizer {Gb(Optimizer)}, " + (Buckets > 0 ? $"buckets {Gb(Buckets)}, " : "") +
+        $"activations {Gb(Activations)}, runtime {Gb(Runtime)}";
 }
 
 /// <summary>How much memory one rank may plan for on the CPU when --max_memory_gb is not given: the memory the kernel

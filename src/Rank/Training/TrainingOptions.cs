@@ -85,6 +85,10 @@ public sealed record TrainingOptions
     /// whole gradient between micro-steps. Ignored with one rank.</summary>
     public int ZeroStage { get; init; }
 
+    /// <summary>--dry_run_memory: print the memory plan per rank for the model's config, world size and stage, and exit
+    /// (no data, weights or launcher needed).</summary>
+    public bool DryRunMemory { get; init; }
+
     /// <summary>--eval_sentences: sentences rank 0 speaks at each evaluation (plain lines or JSONL {"text", "language"}).</summary>
     public string? EvalSentences { get; init; }
 
@@ -214,10 +218,11 @@ public static class TrainingFlags
         var heartbeatTimeout = Flag<double?>("heartbeat_timeout", "seconds a silent rank or coordinator is tolerated before the job stops (default 60)");
         var device = Flag<string?>("device", TrainingDevice.Help);
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
+        var dryRunMemory = Flag<bool>("dry_run_memory", "print the planned memory per rank by category for --init_model_path's config, --world_size, --zero_stage, --mixed_precision, --batch_size and --max_seconds (default 20), and exit; needs no data, weights or launcher");
         var zeroStage = Flag<int?>("zero_stage", "0 (default): every rank holds AdamW's state; 1: ZeRO-1, the optimizer state sharded across ranks; 2: ZeRO-2, gradients reduce-scattered every micro-step too");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, zeroStage, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, zeroStage, dryRunMemory, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -229,8 +234,8 @@ public static class TrainingFlags
             string alignmentText = PickString(alignment, "loss_alignment") ?? "fixed";
             var options = new TrainingOptions
             {
-                TrainData = PickString(train, "train_jsonl") ?? PickString(train, "train_data")
-                    ?? throw new ArgumentException("--train_jsonl is required (a JSONL file of training records)"),
+                TrainData = PickString(train, "train_jsonl") ?? PickString(train, "train_data") ?? (parse.GetValue(dryRunMemory) ? ""
+                    : throw new ArgumentException("--train_jsonl is required (a JSONL file of training records)")),
                 ValidationData = PickString(validation, "validation_jsonl") ?? StringFromFile(file, "validation_data"),
                 InitModelPath = PickString(init, "init_model_path") ?? throw new ArgumentException("--init_model_path is required (a Base model directory)"),
                 OutputModelPath = PickString(output, "output_model_path") ?? d.OutputModelPath,
@@ -274,6 +279,7 @@ public static class TrainingFlags
                 BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
                 GradSync = PickString(gradSync, "grad_sync") ?? d.GradSync,
                 ZeroStage = Pick(zeroStage, "zero_stage") ?? d.ZeroStage,
+                DryRunMemory = parse.GetValue(dryRunMemory),
                 EvalSentences = PickString(evalSentences, "eval_sentences"),
                 EvalSampleMaxSeconds = Pick(evalSampleSeconds, "eval_sample_max_seconds") ?? d.EvalSampleMaxSeconds,
                 Coordinator = PickString(coordinator, "coordinator") ?? d.Coordinator,

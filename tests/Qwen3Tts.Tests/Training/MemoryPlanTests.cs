@@ -87,15 +87,36 @@ public class MemoryPlanTests(ITestOutputHelper output) : CleansTempDirs
         Assert.Equal(new BatchShape(2, 120, 180), shape);
         // Activations grow with the batch's positions (quadratically through the mask) and frames; weights do not.
         var talker = Qwen3Tts.Model.Config.Presets.Config("tiny").Talker;
-        var small = MemoryPlan.Estimate(talker, 1000, 800, bf16: false, distributed: false, shape, cuda: false);
-        var large = MemoryPlan.Estimate(talker, 1000, 800, bf16: false, distributed: false, shape with { Positions = 240, Frames = 360 }, cuda: false);
+        var small = MemoryPlan.Estimate(talker, 1000, 800, bf16: false, worldSize: 1, shape, cuda: false);
+        var large = MemoryPlan.Estimate(talker, 1000, 800, bf16: false, worldSize: 1, shape with { Positions = 240, Frames = 360 }, cuda: false);
         Assert.Equal(small.Weights, large.Weights);
         Assert.True(large.Activations > 2 * small.Activations);
         Assert.Equal(4 * 1000 + 0, small.Weights);
         Assert.Equal(4 * 800 + 8 * 800, small.Gradients + small.Optimizer);
-        var bf16 = MemoryPlan.Estimate(talker, 1000, 800, bf16: true, distributed: true, shape, cuda: false);
+        var bf16 = MemoryPlan.Estimate(talker, 1000, 800, bf16: true, worldSize: 2, shape, cuda: false);
         Assert.Equal(4 * 1000 + 2 * 800, bf16.Weights);       // fp32 masters + the bf16 compute copy
-        Assert.Equal(4 * 800 + 2 * 800 + 4 * 800, bf16.Gradients); // fp32 master grads, bf16 compute grads, the buckets
+        Assert.Equal(4 * 800 + 2 * 800, bf16.Gradients); // fp32 master grads, bf16 compute grads
+        Assert.Equal(4 * 800, bf16.Buckets);
+    }
+
+    /// <summary>ZeRO's figures by hand for Ψ = 800 trainable parameters on 4 ranks (shards of 200): stage 1 keeps AdamW's
+    /// moments and the slice it steps (12 bytes) for the shard only and adds the shard's reduced gradient; stage 2 holds no
+    /// fp32 master gradient in bf16 (the bf16 one goes to the buckets) and a second shard buffer for later micro-steps.</summary>
+    [Fact]
+    public void Zero_stages_divide_the_optimizer_state_and_the_reduced_gradient_by_the_ranks()
+    {
+        var talker = Qwen3Tts.Model.Config.Presets.Config("tiny").Talker;
+        var shape = new BatchShape(1, 10, 5);
+        MemoryPlan Plan(bool bf16, int world, int stage) => MemoryPlan.Estimate(talker, 1000, 800, bf16, world, shape, cuda: false, stage);
+        var stage0 = Plan(true, 4, 0);
+        Assert.Equal((6 * 800, 8 * 800, 4 * 800), (stage0.Gradients, stage0.Optimizer, stage0.Buckets));
+        var stage1 = Plan(true, 4, 1);
+        Assert.Equal((6 * 800 + 4 * 200, 12 * 200, 4 * 800), (stage1.Gradients, stage1.Optimizer, stage1.Buckets));
+        var stage2 = Plan(true, 4, 2);
+        Assert.Equal((2 * 800 + 8 * 200, 12 * 200), (stage2.Gradients, stage2.Optimizer));
+        Assert.Equal(4 * 800 + 8 * 200, Plan(false, 4, 2).Gradients); // fp32: autograd's gradient is the master's
+        Assert.Equal(Plan(true, 1, 0).States, Plan(true, 1, 2).States); // one rank has nothing to shard
+        Assert.Equal((4800 - 3200) + (6400 - 2400), stage0.States - stage2.States); // gradients and optimizer, by hand
     }
 
     [Fact]
@@ -108,5 +129,23 @@ public class MemoryPlanTests(ITestOutputHelper output) : CleansTempDirs
         Assert.Equal(((uint?)null, (string?)null), CudaMemory.PhysicalDevice(2, "0,1")); // not visible: no budget, never a wrong one
         // Without a GPU driver there is no NVML: no budget rather than a failure.
         if (!File.Exists("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1")) Assert.Null(CudaMemory.FreeBytes(0, null));
+    }
+    /// <summary>--dry_run_memory plans the released 1.7B config for 8 ranks without data, weights or a launcher: the
+    /// optimizer line is 12 bytes per element of one rank's shard (Ψ / 8 rounded up), and each stage holds less than the one before.</summary>
+    [Fact]
+    public void The_dry_run_prints_the_plan_of_a_released_config_per_rank_and_stage_without_data()
+    {
+        string model = Path.Combine(Qwen3Tts.Tests.Model.ConfigTests.ReferenceDir, "Qwen3-TTS-12Hz-1.7B-Base");
+        var r = Executables.Run(TestPaths.RankDll, ["--dry_run_memory", "--init_model_path", model, "--world_size", "8", "--zero_stage", "1",
+            "--mixed_precision", "bf16", "--batch_size", "2", "--max_seconds", "10"]);
+        Assert.True(r.Exit == 0, r.Stderr + r.Stdout);
+        output.WriteLine(r.Stdout);
+        Assert.Contains("8 ranks, ZeRO stage 1, batch 2 x 10.0 s (125 frames", r.Stdout);
+        var trainable = long.Parse(Regex.Match(r.Stdout, @"(\d+) M trainable").Groups[1].Value, CultureInfo.InvariantCulture) * 1_000_000;
+        double optimizer = double.Parse(Regex.Match(r.Stdout, @"optimizer \(AdamW\)\s+([0-9.]+) GB").Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.InRange(optimizer, 12.0 * trainable / 8 / 1e9 - 0.02, 12.0 * (trainable + 1_000_000) / 8 / 1e9 + 0.02);
+        var stages = Regex.Matches(r.Stdout, @"stage (\d) ([0-9.]+) GB").Select(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)).ToList();
+        Assert.Equal(3, stages.Count);
+        Assert.True(stages[0] > stages[1] && stages[1] > stages[2], string.Join(", ", stages));
     }
 }
