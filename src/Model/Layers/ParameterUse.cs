@@ -18,7 +18,9 @@ public interface IParameterUseObserver
     /// dtype. May run on an autograd worker thread (CUDA). The tensor belongs to autograd: copy what you need and do
     /// not keep it or modify it. Must not throw: an exception here escapes through native autograd and ends the
     /// process; record it and report it after backward.</summary>
-    void GradientReady(Parameter parameter, Tensor grad);
+    /// <returns>true when the observer took the gradient: autograd then adds nothing to the parameter's <c>.grad</c>
+    /// for this read (so a gradient reducer need not hold a second whole copy); false leaves autograd as it is.</returns>
+    bool GradientReady(Parameter parameter, Tensor grad);
 }
 
 /// <summary>Every trainable parameter is read in forward through here (<c>F.linear(x, Of(weight), Of(bias))</c>, the
@@ -88,7 +90,7 @@ public static class ParameterUse
         public void Dispose() => current = previous;
     }
 
-    /// <summary>y = x; dL/dx = dL/dy, reported to the observer first.</summary>
+    /// <summary>y = x; dL/dx = dL/dy, reported to the observer first (and none at all when the observer took it).</summary>
     sealed class Tap : autograd.SingleTensorFunction<Tap>
     {
         const string Key = "use";
@@ -104,8 +106,10 @@ public static class ParameterUse
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
         {
             var use = (TapData)ctx.get_data(Key);
-            use.Observer.GradientReady(use.Parameter, grad_output);
-            return [grad_output, null!]; // one gradient per argument of apply; the second is the non-tensor TapData
+            bool taken = use.Observer.GradientReady(use.Parameter, grad_output);
+            // One gradient per argument of apply; the second is the non-tensor TapData. An undefined gradient (null) is
+            // autograd's "zero": nothing reaches the parameter's .grad.
+            return [taken ? null! : grad_output, null!];
         }
     }
 }

@@ -45,9 +45,11 @@ public sealed record SyncTimings(double ExposedSeconds, double PackSeconds, doub
 ///
 /// With ZeRO (<paramref name="zeroStage"/> 1 or 2) each bucket is padded to N equal blocks and reduce-scattered instead:
 /// rank r receives block r of every bucket, averaged, in <see cref="ShardGradient"/> (its <see cref="Partition"/>), and
-/// no rank keeps the whole reduced gradient: the masters' <c>.grad</c> are dropped once packed. Stage 1 reduces once per
-/// optimizer step as above; stage 2 on every micro-step (<see cref="ReducesEveryMicroStep"/>), each adding into the
-/// shard, so no rank holds a whole gradient across micro-steps. <see cref="ClearShardGradient"/> starts the next step.
+/// no rank keeps the whole reduced gradient. The buckets are then also where micro-steps accumulate: <see cref="Accumulate"/>
+/// adds each micro-step's gradients (master or compute <c>.grad</c>, in fp32) into them and drops those, so no fp32
+/// master gradient exists; a bucket is zeroed once reduced. Stage 1 reduces once per optimizer step as above; stage 2
+/// on every micro-step (<see cref="ReducesEveryMicroStep"/>), each adding into the shard.
+/// <see cref="ClearShardGradient"/> starts the next step.
 ///
 /// Callbacks come from autograd, on the thread that called backward (CPU) or an autograd device thread (CUDA); the
 /// overlap state is guarded by one lock. An error inside a callback cannot be thrown through native autograd (it
@@ -168,6 +170,17 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     /// <summary>ZeRO: the next reduce overwrites the shard gradient (the optimizer calls this with its zero_grad).</summary>
     public void ClearShardGradient() => shardHolds = false;
 
+    /// <summary>ZeRO, after a micro-step that does not reduce: adds its gradients into the buckets (fp32) and drops them,
+    /// and returns true. Otherwise returns false: the caller folds them into the masters (TrainableModel.AccumulateGradsToMaster).</summary>
+    public bool Accumulate()
+    {
+        if (shardGradient is null) return false;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        foreach (var bucket in buckets) Pack(bucket);
+        return true;
+    }
+
     /// <summary>The masters' device, where the buckets live.</summary>
     public Device Device { get; }
 
@@ -282,18 +295,22 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         }
     }
 
-    void IParameterUseObserver.GradientReady(Parameter parameter, Tensor grad)
+    /// <summary>Adds the read's gradient into its bucket and takes it: autograd's own copy in .grad would only be dropped
+    /// (bf16) or overwritten (fp32) by <see cref="WaitAll"/>, so it is never made.</summary>
+    bool IParameterUseObserver.GradientReady(Parameter parameter, Tensor grad)
     {
         lock (gate)
         {
-            if (!overlapping || callbackError is not null) return;
+            if (!overlapping || callbackError is not null) return false;
             try
             {
                 OnGradient(parameter, grad);
+                return true;
             }
             catch (Exception e)
             {
                 callbackError = e; // rethrown by WaitAll: an exception must not cross native autograd
+                return false;
             }
         }
     }
@@ -406,14 +423,17 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         return comm.ReduceScatterSumAsync(bucket.Flat, addToShard ? bucket.Received! : bucket.Shard!);
     }
 
+    /// <summary>Puts the parameters' gradients into the bucket and drops the compute ones; with ZeRO adds them to what
+    /// earlier micro-steps accumulated there and drops the masters' too.</summary>
     void Pack(Bucket bucket)
     {
         for (int k = 0; k < bucket.Parameters.Length; k++)
         {
             int i = bucket.Parameters[k];
-            var view = bucket.Flat.narrow(0, bucket.Offsets[k], masters[i].numel());
+            var view = bucket.Flat.narrow(0, bucket.Offsets[k], compute?[i].numel() ?? masters[i].numel());
             var grad = masters[i].grad;
-            if (grad is null) view.zero_();
+            if (shardGradient is not null) { if (grad is not null) view.add_(grad.reshape(-1), Scalars.One); }
+            else if (grad is null) view.zero_();
             else view.copy_(grad.reshape(-1));
             if (compute?[i].grad is { } computeGrad)
             {
@@ -421,12 +441,6 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
                 compute[i].grad = null;
             }
             if (shardGradient is not null) masters[i].grad = null; // the rank keeps only its shard of the reduced gradient
-        }
-        if (shardGradient is not null && bucket.Offsets.Length > 0)
-        {
-            // A ring reduce-scatter leaves its input's contents unspecified, padding included: zero it again.
-            long used = bucket.Offsets[^1] + masters[bucket.Parameters[^1]].numel();
-            if (used < bucket.Flat.numel()) bucket.Flat.narrow(0, used, bucket.Flat.numel() - used).zero_();
         }
     }
 
@@ -437,6 +451,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         {
             if (!addToShard) bucket.Shard!.div_(worldSize);
             else bucket.Shard!.add_(bucket.Received!.div_(worldSize), Scalars.One);
+            bucket.Flat.zero_(); // the next accumulation starts here (a ring reduce-scatter also leaves its input unspecified)
             return;
         }
         bucket.Flat.div_(worldSize);
@@ -468,9 +483,11 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     /// <summary>Compares every rank's <see cref="Checksum"/> (a collective: every rank calls it) and throws on all
     /// ranks alike when any rank differs from rank 0, naming the rank, the first parameter that differs and how far
     /// apart the sums are.</summary>
-    public void VerifyParametersInSync()
+    /// <param name="computeCopy">check the compute parameters instead (ZeRO in bf16, where no rank holds whole masters).</param>
+    public void VerifyParametersInSync(bool computeCopy = false)
     {
         if (comm.WorldSize == 1) return;
+        var masters = computeCopy ? compute ?? this.masters : this.masters;
         int w = comm.WorldSize, r = comm.Rank, n = masters.Length;
         var mine = masters.Select(p => ParameterChecksum.Of([p])).ToArray();
         // An all-gather by sum: each rank fills its own row ([w, n, 2] and [w, 2], row-major), zeros elsewhere.

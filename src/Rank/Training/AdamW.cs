@@ -86,6 +86,18 @@ public sealed class AdamW : ITrainingOptimizer
     public bool Decays(string name) =>
         (entries.FirstOrDefault(e => e.Name == name) ?? throw new KeyNotFoundException($"the optimizer has no parameter '{name}'")).Decay;
 
+    /// <summary>Nothing to take: the state is whole from the start.</summary>
+    public void Start() { }
+
+    /// <summary>The masters are always whole here.</summary>
+    public IDisposable WholeMasters() => NoScope.Instance;
+
+    sealed class NoScope : IDisposable
+    {
+        public static readonly NoScope Instance = new();
+        public void Dispose() { }
+    }
+
     /// <summary>Clips the gradients of the optimizer's parameters by their global L2 norm (<see cref="GradClip"/>).</summary>
     public double ClipGradNorm(double maxNorm) => GradClip.ClipGradNorm(entries.Select(e => (Tensor)e.Parameter), maxNorm);
 

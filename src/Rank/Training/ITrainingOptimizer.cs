@@ -3,10 +3,17 @@ using static TorchSharp.torch;
 namespace Qwen3Tts.Rank.Training;
 
 /// <summary>The optimizer as the training loop sees it: <see cref="AdamW"/> over whole parameters, or
-/// <see cref="ShardedAdamW"/> (ZeRO) over this rank's partition. Call order per optimizer step, after the gradients are
-/// reduced: <see cref="ClipGradNorm"/>, <see cref="Step"/>, <see cref="ZeroGrad"/>.</summary>
+/// <see cref="ShardedAdamW"/> (ZeRO) over this rank's partition. <see cref="Start"/> once; then per optimizer step,
+/// after the gradients are reduced: <see cref="ClipGradNorm"/>, <see cref="Step"/>, <see cref="ZeroGrad"/>.</summary>
 public interface ITrainingOptimizer : IDisposable
 {
+    /// <summary>Call once every rank's master weights are final (loaded, resumed, broadcast), before the first step.</summary>
+    void Start();
+
+    /// <summary>A collective (every rank calls it): for the scope, rank 0's fp32 masters hold the whole current weights
+    /// (a checkpoint, synthesis). With ZeRO in bf16 they are gathered from every rank's slice; otherwise they are already.</summary>
+    IDisposable WholeMasters();
+
     /// <summary>Optimizer steps taken; what an lr schedule is evaluated at.</summary>
     long StepCount { get; }
 

@@ -110,6 +110,38 @@ public sealed class TrainableModel : IDisposable
         return encoder.forward(mels.to(ScalarType.Float32));
     }
 
+    /// <summary>Whether the fp32 talker masters are released (<see cref="ReleaseMasters"/>): ZeRO then keeps them as
+    /// per-rank slices and writes the compute weights itself.</summary>
+    public bool MastersReleased { get; private set; }
+
+    /// <summary>bf16 with ZeRO: frees the whole fp32 talker masters (their parameter objects stay registered, holding no
+    /// elements) once the sharded optimizer has taken its slice of them. The speaker encoder is not touched.</summary>
+    public void ReleaseMasters()
+    {
+        if (ReferenceEquals(master, compute)) throw new InvalidOperationException("fp32 training computes with the masters: they cannot be released");
+        using var noGrad = no_grad();
+        foreach (var (_, p) in master)
+        {
+            p.grad = null;
+            using var none = empty(0, ScalarType.Float32, p.device);
+            p.set_(none);
+        }
+        MastersReleased = true;
+    }
+
+    /// <summary>Gives the released masters their shapes back, zero-filled, for the caller to fill (a checkpoint, synthesis).</summary>
+    public void RestoreMasters()
+    {
+        if (!MastersReleased) return;
+        using var noGrad = no_grad();
+        for (int i = 0; i < master.Length; i++)
+        {
+            using var whole = zeros(compute[i].Parameter.shape, ScalarType.Float32, compute[i].Parameter.device);
+            master[i].Parameter.set_(whole);
+        }
+        MastersReleased = false;
+    }
+
     /// <summary>Adds each compute gradient into its master's fp32 <c>.grad</c> (cast) and drops the compute gradient.
     /// Call after every backward: accumulation over micro-steps then happens in fp32. A parameter without a compute
     /// gradient leaves its master's as it is (null stays null, so the optimizer skips it). No-op in fp32 mode, where
@@ -117,6 +149,7 @@ public sealed class TrainableModel : IDisposable
     public void AccumulateGradsToMaster()
     {
         if (ReferenceEquals(master, compute)) return;
+        if (MastersReleased) throw new InvalidOperationException("the masters are released (ZeRO): gradients accumulate in the synchronizer's buckets");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         for (int i = 0; i < master.Length; i++)
@@ -133,10 +166,11 @@ public sealed class TrainableModel : IDisposable
     }
 
     /// <summary>Rounds the fp32 masters into the compute weights (round-to-nearest-even). Call after each optimizer
-    /// step (and after loading or broadcasting master weights). No-op in fp32 mode.</summary>
+    /// step (and after loading or broadcasting master weights). No-op in fp32 mode, and while the masters are released
+    /// (the sharded optimizer all-gathers its slices into the compute weights itself).</summary>
     public void CopyMasterToCompute()
     {
-        if (ReferenceEquals(master, compute)) return;
+        if (ReferenceEquals(master, compute) || MastersReleased) return;
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         for (int i = 0; i < master.Length; i++) compute[i].Parameter.copy_(master[i].Parameter);

@@ -6,43 +6,45 @@ using static TorchSharp.torch;
 
 namespace Qwen3Tts.Rank.Training;
 
-/// <summary>ZeRO's sharded AdamW (stages 1 and 2): the same update as <see cref="AdamW"/>, but each rank keeps the two
-/// moments of, and steps, only the elements of its <see cref="ZeroPartition"/>; the gradient it steps with is its block of
-/// the reduce-scattered gradient (<see cref="GradientSynchronizer.ShardGradient"/>). Per step: clip by the global norm
-/// (each rank's Σg² over its shard, one scalar all-reduce), then on the shard
+/// <summary>ZeRO's sharded AdamW (stages 1 and 2): the same update as <see cref="AdamW"/>, but each rank keeps the fp32 master
+/// values and the two moments of only the elements of its <see cref="ZeroPartition"/> (12 bytes per element), and the
+/// gradient it steps with is its block of the reduce-scattered gradient (<see cref="GradientSynchronizer.ShardGradient"/>).
+/// Per step: clip by the global norm (each rank's Σg² over its shard, one scalar all-reduce), then on the shard
 /// <code>
-///   w ← the shard's fp32 master values          (read from this rank's master weights)
 ///   w ← w · (1 − lr·wd);  m ← lerp(m, g, 1 − β1);  v ← β2·v + (1 − β2)·g²
 ///   w ← w − lr/(1 − β1^t) · m / (sqrt(v)/sqrt(1 − β2^t) + eps)
 /// </code>
-/// and the updated shards are all-gathered bucket by bucket into every rank's fp32 master weights (then
-/// TrainableModel.CopyMasterToCompute rounds them into the bf16 copy). Every parameter steps on every step, as with
-/// data-parallel AdamW, where the reduce gives each one a gradient (zero if no rank used it); the step count t is
-/// still kept per parameter so state moves between this optimizer and <see cref="AdamW"/> either way.
-/// The masters stay whole on every rank (the forward needs them in fp32 mode; in bf16 mode they are what checkpoints
-/// and synthesis read): what ZeRO saves here is AdamW's 8 bytes per parameter, divided by N, and with stage 2 the
-/// whole fp32 gradient between micro-steps.</summary>
+/// and the updated slices are all-gathered bucket by bucket into every rank's compute weights: the fp32 masters
+/// themselves in fp32 mode, the bf16 copy (rounded to nearest even, as TrainableModel.CopyMasterToCompute does) in bf16
+/// mode, where the whole fp32 masters are released once <see cref="Start"/> has taken the slice, and made whole again
+/// on rank 0 only for a checkpoint or synthesis (<see cref="WholeMasters"/>). Every parameter steps on every step, as
+/// with data-parallel AdamW, where the reduce gives each one a gradient (zero if no rank used it); the step count t is
+/// still kept per parameter so state moves between this optimizer and <see cref="AdamW"/> either way.</summary>
 public sealed class ShardedAdamW : ITrainingOptimizer
 {
     readonly (string Name, Parameter Parameter)[] parameters;
+    readonly Parameter[] targets;
+    readonly TrainableModel trainable;
     readonly GradientSynchronizer sync;
     readonly ICommunicator comm;
     readonly ZeroPartition partition;
     readonly IReadOnlyList<int[]> buckets;
     readonly long[][] bucketOffsets;
-    readonly Tensor expAvg, expAvgSq, gather;
+    readonly Tensor masterShard, expAvg, expAvgSq, gather;
     readonly long[] steps;
     readonly Device device;
     bool disposed;
 
-    /// <param name="parameters">the fp32 masters, as given to the synchronizer (TrainableModel.MasterParameters).</param>
-    /// <param name="sync">a ZeRO synchronizer over the same parameters: its partition and shard gradient are used.</param>
+    /// <param name="trainable">the model: its fp32 masters (as given to the synchronizer) are stepped, its compute weights written.</param>
+    /// <param name="sync">a ZeRO synchronizer over the masters: its partition and shard gradient are used.</param>
     /// <param name="comm">the communicator for tensors on the masters' device.</param>
-    public ShardedAdamW(IReadOnlyList<(string Name, Parameter Parameter)> parameters, GradientSynchronizer sync, ICommunicator comm, AdamWOptions? options = null)
+    public ShardedAdamW(TrainableModel trainable, GradientSynchronizer sync, ICommunicator comm, AdamWOptions? options = null)
     {
         Options = options ?? new AdamWOptions();
         Options.Validate();
-        this.parameters = parameters.ToArray();
+        this.trainable = trainable;
+        parameters = trainable.MasterParameters.ToArray();
+        targets = trainable.ComputeParameters.Select(p => p.Parameter).ToArray();
         this.sync = sync;
         this.comm = comm;
         partition = sync.Partition ?? throw new ArgumentException("the synchronizer does not shard gradients (zero stage 0, or one rank): use AdamW", nameof(sync));
@@ -58,6 +60,7 @@ public sealed class ShardedAdamW : ITrainingOptimizer
             for (int k = 0; k < indices.Length; k++) (offsets[k], at) = (at, at + this.parameters[indices[k]].Parameter.numel());
             return offsets;
         }).ToArray();
+        masterShard = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
         expAvg = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
         expAvgSq = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
         // One padded bucket's worth: where each bucket's shards meet (all-gather), one bucket at a time.
@@ -71,6 +74,53 @@ public sealed class ShardedAdamW : ITrainingOptimizer
 
     /// <summary>Elements of the shard this rank steps (its moments hold twice this many floats).</summary>
     public long ShardNumel => partition.ShardNumel;
+
+    /// <summary>Takes this rank's slice of the (final: loaded, resumed, broadcast) masters; in bf16 mode then releases the
+    /// whole masters (TrainableModel.ReleaseMasters).</summary>
+    public void Start()
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        foreach (var s in partition.Segments) masterShard.narrow(0, s.ShardOffset, s.Length).copy_(Flat(s.Parameter).narrow(0, s.ParameterOffset, s.Length));
+        if (trainable.Precision == MixedPrecision.Bf16) trainable.ReleaseMasters();
+    }
+
+    /// <summary>A collective: with released masters, rank 0's are made whole from every rank's slice for the scope
+    /// (a checkpoint, synthesis) and released again after it; otherwise nothing.</summary>
+    public IDisposable WholeMasters()
+    {
+        if (!trainable.MastersReleased) return Scope.None;
+        bool root = partition.Rank == 0;
+        if (root) trainable.RestoreMasters();
+        Gather(masterShard, root ? parameters.Select(p => (Tensor)p.Parameter).ToArray() : null);
+        return new Scope(() => { if (root) trainable.ReleaseMasters(); });
+    }
+
+    /// <summary>Each bucket's slices of <paramref name="shard"/> from every rank, written into <paramref name="into"/>
+    /// (whole parameters, any float dtype; null: this rank only sends).</summary>
+    void Gather(Tensor shard, Tensor[]? into)
+    {
+        using var noGrad = no_grad();
+        for (int b = 0; b < buckets.Count; b++)
+        {
+            using var bucketScope = NewDisposeScope();
+            long block = partition.BlockNumels[b];
+            var all = gather.narrow(0, 0, block * partition.WorldSize);
+            comm.AllGather(shard.narrow(0, partition.ShardOffsets[b], block), all);
+            if (into is null) continue;
+            for (int k = 0; k < buckets[b].Length; k++)
+            {
+                var p = into[buckets[b][k]];
+                p.view(-1).copy_(all.narrow(0, bucketOffsets[b][k], p.numel()));
+            }
+        }
+    }
+
+    sealed class Scope(Action dispose) : IDisposable
+    {
+        public static readonly Scope None = new(() => { });
+        public void Dispose() => dispose();
+    }
 
     public double ClipGradNorm(double maxNorm)
     {
@@ -93,8 +143,7 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var grad = sync.ShardGradient;
-        var w = zeros(partition.ShardNumel, ScalarType.Float32, device);
-        foreach (var s in partition.Segments) w.narrow(0, s.ShardOffset, s.Length).copy_(Flat(s.Parameter).narrow(0, s.ParameterOffset, s.Length));
+        var w = masterShard;
         for (int i = 0; i < steps.Length; i++) steps[i]++;
         if (wd != 0) w.mul_(1 - lr * wd); // every trainable parameter decays, as AdamW's defaults (padding is zero and stays so)
 
@@ -110,19 +159,8 @@ public sealed class ShardedAdamW : ITrainingOptimizer
                 Update(w.narrow(0, s.ShardOffset, s.Length), expAvg.narrow(0, s.ShardOffset, s.Length), expAvgSq.narrow(0, s.ShardOffset, s.Length),
                     steps[s.Parameter], lr, beta1, beta2, eps);
 
-        // Every rank's masters from every rank's shard, one padded bucket at a time.
-        for (int b = 0; b < buckets.Count; b++)
-        {
-            using var bucketScope = NewDisposeScope();
-            long block = partition.BlockNumels[b];
-            var all = gather.narrow(0, 0, block * partition.WorldSize);
-            comm.AllGather(w.narrow(0, partition.ShardOffsets[b], block), all);
-            for (int k = 0; k < buckets[b].Length; k++)
-            {
-                var p = parameters[buckets[b][k]].Parameter;
-                p.view(-1).copy_(all.narrow(0, bucketOffsets[b][k], p.numel()));
-            }
-        }
+        // Every rank's compute weights from every rank's slice, one padded bucket at a time.
+        Gather(masterShard, targets.Select(p => (Tensor)p).ToArray());
         StepCount++;
     }
 
@@ -153,25 +191,14 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         if (root)
             for (int i = 0; i < parameters.Length; i++)
             {
-                var (name, p) = parameters[i];
-                state[$"exp_avg.{name}"] = zeros_like(p, dtype: ScalarType.Float32);
-                state[$"exp_avg_sq.{name}"] = zeros_like(p, dtype: ScalarType.Float32);
+                string name = parameters[i].Name;
+                var shape = targets[i].shape; // the masters may be released
+                state[$"exp_avg.{name}"] = zeros(shape, ScalarType.Float32, device);
+                state[$"exp_avg_sq.{name}"] = zeros(shape, ScalarType.Float32, device);
                 state[$"step.{name}"] = tensor(steps[i], dtype: ScalarType.Int64);
             }
         foreach (var (moments, key) in new[] { (expAvg, "exp_avg"), (expAvgSq, "exp_avg_sq") })
-            for (int b = 0; b < buckets.Count; b++)
-            {
-                using var bucketScope = NewDisposeScope();
-                long block = partition.BlockNumels[b];
-                var all = gather.narrow(0, 0, block * partition.WorldSize);
-                comm.AllGather(moments.narrow(0, partition.ShardOffsets[b], block), all);
-                if (!root) continue;
-                for (int k = 0; k < buckets[b].Length; k++)
-                {
-                    var (name, p) = parameters[buckets[b][k]];
-                    state[$"{key}.{name}"].view(-1).copy_(all.narrow(0, bucketOffsets[b][k], p.numel()));
-                }
-            }
+            Gather(moments, root ? parameters.Select(p => state[$"{key}.{p.Name}"]).ToArray() : null);
         return state;
     }
 
@@ -185,10 +212,12 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         using var step = zeros(Array.Empty<long>(), ScalarType.Int64);
-        foreach (var (name, p) in parameters)
+        for (int i = 0; i < parameters.Length; i++)
         {
-            AdamW.Check(state, $"exp_avg.{name}", p, expected); // p: the moments' shape and dtype (fp32)
-            AdamW.Check(state, $"exp_avg_sq.{name}", p, expected);
+            string name = parameters[i].Name;
+            using var like = zeros(targets[i].shape, ScalarType.Float32, new Device("meta")); // the moments' shape and dtype, allocating nothing
+            AdamW.Check(state, $"exp_avg.{name}", like, expected);
+            AdamW.Check(state, $"exp_avg_sq.{name}", like, expected);
             AdamW.Check(state, $"step.{name}", step, expected);
         }
         AdamW.CheckNoUnknown(state, expected);
@@ -208,6 +237,7 @@ public sealed class ShardedAdamW : ITrainingOptimizer
     {
         if (disposed) return;
         disposed = true;
+        masterShard.Dispose();
         expAvg.Dispose();
         expAvgSq.Dispose();
         gather.Dispose();

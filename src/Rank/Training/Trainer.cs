@@ -119,7 +119,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             precision == MixedPrecision.Bf16 ? trainable.ComputeParameters : null, zeroStage: comm.WorldSize > 1 ? o.ZeroStage : 0);
         var adamW = new AdamWOptions(o.Lr, o.AdamBeta1, o.AdamBeta2, o.AdamEpsilon, o.WeightDecay);
         using ITrainingOptimizer optimizer = sync.Partition is null ? new AdamW(trainable.MasterParameters, adamW)
-            : new ShardedAdamW(trainable.MasterParameters, sync, collectives, adamW);
+            : new ShardedAdamW(trainable, sync, collectives, adamW);
         var schedule = new LrSchedule(o.Lr, o.WarmupSteps, totalSteps, LrSchedule.ParseDecay(o.LrScheduler)).Validated();
 
         long step = 0;
@@ -153,6 +153,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         sync.BroadcastParameters(root: 0);
         trainable.CopyMasterToCompute();
         sync.VerifyParametersInSync();
+        optimizer.Start(); // ZeRO takes each rank's slice of the masters (in bf16 releasing the whole ones)
 
         // ---- the plan: leased from the coordinator (embedded in rank 0 by default), grouped by length
         var planSettings = PlanSettings.Bucketed(train.PlanLengths, o.Seed, o.BatchSize, o.BucketWindow);
@@ -205,9 +206,10 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         {
             using var span = Telemetry.Source.StartActivity(Telemetry.CheckpointSpan)?.SetTag("qwen3tts.checkpoint.dir", dir);
             long started = Stopwatch.GetTimestamp();
-            sync.VerifyParametersInSync(); // every rank: a checkpoint of diverged replicas would be silently wrong
+            sync.VerifyParametersInSync(computeCopy: trainable.MastersReleased); // a checkpoint of diverged replicas would be silently wrong
             using var scope = NewDisposeScope();
-            var optimizerState = optimizer.StateTensors(); // with ZeRO a collective: rank 0 gathers every rank's partition
+            using var whole = optimizer.WholeMasters(); // with ZeRO collectives: rank 0 gathers every rank's slice of the
+            var optimizerState = optimizer.StateTensors(); // masters and of the optimizer state
             if (Main)
             {
                 TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizerState, State(epoch, batchInEpoch), voices: voices);
@@ -284,11 +286,15 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             }
             epochsCompleted = epoch + 1;
             if (validation is not null) Evaluate(epoch + 1, 0, endOfEpoch: true);
-            else if (samples is not null) // no evaluation to ride on: the listening samples come at each epoch's end
+            else if (o.EvalSentences is not null) // no evaluation to ride on: the listening samples come at each epoch's end
             {
-                var (audio, summary) = samples.Write(model, train, step, o.OutputModelPath, o.MultiSpeaker ? voices : null);
-                Log(summary);
-                Metrics(step, audio);
+                using var whole = optimizer.WholeMasters(); // every rank: with ZeRO rank 0 gathers the masters it speaks with
+                if (samples is not null)
+                {
+                    var (audio, summary) = samples.Write(model, train, step, o.OutputModelPath, o.MultiSpeaker ? voices : null);
+                    Log(summary);
+                    Metrics(step, audio);
+                }
             }
             Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch + 1), epoch + 1, 0);
             if (Main && o.ExportEveryEpoch)
@@ -315,11 +321,15 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             Telemetry.EvalLoss.Record(loss);
             Log(string.Create(CultureInfo.InvariantCulture, $"eval step {step}: loss {loss:F4} (talker {talker:F4}, sub-talker {sub:F4})"));
             IReadOnlyList<WandbAudio> audio = [];
-            if (samples is not null)
+            if (o.EvalSentences is not null)
             {
-                string summary;
-                (audio, summary) = samples.Write(model, train, step, o.OutputModelPath, o.MultiSpeaker ? voices : null);
-                Log(summary);
+                using var whole = optimizer.WholeMasters(); // every rank: with ZeRO rank 0 gathers the masters it speaks with
+                if (samples is not null)
+                {
+                    string summary;
+                    (audio, summary) = samples.Write(model, train, step, o.OutputModelPath, o.MultiSpeaker ? voices : null);
+                    Log(summary);
+                }
             }
             if (endOfEpoch) // the community pipelines' end-of-epoch validation number
                 Metrics(step, audio, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub), ("eval/epoch_loss", loss));
@@ -390,9 +400,10 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             }
             // The overlapped step's gradients are in the buckets already (WaitAll drops the bf16 copies); with one
             // rank nothing was tapped and they are folded in here as on every other micro-step.
+            // With ZeRO they go into the synchronizer's fp32 buckets instead of master gradients.
             if (!overlapped || !sync.ReducesAcrossRanks)
                 using (timer.Phase(TrainPhase.Backward, span: false)) // timed as backward, under the micro-step's one backward span
-                    trainable.AccumulateGradsToMaster();
+                    if (!sync.Accumulate()) trainable.AccumulateGradsToMaster();
             if (reduces)
                 using (timer.Phase(TrainPhase.Communication))
                 {
@@ -444,7 +455,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
     /// <summary>The ZeRO part of the run's summary line.</summary>
     string Zero(GradientSynchronizer sync, TrainableModel trainable) => sync.Partition is { } p
-        ? string.Create(CultureInfo.InvariantCulture, $"; ZeRO stage {o.ZeroStage}: each rank holds AdamW's state for {p.ShardNumel:N0} of the {trainable.MasterParameters.Sum(m => m.Parameter.numel()):N0} trainable elements")
+        ? string.Create(CultureInfo.InvariantCulture, $"; ZeRO stage {o.ZeroStage}: each rank holds AdamW's state for {p.ShardNumel:N0} of the {trainable.ComputeParameters.Sum(m => m.Parameter.numel()):N0} trainable elements")
+            + (trainable.MastersReleased ? ", and the fp32 masters of those only (the bf16 copy is all-gathered from them)" : "")
         : o.ZeroStage > 0 ? $"; --zero_stage {o.ZeroStage} has nothing to shard with one rank" : "";
 
     /// <summary>Who a record speaks as: with --multi_speaker its --speaker_column field (speaker_id; --speaker_name when it has

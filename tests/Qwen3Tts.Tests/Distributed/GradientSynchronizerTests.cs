@@ -310,7 +310,7 @@ public class GradientSynchronizerTests(ITestOutputHelper output)
                 float v = p.reshape(-1)[3].item<float>();
                 p.reshape(-1)[3] = MathF.BitIncrement(v);
             }
-            messages[comm.Rank] = Assert.Throws<CommunicatorException>(sync.VerifyParametersInSync).Message;
+            messages[comm.Rank] = Assert.Throws<CommunicatorException>(() => sync.VerifyParametersInSync()).Message;
         });
         Assert.Equal(messages[0], messages[1]); // every rank stops with the same verdict
         Assert.Contains("rank 1", messages[0]);

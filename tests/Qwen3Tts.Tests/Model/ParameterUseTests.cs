@@ -28,7 +28,10 @@ public class ParameterUseTests(ITestOutputHelper output)
             lock (this) Uses[parameter] = Uses.GetValueOrDefault(parameter) + 1;
         }
 
-        public void GradientReady(Parameter parameter, Tensor grad)
+        /// <summary>Takes every gradient (autograd then leaves .grad alone) when true.</summary>
+        public bool Takes { get; init; }
+
+        public bool GradientReady(Parameter parameter, Tensor grad)
         {
             lock (this)
             {
@@ -37,6 +40,7 @@ public class ParameterUseTests(ITestOutputHelper output)
                 if (Sums.TryGetValue(parameter, out var sum)) { sum.add_(g); g.Dispose(); }
                 else Sums[parameter] = g;
             }
+            return Takes;
         }
     }
 
@@ -96,6 +100,35 @@ public class ParameterUseTests(ITestOutputHelper output)
         int trainable = model.Talker.parameters().Count();
         Assert.Equal(trainable, checkedCount);
         output.WriteLine($"{checkedCount} parameters, {recorder.Reports.Values.Sum()} reported reads");
+    }
+
+    /// <summary>An observer that takes the gradients (a reducer that keeps its own fp32 sum) leaves every .grad null
+    /// while receiving the same gradients: no second whole copy is made.</summary>
+    [Fact]
+    public void Gradients_the_observer_takes_never_reach_grad()
+    {
+        using var model = NewModel();
+        using var batch = Batch();
+        var recorder = new Recorder { Takes = true };
+        using (ParameterUse.Observe(recorder))
+        {
+            using var scope = NewDisposeScope();
+            SftObjective.Compute(model.Talker, batch, Speakers(), LossAlignment.Fixed).Loss.backward();
+        }
+        foreach (var (name, p) in model.Talker.named_parameters())
+        {
+            Assert.True(p.grad is null, $"{name} got a .grad although its gradients were taken");
+            Assert.Equal(recorder.Uses[p], recorder.Reports[p]);
+        }
+        // The same sums as autograd's .grad when nothing is taken.
+        using var again = NewModel();
+        using (var scope = NewDisposeScope()) SftObjective.Compute(again.Talker, batch, Speakers(), LossAlignment.Fixed).Loss.backward();
+        foreach (var ((name, p), (_, q)) in model.Talker.named_parameters().Zip(again.Talker.named_parameters()))
+        {
+            var expected = q.grad!.to(ScalarType.Float64);
+            double scale = Math.Max(1e-12, expected.abs().max().item<double>());
+            Assert.True((recorder.Sums[p] - expected).abs().max().item<double>() <= 1e-6 * scale, name);
+        }
     }
 
     [Fact]
@@ -172,6 +205,6 @@ public class ParameterUseTests(ITestOutputHelper output)
     {
         public int Reads;
         public void Used(Parameter parameter) => Reads++;
-        public void GradientReady(Parameter parameter, Tensor grad) { }
+        public bool GradientReady(Parameter parameter, Tensor grad) => false;
     }
 }
