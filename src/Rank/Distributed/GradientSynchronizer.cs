@@ -80,11 +80,14 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     Tensor? received;
     bool shardHolds, addToShard;
 
-    sealed class Bucket(int[] parameters, long[] offsets, Tensor flat)
+    sealed class Bucket(int[] parameters, long[] offsets, long length)
     {
         public int[] Parameters { get; } = parameters;
         public long[] Offsets { get; } = offsets;
-        public Tensor Flat { get; } = flat;
+        /// <summary>Elements of the packed (with ZeRO, padded) bucket.</summary>
+        public long Length { get; } = length;
+        /// <summary>The packed gradients; with ZeRO-2 allocated at the bucket's first gradient and freed once reduced.</summary>
+        public Tensor? Flat { get; set; }
         /// <summary>ZeRO: this rank's block of the bucket in the shard gradient, and in the buffer a stage-2 reduce receives into.</summary>
         public Tensor? Shard { get; set; }
         public Tensor? Received { get; set; }
@@ -149,8 +152,9 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             for (int k = 0; k < indices.Length; k++) (offsets[k], n) = (n, n + this.masters[indices[k]].numel());
             // On the parameters' device: packing, the NCCL reduce and unpacking never leave it (MPI stages through the host).
             // Reduce-scatter pads the bucket to N equal blocks; the padding stays zero.
-            var flat = zeros(zeroStage > 0 ? Distributed.Partition.Padded(n, comm.WorldSize) : n, ScalarType.Float32, Device).DetachFromDisposeScope();
-            return new Bucket(indices, offsets, flat);
+            var bucket = new Bucket(indices, offsets, zeroStage > 0 ? Distributed.Partition.Padded(n, comm.WorldSize) : n);
+            if (zeroStage < 2) bucket.Flat = zeros(bucket.Length, ScalarType.Float32, Device).DetachFromDisposeScope();
+            return bucket;
         }).ToArray();
         // The views a reduce-scatter writes into live as long as the buckets: an async reduce may outlast any scope.
         for (int b = 0; b < buckets.Length && shardGradient is not null; b++)
@@ -185,7 +189,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     public Device Device { get; }
 
     /// <summary>The flat fp32 bucket buffers in bucket order (none with one rank). For tests.</summary>
-    internal IReadOnlyList<Tensor> BucketBuffers => buckets.Select(b => b.Flat).ToArray();
+    internal IReadOnlyList<Tensor> BucketBuffers => buckets.Select(b => b.Flat!).ToArray();
 
     /// <summary>False with one rank: every call returns at once and nothing is tapped or copied.</summary>
     public bool ReducesAcrossRanks => buckets.Length > 0;
@@ -217,8 +221,8 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             double t0 = clock.Elapsed.TotalSeconds;
             Pack(bucket);
             pack += clock.Elapsed.TotalSeconds - t0;
-            if (shardGradient is null) comm.AllReduceSum(bucket.Flat);
-            else comm.ReduceScatterSum(bucket.Flat, addToShard ? bucket.Received! : bucket.Shard!);
+            if (shardGradient is null) comm.AllReduceSum(bucket.Flat!);
+            else comm.ReduceScatterSum(Filled(bucket), addToShard ? bucket.Received! : bucket.Shard!);
             Unpack(bucket);
         }
         shardHolds = shardGradient is not null;
@@ -253,8 +257,14 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         var bucket = buckets[launched];
         bucket.LaunchedAt = clock.Elapsed.TotalSeconds;
         lock (gate) launches.Add(new BucketLaunch(launched, bucket.LaunchedAt, duringBackward));
-        bucket.InFlight = Reduce(bucket).ContinueWith(
-            t => { bucket.CompletedAt = clock.Elapsed.TotalSeconds; t.GetAwaiter().GetResult(); }, TaskContinuationOptions.ExecuteSynchronously);
+        // With ZeRO the bucket's part of the shard is final as soon as its reduce completes: it is unpacked right there (on
+        // the communicator's thread), so a ZeRO-2 bucket is freed while backward is still producing the next ones.
+        bucket.InFlight = Reduce(bucket).ContinueWith(t =>
+        {
+            bucket.CompletedAt = clock.Elapsed.TotalSeconds;
+            t.GetAwaiter().GetResult();
+            if (shardGradient is not null) Unpack(bucket);
+        }, TaskContinuationOptions.ExecuteSynchronously);
         launched++;
     }
 
@@ -334,7 +344,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         using (no_grad())
         {
             int b = bucketOf[index];
-            var view = buckets[b].Flat.narrow(0, buckets[b].Offsets[slotOf[index]], grad.numel());
+            var view = Filled(buckets[b]).narrow(0, buckets[b].Offsets[slotOf[index]], grad.numel());
             view.add_(grad.reshape(-1), Scalars.One); // a bf16 read gradient adds into the fp32 bucket in fp32 (Scalars: why)
         }
         packSeconds += clock.Elapsed.TotalSeconds - t0;
@@ -384,7 +394,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             {
                 bucket.InFlight!.GetAwaiter().GetResult();
                 inFlight += bucket.CompletedAt - bucket.LaunchedAt;
-                Unpack(bucket);
+                if (shardGradient is null) Unpack(bucket);
             }
         }
         finally
@@ -404,7 +414,10 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         LastStep = new SyncTimings(clock.Elapsed.TotalSeconds - t0, packSeconds, inFlight, buckets.Length, TotalBytes);
     }
 
-    long TotalBytes => buckets.Sum(b => b.Flat.numel() * 4);
+    long TotalBytes => buckets.Sum(b => b.Length * 4);
+
+    /// <summary>The bucket's buffer, allocated (zero) if this step has not touched it yet (ZeRO-2).</summary>
+    Tensor Filled(Bucket bucket) => bucket.Flat ??= zeros(bucket.Length, ScalarType.Float32, Device).DetachFromDisposeScope();
 
     /// <summary>Every sync starts here: with ZeRO, whether this reduce adds to the shard gradient (stage 2's later micro-steps).</summary>
     void BeginReduce()
@@ -419,8 +432,8 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     /// <summary>This bucket's all-reduce, or with ZeRO its reduce-scatter into this rank's block, started.</summary>
     Task Reduce(Bucket bucket)
     {
-        if (shardGradient is null) return comm.AllReduceSumAsync(bucket.Flat);
-        return comm.ReduceScatterSumAsync(bucket.Flat, addToShard ? bucket.Received! : bucket.Shard!);
+        if (shardGradient is null) return comm.AllReduceSumAsync(bucket.Flat!);
+        return comm.ReduceScatterSumAsync(Filled(bucket), addToShard ? bucket.Received! : bucket.Shard!);
     }
 
     /// <summary>Puts the parameters' gradients into the bucket and drops the compute ones; with ZeRO adds them to what
@@ -430,8 +443,10 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         for (int k = 0; k < bucket.Parameters.Length; k++)
         {
             int i = bucket.Parameters[k];
-            var view = bucket.Flat.narrow(0, bucket.Offsets[k], compute?[i].numel() ?? masters[i].numel());
             var grad = masters[i].grad;
+            // ZeRO-2 allocates a bucket for gradients only: packing before the overlapped backward finds none.
+            if (bucket.Flat is null && grad is null && compute?[i].grad is null) continue;
+            var view = Filled(bucket).narrow(0, bucket.Offsets[k], compute?[i].numel() ?? masters[i].numel());
             if (shardGradient is not null) { if (grad is not null) view.add_(grad.reshape(-1), Scalars.One); }
             else if (grad is null) view.zero_();
             else view.copy_(grad.reshape(-1));
@@ -451,15 +466,22 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         {
             if (!addToShard) bucket.Shard!.div_(worldSize);
             else bucket.Shard!.add_(bucket.Received!.div_(worldSize), Scalars.One);
-            bucket.Flat.zero_(); // the next accumulation starts here (a ring reduce-scatter also leaves its input unspecified)
+            // The next accumulation starts from zero (a ring reduce-scatter also leaves its input unspecified); ZeRO-2 frees it.
+            if (zeroStage == 2)
+            {
+                bucket.Flat!.Dispose();
+                bucket.Flat = null;
+            }
+            else bucket.Flat!.zero_();
             return;
         }
-        bucket.Flat.div_(worldSize);
+        var flat = bucket.Flat!;
+        flat.div_(worldSize);
         for (int k = 0; k < bucket.Parameters.Length; k++)
         {
             int i = bucket.Parameters[k];
             var master = masters[i];
-            var view = bucket.Flat.narrow(0, bucket.Offsets[k], master.numel()).view(master.shape);
+            var view = flat.narrow(0, bucket.Offsets[k], master.numel()).view(master.shape);
             if (master.grad is { } grad) grad.copy_(view);
             else master.grad = view.clone().DetachFromDisposeScope();
         }
@@ -531,7 +553,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     {
         foreach (var b in buckets)
         {
-            b.Flat.Dispose();
+            b.Flat?.Dispose();
             b.Shard?.Dispose();
             b.Received?.Dispose();
         }
