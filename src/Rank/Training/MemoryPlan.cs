@@ -23,21 +23,26 @@ public sealed record BatchShape(int Rows, int Positions, long Frames)
 /// discovered by an out-of-memory kill, by category: the fp32 masters (with the frozen speaker encoder), the bf16 compute
 /// copy, gradients, AdamW's state, the gradient buckets, the activations autograd keeps for the longest batch (every
 /// talker and code-predictor layer's saved tensors, the attention mask, the embeddings and the fp32 logits), and the
-/// runtime (.NET and libtorch on the CPU, the CUDA context on a GPU). With Ψ trainable parameters and N ranks:
+/// runtime (.NET and libtorch on the CPU, the CUDA context on a GPU). With Ψ trainable parameters and N &gt; 1 ranks,
+/// bytes per trainable parameter (bf16 compute; fp32 in brackets where it differs):
 /// <code>
-///                 stage 0            stage 1                  stage 2
-///   gradients     4Ψ (+2Ψ bf16)      4Ψ (+2Ψ bf16) + 4Ψ/N      fp32: 4Ψ, bf16: 2Ψ (+ 8Ψ/N: shard, and what a micro-step adds to it)
-///   optimizer     8Ψ (moments)       12Ψ/N (moments + the fp32 slice it steps)
-///   buckets       4Ψ with N > 1 (every gradient packed once, fp32)
+///                   stage 0        stage 1                         stage 2
+///   fp32 masters    4              4/N (fp32: + 4, the weights)    4/N (+ 4)
+///   compute copy    2 (0)          2 (0)                           2 (0)
+///   gradients       4 + 2 (4)      2 (4) + 4/N                     8/N
+///   AdamW moments   8              8/N                             8/N
+///   buckets         4              4                               in flight only
 /// </code>
-/// Stage 2's bf16 gradients assume --grad_sync overlap (the reduced gradient goes from the bf16 copy straight into the
-/// buckets; with after_backward the fp32 master gradient lives for a moment too). An estimate, not an accounting:
-/// <c>MemoryPlanTests</c> and the memory bench hold it against measured peaks.</summary>
+/// Stage 1's whole gradient is the bf16 (fp32) one autograd makes on a micro-step that does not reduce, and its buckets
+/// hold the fp32 sum across micro-steps; at stage 2 every micro-step reduces during backward (--grad_sync overlap), the
+/// reduced gradients never reach .grad and a bucket lives only from its first gradient to the end of its
+/// reduce-scatter (planned as two buckets of --bucket_size_mb; with after_backward the whole gradient exists for a
+/// moment). An estimate, not an accounting: <c>MemoryPlanTests</c> and the memory bench hold it against measured peaks.</summary>
 public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, long Optimizer, long Buckets, long Activations, long Runtime, BatchShape Batch)
 {
     public long Total => Masters + ComputeCopy + Gradients + Optimizer + Buckets + Activations + Runtime;
 
-    /// <summary>The weights this rank holds: fp32 masters and the bf16 compute copy.</summary>
+    /// <summary>The weights this rank holds: fp32 masters (whole or its slice) and the bf16 compute copy.</summary>
     public long Weights => Masters + ComputeCopy;
 
     /// <summary>Everything but the activations and the runtime: what scales with the parameters.</summary>
@@ -52,23 +57,24 @@ public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, 
     /// <param name="bf16">bf16 compute (a bf16 talker copy and its gradients) or fp32.</param>
     /// <param name="worldSize">ranks reducing gradients (buckets with more than one).</param>
     /// <param name="zeroStage">--zero_stage (0 with one rank).</param>
+    /// <param name="bucketCapBytes">--bucket_size_mb in bytes (ZeRO-2's buckets in flight).</param>
     public static MemoryPlan Estimate(TalkerConfig talker, long totalParameters, long trainableParameters, bool bf16, int worldSize,
-        BatchShape batch, bool cuda, int zeroStage = 0)
+        BatchShape batch, bool cuda, int zeroStage = 0, long bucketCapBytes = 25L << 20)
     {
         ArgumentNullException.ThrowIfNull(talker);
         ArgumentNullException.ThrowIfNull(batch);
         ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
         if (zeroStage is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(zeroStage), zeroStage, "--zero_stage must be 0, 1 or 2");
-        long psi = trainableParameters, shard = worldSize > 1 ? (psi + worldSize - 1) / worldSize : psi;
+        long psi = trainableParameters, frozen = totalParameters - psi, shard = (psi + worldSize - 1) / worldSize;
         int stage = worldSize > 1 ? zeroStage : 0;
-        long gradients = stage switch
+        long whole = bf16 ? 2 * psi : 4 * psi; // the gradient autograd makes, in the compute dtype
+        var (masters, gradients, optimizer, buckets) = stage switch
         {
-            0 => 4 * psi + (bf16 ? 2 * psi : 0),
-            1 => 4 * psi + (bf16 ? 2 * psi : 0) + 4 * shard,
-            _ => (bf16 ? 2 * psi : 4 * psi) + 8 * shard,
+            0 => (4 * totalParameters, 4 * psi + (bf16 ? 2 * psi : 0), 8 * psi, worldSize > 1 ? 4 * psi : 0),
+            1 => (4 * frozen + 4 * shard + (bf16 ? 0 : 4 * psi), whole + 4 * shard, 8 * shard, 4 * psi),
+            _ => (4 * frozen + 4 * shard + (bf16 ? 0 : 4 * psi), 8 * shard, 8 * shard, Math.Min(4 * psi, 2 * bucketCapBytes)),
         };
-        long optimizer = stage == 0 ? 8 * psi : 12 * shard;
-        return new MemoryPlan(4 * totalParameters, bf16 ? 2 * psi : 0, gradients, optimizer, worldSize > 1 ? 4 * psi : 0,
+        return new MemoryPlan(masters, bf16 ? 2 * psi : 0, gradients, optimizer, buckets,
             ActivationBytes(talker, bf16 ? 2 : 4, batch), cuda ? CudaRuntimeBytes : CpuRuntimeBytes, batch);
     }
 
