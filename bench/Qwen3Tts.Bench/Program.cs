@@ -10,6 +10,7 @@ return EntryPoint.Guard(args, args => args.FirstOrDefault() switch
     "observability" => ObservabilityBench.Run(args[1..]),
     "allreduce" => AllReduceBench.Run(),
     "overlap" => OverlapBench.Run(args[1..]),
+    "memory" => MemoryBench.Run(args[1..]),
     "coordinator" => CoordinatorBench.Run(args[1..]),
     "codec-encode" => CodecEncodeBench.Run(args[1..]),
     "prepare" => PrepareBench.Run(args[1..]),
@@ -22,6 +23,7 @@ static int Usage()
 {
     Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | memory-0.6b | resample | observability [--rounds N] [--logging_steps N]\n" +
                             "       qwen3tts-bench coordinator [--ranks N]\n" +
+                            "       qwen3tts-bench memory [--text_hidden N] [--steps N] [--launcher openmpi|mpich]   (runs mpiexec -n 2 itself)\n" +
                             "       codec-encode [--seconds N] | codec-decode [--seconds N] | prepare [--clips N]\n" +
                             "       synthesize [--frames N] [--rounds N] [--configs tiny,mid] [--threads N]\n" +
                             "       mpiexec -n 2 qwen3tts-bench allreduce | overlap [--steps N] [--precision fp32|bf16] [--configs tiny,mid] [--threads N]");

@@ -57,6 +57,11 @@ public static class BucketAssignment
         return buckets;
     }
 
+    /// <summary>Bytes of the largest bucket <see cref="Assign(IReadOnlyList{BucketParameter}, long, long)"/> forms at this cap
+    /// (the first bucket capped at min(1 MB, cap)), for memory planning.</summary>
+    public static long LargestBucketBytes(IReadOnlyList<BucketParameter> parameters, long capBytes) =>
+        Assign(parameters, capBytes, Math.Min(capBytes, CapBytes(FirstBucketCapMb))).Select(b => b.Sum(i => parameters[i].Bytes)).DefaultIfEmpty(0).Max();
+
     /// <summary>With the default caps: 1 MB first bucket, 25 MB after.</summary>
     public static IReadOnlyList<int[]> Assign(IReadOnlyList<BucketParameter> parameters) =>
         Assign(parameters, CapBytes(DefaultCapMb), CapBytes(FirstBucketCapMb));

@@ -483,7 +483,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             var master = masters[i];
             var view = flat.narrow(0, bucket.Offsets[k], master.numel()).view(master.shape);
             if (master.grad is { } grad) grad.copy_(view);
-            else master.grad = view.clone().DetachFromDisposeScope();
+            else master.grad = view.clone(); // the scope disposes this handle; .grad keeps its own reference (a detached handle would keep the gradient alive after zero_grad until the GC ran)
         }
     }
 
@@ -569,6 +569,8 @@ public readonly record struct BucketLaunch(int Bucket, double AtSeconds, bool Du
 /// <summary>See <see cref="GradientSynchronizer.Checksum"/>.</summary>
 public readonly record struct ParameterChecksum(long Bits, long WeightedBits, double Sum, double SumSquares)
 {
+    const int Chunk = 1 << 26;
+
     public static ParameterChecksum Of(IEnumerable<Tensor> parameters)
     {
         long bits = 0, weighted = 0;
@@ -577,20 +579,28 @@ public readonly record struct ParameterChecksum(long Bits, long WeightedBits, do
         using var scope = NewDisposeScope();
         foreach (var p in parameters)
         {
+            // Read in place (a CPU fp32 parameter is not copied at all): a managed copy of every parameter would grow the
+            // process by the model's size at each checkpoint until the GC returned it.
             using var cpuCopy = p.detach().to(ScalarType.Float32).cpu().contiguous();
-            var values = cpuCopy.data<float>().ToArray();
-            var raw = MemoryMarshal.Cast<float, int>(values.AsSpan());
-            unchecked
+            long n = cpuCopy.numel();
+            nint data = n == 0 ? 0 : NcclCommunicator.DataPointer(cpuCopy);
+            for (long start = 0; start < n; start += Chunk)
             {
-                for (int j = 0; j < raw.Length; j++)
+                ReadOnlySpan<float> values;
+                unsafe { values = new ReadOnlySpan<float>((float*)data + start, (int)Math.Min(Chunk, n - start)); }
+                var raw = MemoryMarshal.Cast<float, int>(values);
+                unchecked
                 {
-                    bits += raw[j];
-                    weighted += raw[j] * (position + j + 1);
-                    sum += values[j];
-                    squares += (double)values[j] * values[j];
+                    for (int j = 0; j < raw.Length; j++)
+                    {
+                        bits += raw[j];
+                        weighted += raw[j] * (position + j + 1);
+                        sum += values[j];
+                        squares += (double)values[j] * values[j];
+                    }
                 }
+                position += raw.Length;
             }
-            position += raw.Length;
         }
         return new ParameterChecksum(bits, weighted, sum, squares);
     }

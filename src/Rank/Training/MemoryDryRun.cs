@@ -29,18 +29,21 @@ public static class MemoryDryRun
         if (!File.Exists(configPath)) throw new ArgumentException($"--init_model_path {o.InitModelPath}: no {ModelDirectory.ConfigFile} there");
         var config = Qwen3TtsConfig.Load(configPath);
 
-        long total, trainable;
+        long total, trainable, largestBucket;
         using (var model = new Qwen3TtsModel(config, new TorchSharp.torch.Device("meta")))
         {
             var parameters = model.named_parameters().ToList();
             total = parameters.Sum(p => p.parameter.numel());
-            trainable = parameters.Where(p => !p.name.StartsWith("speaker_encoder.", StringComparison.Ordinal)).Sum(p => p.parameter.numel());
+            var talker = parameters.Where(p => !p.name.StartsWith("speaker_encoder.", StringComparison.Ordinal)).ToList();
+            trainable = talker.Sum(p => p.parameter.numel());
+            largestBucket = BucketAssignment.LargestBucketBytes(talker.Select(p => new BucketParameter(p.name, p.parameter.numel(), 4)).ToList(),
+                BucketAssignment.CapBytes(o.BucketSizeMb));
         }
         int frames = o.MaxFrames ?? (int)Math.Round(DefaultSeconds * RecordRules.FramesPerSecond);
         double seconds = frames / RecordRules.FramesPerSecond;
         var batch = new BatchShape(o.BatchSize, frames + PromptRows + (int)Math.Ceiling(seconds * TextTokensPerSecond), (long)o.BatchSize * frames);
         bool cuda = o.Device.StartsWith("cuda", StringComparison.Ordinal);
-        MemoryPlan Plan(int stage) => MemoryPlan.Estimate(config.Talker, total, trainable, bf16, worldSize, batch, cuda, stage, BucketAssignment.CapBytes(o.BucketSizeMb));
+        MemoryPlan Plan(int stage) => MemoryPlan.Estimate(config.Talker, total, trainable, bf16, worldSize, batch, cuda, stage, BucketAssignment.CapBytes(o.BucketSizeMb), largestBucket);
         var plan = Plan(o.ZeroStage);
 
         var c = CultureInfo.InvariantCulture;

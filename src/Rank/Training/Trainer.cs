@@ -517,9 +517,11 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     {
         long total = model.parameters().Sum(p => p.numel());
         long trainableCount = trainable.MasterParameters.Sum(p => p.Parameter.numel());
+        long largestBucket = BucketAssignment.LargestBucketBytes(
+            trainable.MasterParameters.Select(p => new BucketParameter(p.Name, p.Parameter.numel(), 4)).ToList(), BucketAssignment.CapBytes(o.BucketSizeMb));
         var shapes = train.Shapes;
         MemoryPlan For(BatchShape batch) => MemoryPlan.Estimate(config.Talker, total, trainableCount, precision == MixedPrecision.Bf16,
-            comm.WorldSize, batch, device.type == DeviceType.CUDA, o.ZeroStage, BucketAssignment.CapBytes(o.BucketSizeMb));
+            comm.WorldSize, batch, device.type == DeviceType.CUDA, o.ZeroStage, BucketAssignment.CapBytes(o.BucketSizeMb), largestBucket);
         var plan = For(BatchShape.Longest(o.BatchSize, shapes));
         // The default budget: what this rank may still take, plus what it already holds (its weights and runtime are in the plan).
         var (budget, source) = o.MaxMemoryGb is double gb ? ((long)(gb * 1e9), "--max_memory_gb")
