@@ -45,7 +45,7 @@ static partial class MemoryBench
             Console.WriteLine();
             Console.WriteLine("planned: the trainer's memory plan for rank 0 (weights, gradients, optimizer, buckets, activations of the longest batch, runtime);");
             Console.WriteLine("step-1 peak: rank 0's peak resident set after its first step; job peaks: /usr/bin/time's maximum resident set of each");
-            Console.WriteLine("rank over the whole job (the higher is rank 0 gathering the final checkpoint); step s: median seconds per step after the first.");
+            Console.WriteLine("rank over the whole job (the higher is rank 0 gathering the final checkpoint); step s: seconds per step after the first (between their log lines).");
             return 0;
         }
         finally { Directory.Delete(work, recursive: true); }
@@ -70,7 +70,15 @@ static partial class MemoryBench
             start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;
         var stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
+        // Each step's line as it arrives: the time between the first and the last step line over the steps between them.
+        var stdout = new System.Text.StringBuilder();
+        var clock = Stopwatch.StartNew();
+        var stepLines = new List<(int Step, double At)>();
+        while (process.StandardOutput.ReadLine() is { } line)
+        {
+            stdout.AppendLine(line);
+            if (StepLine().Match(line) is { Success: true } m) stepLines.Add((int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), clock.Elapsed.TotalSeconds));
+        }
         process.WaitForExit();
         string log = stdout + stderr.Result;
         if (process.ExitCode != 0) throw new InvalidOperationException($"stage {stage}: mpiexec exited {process.ExitCode}:\n{log}");
@@ -78,9 +86,8 @@ static partial class MemoryBench
             : throw new InvalidOperationException($"stage {stage}: no '{pattern}' in the job's output:\n{log}"), CultureInfo.InvariantCulture);
         var peaks = RankPeak().Matches(log).Select(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) * 1024 / 1e9).ToArray();
         if (peaks.Length != 2) throw new InvalidOperationException($"stage {stage}: expected two ranks' peaks:\n{log}");
-        var rates = StepRate().Matches(log).Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).Skip(1).Order().ToList();
-        double median = rates.Count == 0 ? double.NaN : rates[rates.Count / 2];
-        return new Result(Number(Planned()), Number(StepPeak()), peaks, 4 / median); // 4 samples per step: 2 ranks x batch 2
+        double stepSeconds = stepLines.Count < 2 ? double.NaN : (stepLines[^1].At - stepLines[0].At) / (stepLines[^1].Step - stepLines[0].Step);
+        return new Result(Number(Planned()), Number(StepPeak()), peaks, stepSeconds);
     }
 
     /// <summary>The mid config with a narrower text embedding, written with random weights (fp32, as released).</summary>
@@ -110,5 +117,5 @@ static partial class MemoryBench
     [GeneratedRegex(@"memory plan per rank: ~([0-9.]+) GB")] private static partial Regex Planned();
     [GeneratedRegex(@"memory after the first step: peak resident ([0-9.]+) GB")] private static partial Regex StepPeak();
     [GeneratedRegex(@"rank peak (\d+) KB")] private static partial Regex RankPeak();
-    [GeneratedRegex(@" ([0-9.]+) samples/s")] private static partial Regex StepRate();
+    [GeneratedRegex(@"^epoch \d+ step (\d+)/")] private static partial Regex StepLine();
 }

@@ -36,8 +36,8 @@ public sealed record BatchShape(int Rows, int Positions, long Frames)
 /// Stage 1's whole gradient is the bf16 (fp32) one autograd makes on a micro-step that does not reduce, and its buckets
 /// hold the fp32 sum across micro-steps; at stage 2 every micro-step reduces during backward (--grad_sync overlap), the
 /// reduced gradients never reach .grad and a bucket lives only from its first gradient to the end of its
-/// reduce-scatter (planned as two of the largest; with after_backward the whole gradient exists for a moment). ZeRO's
-/// all-gather buffer holds one (padded) bucket, the largest. An estimate, not an accounting: <c>MemoryPlanTests</c> and the memory bench hold it against measured peaks.</summary>
+/// reduce-scatter (planned as the largest plus one of the cap; with after_backward the whole gradient exists for a
+/// moment). ZeRO's all-gather buffer holds at most one cap's worth (a larger bucket is gathered in chunks). An estimate, not an accounting: <c>MemoryPlanTests</c> and the memory bench hold it against measured peaks.</summary>
 public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, long Optimizer, long Buckets, long Activations, long Runtime, BatchShape Batch)
 {
     public long Total => Masters + ComputeCopy + Gradients + Optimizer + Buckets + Activations + Runtime;
@@ -59,7 +59,7 @@ public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, 
     /// <param name="zeroStage">--zero_stage (0 with one rank).</param>
     /// <param name="bucketCapBytes">--bucket_size_mb in bytes (ZeRO-2's buckets in flight).</param>
     /// <param name="largestBucketBytes">the largest bucket (a tensor over the cap travels alone: the text embedding's
-    /// 151936 rows make one of 0.6-1.2 GB): ZeRO's all-gather buffer, and what one bucket in flight can take.</param>
+    /// 151936 rows make one of 0.6-1.2 GB): what one ZeRO-2 bucket in flight can take.</param>
     public static MemoryPlan Estimate(TalkerConfig talker, long totalParameters, long trainableParameters, bool bf16, int worldSize,
         BatchShape batch, bool cuda, int zeroStage = 0, long bucketCapBytes = 25L << 20, long largestBucketBytes = 0)
     {
@@ -70,12 +70,13 @@ public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, 
         long psi = trainableParameters, frozen = totalParameters - psi, shard = (psi + worldSize - 1) / worldSize;
         int stage = worldSize > 1 ? zeroStage : 0;
         long whole = bf16 ? 2 * psi : 4 * psi; // the gradient autograd makes, in the compute dtype
+        long gather = Math.Min(bucketCapBytes, largestBucketBytes); // ZeRO's all-gather buffer: a cap's worth at most
         var (masters, gradients, optimizer, buckets) = stage switch
         {
             0 => (4 * totalParameters, 4 * psi + (bf16 ? 2 * psi : 0), 8 * psi, worldSize > 1 ? 4 * psi : 0),
-            1 => (4 * frozen + 4 * shard + (bf16 ? 0 : 4 * psi), whole + 4 * shard, 8 * shard, 4 * psi + largestBucketBytes),
+            1 => (4 * frozen + 4 * shard + (bf16 ? 0 : 4 * psi), whole + 4 * shard, 8 * shard, 4 * psi + gather),
             _ => (4 * frozen + 4 * shard + (bf16 ? 0 : 4 * psi), 8 * shard, 8 * shard,
-                Math.Min(4 * psi, 2 * Math.Max(bucketCapBytes, largestBucketBytes)) + largestBucketBytes),
+                Math.Min(4 * psi, Math.Max(bucketCapBytes, largestBucketBytes) + bucketCapBytes) + gather),
         };
         return new MemoryPlan(masters, bf16 ? 2 * psi : 0, gradients, optimizer, buckets,
             ActivationBytes(talker, bf16 ? 2 : 4, batch), cuda ? CudaRuntimeBytes : CpuRuntimeBytes, batch);

@@ -32,13 +32,15 @@ public sealed class ShardedAdamW : ITrainingOptimizer
     readonly long[][] bucketOffsets;
     readonly Tensor masterShard, expAvg, expAvgSq, gather;
     readonly long[] steps;
+    readonly long chunk;
     readonly Device device;
     bool disposed;
 
     /// <param name="trainable">the model: its fp32 masters (as given to the synchronizer) are stepped, its compute weights written.</param>
     /// <param name="sync">a ZeRO synchronizer over the masters: its partition and shard gradient are used.</param>
     /// <param name="comm">the communicator for tensors on the masters' device.</param>
-    public ShardedAdamW(TrainableModel trainable, GradientSynchronizer sync, ICommunicator comm, AdamWOptions? options = null)
+    /// <param name="gatherCapBytes">the all-gather buffer (--bucket_size_mb).</param>
+    public ShardedAdamW(TrainableModel trainable, GradientSynchronizer sync, ICommunicator comm, AdamWOptions? options = null, long gatherCapBytes = 25L << 20)
     {
         Options = options ?? new AdamWOptions();
         Options.Validate();
@@ -64,7 +66,10 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         expAvg = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
         expAvgSq = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
         // One padded bucket's worth: where each bucket's shards meet (all-gather), one bucket at a time.
-        gather = zeros(partition.BlockNumels.DefaultIfEmpty(0).Max() * partition.WorldSize, ScalarType.Float32, device).DetachFromDisposeScope();
+        // All-gathers go in chunks of at most one bucket cap (every rank's piece of it), however large a bucket: the text
+        // embedding alone is a 0.6-1.2 GB bucket, and a buffer that size would cost what ZeRO saves.
+        chunk = Math.Max(1, gatherCapBytes / 4 / partition.WorldSize);
+        gather = zeros(Math.Min(chunk, partition.BlockNumels.DefaultIfEmpty(0).Max()) * partition.WorldSize, ScalarType.Float32, device).DetachFromDisposeScope();
         steps = new long[this.parameters.Length];
     }
 
@@ -101,17 +106,28 @@ public sealed class ShardedAdamW : ITrainingOptimizer
     void Gather(Tensor shard, Tensor[]? into)
     {
         using var noGrad = no_grad();
+        int world = partition.WorldSize;
         for (int b = 0; b < buckets.Count; b++)
         {
-            using var bucketScope = NewDisposeScope();
             long block = partition.BlockNumels[b];
-            var all = gather.narrow(0, 0, block * partition.WorldSize);
-            comm.AllGather(shard.narrow(0, partition.ShardOffsets[b], block), all);
-            if (into is null) continue;
-            for (int k = 0; k < buckets[b].Length; k++)
+            for (long from = 0; from < block; from += chunk)
             {
-                var p = into[buckets[b][k]];
-                p.view(-1).copy_(all.narrow(0, bucketOffsets[b][k], p.numel()));
+                using var chunkScope = NewDisposeScope();
+                long c = Math.Min(chunk, block - from);
+                var all = gather.narrow(0, 0, c * world);
+                comm.AllGather(shard.narrow(0, partition.ShardOffsets[b] + from, c), all);
+                if (into is null) continue;
+                // Rank r's piece is bucket elements [r·block + from, + c): copied into the parameters it overlaps.
+                for (int r = 0; r < world; r++)
+                {
+                    long start = r * block + from;
+                    for (int k = 0; k < buckets[b].Length; k++)
+                    {
+                        var p = into[buckets[b][k]];
+                        long lo = Math.Max(bucketOffsets[b][k], start), hi = Math.Min(bucketOffsets[b][k] + p.numel(), start + c);
+                        if (hi > lo) p.view(-1).narrow(0, lo - bucketOffsets[b][k], hi - lo).copy_(all.narrow(0, r * c + (lo - start), hi - lo));
+                    }
+                }
             }
         }
     }

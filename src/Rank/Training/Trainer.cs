@@ -119,7 +119,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             precision == MixedPrecision.Bf16 ? trainable.ComputeParameters : null, zeroStage: comm.WorldSize > 1 ? o.ZeroStage : 0);
         var adamW = new AdamWOptions(o.Lr, o.AdamBeta1, o.AdamBeta2, o.AdamEpsilon, o.WeightDecay);
         using ITrainingOptimizer optimizer = sync.Partition is null ? new AdamW(trainable.MasterParameters, adamW)
-            : new ShardedAdamW(trainable, sync, collectives, adamW);
+            : new ShardedAdamW(trainable, sync, collectives, adamW, BucketAssignment.CapBytes(o.BucketSizeMb));
         var schedule = new LrSchedule(o.Lr, o.WarmupSteps, totalSteps, LrSchedule.ParseDecay(o.LrScheduler)).Validated();
 
         long step = 0;
