@@ -156,7 +156,7 @@ public sealed partial class CheckpointFiles : IDisposable
     /// index. Each file is written atomically; files of an earlier checkpoint in the folder that the new one
     /// does not use are deleted (a stale model.safetensors would shadow the index). Returns the files written.</summary>
     public static IReadOnlyList<string> Save(string dir, IEnumerable<(string name, Tensor t)> tensors,
-        long maxShardBytes = DefaultMaxShardBytes, IDictionary<string, string>? metadata = null)
+        long maxShardBytes = DefaultMaxShardBytes, IDictionary<string, string>? metadata = null, Func<string, Tensor>? fill = null)
     {
         if (maxShardBytes <= 0) throw new ArgumentOutOfRangeException(nameof(maxShardBytes), maxShardBytes, "must be positive");
         dir = Path.GetFullPath(dir);
@@ -170,7 +170,7 @@ public sealed partial class CheckpointFiles : IDisposable
         if (shards.Count <= 1)
         {
             string single = Path.Combine(dir, SingleFileName);
-            Safetensors.Save(single, list, metadata);
+            Safetensors.Save(single, list, metadata, fill);
             DeleteStale(dir, keep: []);
             TryDelete(Path.Combine(dir, IndexFileName));
             return [single];
@@ -181,7 +181,7 @@ public sealed partial class CheckpointFiles : IDisposable
         for (int k = 0; k < shards.Count; k++)
         {
             string file = $"model-{k + 1:D5}-of-{shards.Count:D5}.safetensors";
-            Safetensors.Save(Path.Combine(dir, file), shards[k], metadata);
+            Safetensors.Save(Path.Combine(dir, file), shards[k], metadata, fill);
             foreach (var (name, _) in shards[k]) weightMap[name] = file;
             written.Add(Path.Combine(dir, file));
         }

@@ -253,7 +253,10 @@ public static class Safetensors
     /// multiple of 8. Atomic: written to a temporary file in the same folder, then renamed over the target.
     /// <paramref name="metadata"/> goes to "__metadata__"; "format": "pt" is added unless given, as
     /// transformers refuses files with another or no format in their metadata.</summary>
-    public static void Save(string path, IEnumerable<(string name, Tensor t)> tensors, IDictionary<string, string>? metadata = null)
+    /// <param name="fill">for tensors given as meta-device placeholders (shape and dtype only): makes each one's data when
+    /// its turn to be written comes, so a caller can stream tensors it never holds all at once (ZeRO's gathered state).</param>
+    public static void Save(string path, IEnumerable<(string name, Tensor t)> tensors, IDictionary<string, string>? metadata = null,
+        Func<string, Tensor>? fill = null)
     {
         path = Path.GetFullPath(path);
         var plan = Plan(path, tensors);
@@ -264,7 +267,17 @@ public static class Safetensors
             BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
             stream.Write(length);
             stream.Write(header);
-            foreach (var (entry, tensor) in plan) WriteData(stream, tensor, entry);
+            foreach (var (entry, tensor) in plan)
+            {
+                if (tensor.device_type != DeviceType.META) WriteData(stream, tensor, entry);
+                else
+                {
+                    using var made = (fill ?? throw new CheckpointException($"{path}: tensor '{entry.Name}' is a placeholder and nothing fills it"))(entry.Name);
+                    if (!made.shape.SequenceEqual(tensor.shape) || made.dtype != tensor.dtype)
+                        throw new CheckpointException($"{path}: tensor '{entry.Name}' was filled as {made.dtype} {ShapeText(made.shape)}, planned {tensor.dtype} {ShapeText(tensor.shape)}");
+                    WriteData(stream, made, entry);
+                }
+            }
         });
     }
 

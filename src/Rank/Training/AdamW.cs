@@ -86,6 +86,13 @@ public sealed class AdamW : ITrainingOptimizer
     public bool Decays(string name) =>
         (entries.FirstOrDefault(e => e.Name == name) ?? throw new KeyNotFoundException($"the optimizer has no parameter '{name}'")).Decay;
 
+    /// <summary>The model's state and this optimizer's own tensors: all here, nothing to gather.</summary>
+    public CheckpointTensors CheckpointTensors(IEnumerable<(string Name, Tensor Tensor)> modelState) => new(modelState.ToList(), StateTensors());
+
+    public void ServeCheckpoint() { }
+
+    public void EndCheckpoint() { }
+
     /// <summary>Nothing to take: the state is whole from the start.</summary>
     public void Start() { }
 

@@ -26,10 +26,24 @@ public interface ITrainingOptimizer : IDisposable
 
     void ZeroGrad();
 
-    /// <summary>"exp_avg.{name}", "exp_avg_sq.{name}", "step.{name}" per parameter, whole, as <see cref="AdamW"/> writes them.
-    /// With ZeRO a collective (every rank calls it) whose tensors come back on rank 0 only (empty elsewhere).</summary>
-    IReadOnlyDictionary<string, Tensor> StateTensors();
+    /// <summary>Rank 0: what a checkpoint writes: the model's weights and AdamW's "exp_avg.{name}", "exp_avg_sq.{name}",
+    /// "step.{name}" per parameter, whole, in the files <see cref="AdamW"/> writes; with ZeRO some as placeholders that
+    /// <see cref="CheckpointTensors.Fill"/> gathers while they are written, with the other ranks in
+    /// <see cref="ServeCheckpoint"/> until rank 0 calls <see cref="EndCheckpoint"/>.</summary>
+    CheckpointTensors CheckpointTensors(IEnumerable<(string Name, Tensor Tensor)> modelState);
+
+    /// <summary>Every rank but 0 while rank 0 writes a checkpoint (nothing to do without ZeRO).</summary>
+    void ServeCheckpoint();
+
+    /// <summary>Rank 0 after writing a checkpoint, whether it succeeded or not.</summary>
+    void EndCheckpoint();
 
     /// <summary>Restores whole-parameter state written by <see cref="StateTensors"/> (by any world size or stage).</summary>
     void LoadState(IReadOnlyDictionary<string, Tensor> state, long stepCount);
 }
+
+/// <summary>A checkpoint's tensors as rank 0 writes them (see <see cref="ITrainingOptimizer.CheckpointTensors"/>);
+/// <see cref="Fill"/> makes the data of the meta-device placeholders among them.</summary>
+public sealed record CheckpointTensors(IReadOnlyList<(string Name, Tensor Tensor)> Weights, IReadOnlyDictionary<string, Tensor> Optimizer,
+    Func<string, Tensor>? Fill = null);
+

@@ -33,6 +33,8 @@ public sealed class ShardedAdamW : ITrainingOptimizer
     readonly Tensor masterShard, expAvg, expAvgSq, gather;
     readonly long[] steps;
     readonly long chunk;
+    readonly int[] bucketOf, slotOf;
+    readonly Dictionary<string, int> indexOf = new(StringComparer.Ordinal);
     readonly Device device;
     bool disposed;
 
@@ -62,6 +64,11 @@ public sealed class ShardedAdamW : ITrainingOptimizer
             for (int k = 0; k < indices.Length; k++) (offsets[k], at) = (at, at + this.parameters[indices[k]].Parameter.numel());
             return offsets;
         }).ToArray();
+        bucketOf = new int[parameters.Length];
+        slotOf = new int[parameters.Length];
+        for (int b = 0; b < buckets.Count; b++)
+            for (int k = 0; k < buckets[b].Length; k++) (bucketOf[buckets[b][k]], slotOf[buckets[b][k]]) = (b, k);
+        for (int i = 0; i < parameters.Length; i++) indexOf[parameters[i].Name] = i;
         masterShard = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
         expAvg = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
         expAvgSq = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
@@ -197,25 +204,90 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         sync.ClearShardGradient();
     }
 
-    /// <summary>A collective: each bucket's moment shards are all-gathered and rank 0 assembles every parameter's whole
-    /// moments (new tensors, the caller's to dispose); the other ranks get an empty dictionary.</summary>
-    public IReadOnlyDictionary<string, Tensor> StateTensors()
+    /// <summary>Rank 0's checkpoint: the model's state with the talker's masters (when released) and AdamW's moments as
+    /// meta-device placeholders, filled one parameter at a time as the file writer reaches them: rank 0 names the tensor
+    /// (a broadcast), every rank joins its all-gather (the others in <see cref="ServeCheckpoint"/>), so rank 0 never holds
+    /// more than one whole parameter and one chunk beyond its own state.</summary>
+    public CheckpointTensors CheckpointTensors(IEnumerable<(string Name, Tensor Tensor)> modelState)
     {
-        var state = new Dictionary<string, Tensor>(parameters.Length * 3);
-        bool root = partition.Rank == 0;
         using var noGrad = no_grad();
-        if (root)
-            for (int i = 0; i < parameters.Length; i++)
+        var meta = new Device("meta");
+        Tensor Placeholder(int i) => zeros(targets[i].shape, ScalarType.Float32, meta);
+        var weights = modelState.Select(kv => trainable.MastersReleased && indexOf.TryGetValue(kv.Name, out int i) ? (kv.Name, Placeholder(i)) : kv).ToList();
+        var state = new Dictionary<string, Tensor>(parameters.Length * 3);
+        for (int i = 0; i < parameters.Length; i++)
+        {
+            string name = parameters[i].Name;
+            state[$"exp_avg.{name}"] = Placeholder(i);
+            state[$"exp_avg_sq.{name}"] = Placeholder(i);
+            state[$"step.{name}"] = tensor(steps[i], dtype: ScalarType.Int64);
+        }
+        return new CheckpointTensors(weights, state, Fill);
+    }
+
+    const int ExpAvg = 0, ExpAvgSq = 1, Masters = 2, End = -1;
+
+    Tensor Fill(string key)
+    {
+        var (source, name) = key.StartsWith("exp_avg_sq.", StringComparison.Ordinal) ? (ExpAvgSq, key["exp_avg_sq.".Length..])
+            : key.StartsWith("exp_avg.", StringComparison.Ordinal) ? (ExpAvg, key["exp_avg.".Length..]) : (Masters, key);
+        int i = indexOf.TryGetValue(name, out int found) ? found : throw new InvalidOperationException($"the checkpoint asked for '{key}', which this optimizer does not hold");
+        comm.Broadcast(Request(source, i), root: 0);
+        var whole = zeros(targets[i].shape, ScalarType.Float32, device);
+        GatherOne(Source(source), i, whole);
+        return whole;
+    }
+
+    /// <summary>Every rank but 0, while rank 0 writes a checkpoint: joins each gather rank 0 asks for, until it is done.</summary>
+    public void ServeCheckpoint()
+    {
+        while (true)
+        {
+            var request = new byte[8];
+            comm.Broadcast(request, root: 0);
+            int source = BitConverter.ToInt32(request, 0), i = BitConverter.ToInt32(request, 4);
+            if (source == End) return;
+            GatherOne(Source(source), i, null);
+        }
+    }
+
+    /// <summary>Rank 0, once its checkpoint is written (or failed): releases the ranks in <see cref="ServeCheckpoint"/>.</summary>
+    public void EndCheckpoint() => comm.Broadcast(Request(End, 0), root: 0);
+
+    static byte[] Request(int source, int index) => [.. BitConverter.GetBytes(source), .. BitConverter.GetBytes(index)];
+
+    Tensor Source(int source) => source switch
+    {
+        ExpAvg => expAvg,
+        ExpAvgSq => expAvgSq,
+        Masters => masterShard,
+        _ => throw new InvalidOperationException($"checkpoint request for source {source}: ranks disagree on the protocol"),
+    };
+
+    /// <summary>Parameter <paramref name="i"/>'s elements of <paramref name="shard"/> from every rank into
+    /// <paramref name="into"/> (null: this rank only sends): the chunks of its bucket that hold any of it.</summary>
+    void GatherOne(Tensor shard, int i, Tensor? into)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var (b, k) = (bucketOf[i], slotOf[i]);
+        long offset = bucketOffsets[b][k], n = targets[i].numel(), block = partition.BlockNumels[b];
+        int world = partition.WorldSize;
+        for (long from = 0; from < block; from += chunk)
+        {
+            long c = Math.Min(chunk, block - from);
+            bool holds = Enumerable.Range(0, world).Any(r => Math.Max(offset, r * block + from) < Math.Min(offset + n, r * block + from + c));
+            if (!holds) continue;
+            using var chunkScope = NewDisposeScope();
+            var all = gather.narrow(0, 0, c * world);
+            comm.AllGather(shard.narrow(0, partition.ShardOffsets[b] + from, c), all);
+            if (into is null) continue;
+            for (int r = 0; r < world; r++)
             {
-                string name = parameters[i].Name;
-                var shape = targets[i].shape; // the masters may be released
-                state[$"exp_avg.{name}"] = zeros(shape, ScalarType.Float32, device);
-                state[$"exp_avg_sq.{name}"] = zeros(shape, ScalarType.Float32, device);
-                state[$"step.{name}"] = tensor(steps[i], dtype: ScalarType.Int64);
+                long start = r * block + from, lo = Math.Max(offset, start), hi = Math.Min(offset + n, start + c);
+                if (hi > lo) into.view(-1).narrow(0, lo - offset, hi - lo).copy_(all.narrow(0, r * c + (lo - start), hi - lo));
             }
-        foreach (var (moments, key) in new[] { (expAvg, "exp_avg"), (expAvgSq, "exp_avg_sq") })
-            Gather(moments, root ? parameters.Select(p => state[$"{key}.{p.Name}"]).ToArray() : null);
-        return state;
+        }
     }
 
     /// <summary>Takes this rank's segments of whole-parameter state (as <see cref="AdamW"/> or this class saved it, at

@@ -208,11 +208,16 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             long started = Stopwatch.GetTimestamp();
             sync.VerifyParametersInSync(computeCopy: trainable.MastersReleased); // a checkpoint of diverged replicas would be silently wrong
             using var scope = NewDisposeScope();
-            using var whole = optimizer.WholeMasters(); // with ZeRO collectives: rank 0 gathers every rank's slice of the
-            var optimizerState = optimizer.StateTensors(); // masters and of the optimizer state
-            if (Main)
+            if (!Main) optimizer.ServeCheckpoint(); // with ZeRO rank 0 gathers the masters and the optimizer state tensor by tensor
+            else
             {
-                TrainingCheckpoint.Save(dir, model, o.InitModelPath, optimizerState, State(epoch, batchInEpoch), voices: voices);
+                var checkpoint = optimizer.CheckpointTensors(model.state_dict().Select(kv => (kv.Key, kv.Value)));
+                try
+                {
+                    TrainingCheckpoint.Save(dir, model.Config.Json, checkpoint.Weights, o.InitModelPath, checkpoint.Optimizer, State(epoch, batchInEpoch),
+                        voices: voices, fill: checkpoint.Fill);
+                }
+                finally { optimizer.EndCheckpoint(); }
                 plan.CheckpointSaved(step, dir, new Qwen3Tts.Coordinator.PlanPosition(epoch, batchInEpoch));
             }
             Telemetry.CheckpointDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);

@@ -52,9 +52,11 @@ public static class TrainingCheckpoint
     /// bit and the state, and the run's <paramref name="voices"/> (<see cref="CheckpointVoices"/>), so the checkpoint speaks by
     /// name. <paramref name="beforeStep"/> is a test seam called with each stage name
     /// (<see cref="AllStages"/>); an exception from it stands for a crash at that point.</summary>
+    /// <param name="fill">makes the data of weights or optimizer tensors given as meta-device placeholders, one at a
+    /// time as they are written (ZeRO: gathered from every rank's shard; see Safetensors.Save).</param>
     public static void Save(string dir, JsonObject config, IEnumerable<(string Name, Tensor Tensor)> weights, string initModelDir,
         IReadOnlyDictionary<string, Tensor> optimizer, TrainerState state, Action<string>? beforeStep = null,
-        IReadOnlyList<CheckpointVoice>? voices = null)
+        IReadOnlyList<CheckpointVoice>? voices = null, Func<string, Tensor>? fill = null)
     {
         var missing = ModelDirectory.CompanionFiles.Where(f => !File.Exists(Path.Combine(initModelDir, f))).ToList();
         if (missing.Count > 0)
@@ -69,7 +71,7 @@ public static class TrainingCheckpoint
         {
             Directory.CreateDirectory(temp);
             beforeStep?.Invoke("weights");
-            CheckpointFiles.Save(temp, weights);
+            CheckpointFiles.Save(temp, weights, fill: fill);
             beforeStep?.Invoke("config");
             AtomicDirectory.WriteFile(Path.Combine(temp, ModelDirectory.ConfigFile), s => s.Write(Encoding.UTF8.GetBytes(configText)));
             beforeStep?.Invoke("companions");
@@ -78,7 +80,7 @@ public static class TrainingCheckpoint
             if (voices is { Count: > 0 }) CheckpointVoices.Write(temp, voices);
             string stateDir = Directory.CreateDirectory(Path.Combine(temp, StateFolder)).FullName;
             beforeStep?.Invoke("optimizer");
-            Safetensors.Save(Path.Combine(stateDir, OptimizerFile), optimizer.Select(kv => (kv.Key, kv.Value)));
+            Safetensors.Save(Path.Combine(stateDir, OptimizerFile), optimizer.Select(kv => (kv.Key, kv.Value)), fill: fill);
             beforeStep?.Invoke("trainer_state");
             AtomicDirectory.WriteFile(Path.Combine(stateDir, StateFile), s => s.Write(Encoding.UTF8.GetBytes(stateText)));
         }, beforeStep);

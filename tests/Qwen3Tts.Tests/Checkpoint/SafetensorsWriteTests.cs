@@ -144,4 +144,28 @@ public class SafetensorsWriteTests
         Assert.Contains("'x'", Assert.Throws<CheckpointException>(() => Safetensors.Save(path, [("x", x), ("x", x)])).Message);
         Assert.False(File.Exists(path));
     }
+    /// <summary>A meta-device placeholder is filled when its turn to be written comes (ZeRO streams gathered tensors this
+    /// way): the file equals one written from the real tensors; a fill of the wrong shape, or none, is refused.</summary>
+    [Fact]
+    public void Placeholders_are_filled_as_they_are_written()
+    {
+        using var dir = new TempDir();
+        using var a = tensor(new float[] { 1, 2, 3, 4 }).reshape(2, 2);
+        using var b = tensor(new float[] { 5, 6, 7 });
+        Safetensors.Save(dir.File("real.safetensors"), [("a", a), ("b", b)]);
+        using var placeholder = zeros(new long[] { 2, 2 }, ScalarType.Float32, new Device("meta"));
+        var asked = new List<string>();
+        Safetensors.Save(dir.File("filled.safetensors"), [("a", placeholder), ("b", b)], fill: name =>
+        {
+            asked.Add(name);
+            return a.clone();
+        });
+        Assert.Equal(["a"], asked);
+        Assert.Equal(File.ReadAllBytes(dir.File("real.safetensors")), File.ReadAllBytes(dir.File("filled.safetensors")));
+
+        var wrong = Assert.Throws<CheckpointException>(() => Safetensors.Save(dir.File("wrong.safetensors"), [("a", placeholder)], fill: _ => b.clone()));
+        Assert.Contains("'a' was filled as Float32 [3], planned Float32 [2, 2]", wrong.Message);
+        Assert.Throws<CheckpointException>(() => Safetensors.Save(dir.File("none.safetensors"), [("a", placeholder)]));
+        Assert.False(File.Exists(dir.File("wrong.safetensors")));
+    }
 }
