@@ -45,7 +45,7 @@ static partial class MemoryBench
             Console.WriteLine();
             Console.WriteLine("planned: the trainer's memory plan for rank 0 (weights, gradients, optimizer, buckets, activations of the longest batch, runtime);");
             Console.WriteLine("step-1 peak: rank 0's peak resident set after its first step; job peaks: /usr/bin/time's maximum resident set of each");
-            Console.WriteLine("rank over the whole job (the higher is rank 0 gathering the final checkpoint); step s: seconds per step after the first (between their log lines).");
+            Console.WriteLine("rank over the whole job (rank 0's includes writing the final checkpoint); step s: seconds per step after the first (between their log lines).");
             return 0;
         }
         finally { Directory.Delete(work, recursive: true); }
