@@ -34,6 +34,7 @@ public sealed class ShardedAdamW : ITrainingOptimizer
     readonly long[] steps;
     readonly long chunk;
     readonly int[] bucketOf, slotOf;
+    readonly long[] numels;
     readonly Dictionary<string, int> indexOf = new(StringComparer.Ordinal);
     readonly Device device;
     bool disposed;
@@ -69,6 +70,7 @@ public sealed class ShardedAdamW : ITrainingOptimizer
         for (int b = 0; b < buckets.Count; b++)
             for (int k = 0; k < buckets[b].Length; k++) (bucketOf[buckets[b][k]], slotOf[buckets[b][k]]) = (b, k);
         for (int i = 0; i < parameters.Length; i++) indexOf[parameters[i].Name] = i;
+        numels = targets.Select(p => p.numel()).ToArray(); // the masters may be released later: their sizes are the compute weights'
         masterShard = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
         expAvg = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
         expAvgSq = zeros(partition.ShardNumel, ScalarType.Float32, device).DetachFromDisposeScope();
@@ -112,30 +114,35 @@ public sealed class ShardedAdamW : ITrainingOptimizer
     /// (whole parameters, any float dtype; null: this rank only sends).</summary>
     void Gather(Tensor shard, Tensor[]? into)
     {
+        for (int b = 0; b < buckets.Count; b++)
+            GatherBucket(shard, b, Enumerable.Range(0, buckets[b].Length).ToArray(), into is null ? null : k => into[buckets[b][k]]);
+    }
+
+    /// <summary>The slots <paramref name="slots"/> of bucket <paramref name="b"/> from every rank's block of
+    /// <paramref name="shard"/>, one chunk at a time (chunks that hold none of them are skipped, alike on every rank),
+    /// into the whole tensors <paramref name="into"/> gives per slot (null: this rank only sends).</summary>
+    void GatherBucket(Tensor shard, int b, int[] slots, Func<int, Tensor>? into)
+    {
         using var noGrad = no_grad();
         int world = partition.WorldSize;
-        for (int b = 0; b < buckets.Count; b++)
+        long block = partition.BlockNumels[b];
+        long[] offsets = bucketOffsets[b];
+        // Rank r's piece of a chunk is bucket elements [r·block + from, + c); slot k holds [offsets[k], + its numel).
+        bool Overlaps(int k, long start, long c) => Math.Max(offsets[k], start) < Math.Min(offsets[k] + numels[buckets[b][k]], start + c);
+        for (long from = 0; from < block; from += chunk)
         {
-            long block = partition.BlockNumels[b];
-            for (long from = 0; from < block; from += chunk)
-            {
-                using var chunkScope = NewDisposeScope();
-                long c = Math.Min(chunk, block - from);
-                var all = gather.narrow(0, 0, c * world);
-                comm.AllGather(shard.narrow(0, partition.ShardOffsets[b] + from, c), all);
-                if (into is null) continue;
-                // Rank r's piece is bucket elements [r·block + from, + c): copied into the parameters it overlaps.
-                for (int r = 0; r < world; r++)
+            long c = Math.Min(chunk, block - from);
+            if (!Enumerable.Range(0, world).Any(r => slots.Any(k => Overlaps(k, r * block + from, c)))) continue;
+            using var chunkScope = NewDisposeScope();
+            var all = gather.narrow(0, 0, c * world);
+            comm.AllGather(shard.narrow(0, partition.ShardOffsets[b] + from, c), all);
+            if (into is null) continue;
+            for (int r = 0; r < world; r++)
+                foreach (int k in slots)
                 {
-                    long start = r * block + from;
-                    for (int k = 0; k < buckets[b].Length; k++)
-                    {
-                        var p = into[buckets[b][k]];
-                        long lo = Math.Max(bucketOffsets[b][k], start), hi = Math.Min(bucketOffsets[b][k] + p.numel(), start + c);
-                        if (hi > lo) p.view(-1).narrow(0, lo - bucketOffsets[b][k], hi - lo).copy_(all.narrow(0, r * c + (lo - start), hi - lo));
-                    }
+                    long start = r * block + from, lo = Math.Max(offsets[k], start), hi = Math.Min(offsets[k] + numels[buckets[b][k]], start + c);
+                    if (hi > lo) into(k).view(-1).narrow(0, lo - offsets[k], hi - lo).copy_(all.narrow(0, r * c + (lo - start), hi - lo));
                 }
-            }
         }
     }
 
@@ -265,30 +272,8 @@ public sealed class ShardedAdamW : ITrainingOptimizer
     };
 
     /// <summary>Parameter <paramref name="i"/>'s elements of <paramref name="shard"/> from every rank into
-    /// <paramref name="into"/> (null: this rank only sends): the chunks of its bucket that hold any of it.</summary>
-    void GatherOne(Tensor shard, int i, Tensor? into)
-    {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var (b, k) = (bucketOf[i], slotOf[i]);
-        long offset = bucketOffsets[b][k], n = targets[i].numel(), block = partition.BlockNumels[b];
-        int world = partition.WorldSize;
-        for (long from = 0; from < block; from += chunk)
-        {
-            long c = Math.Min(chunk, block - from);
-            bool holds = Enumerable.Range(0, world).Any(r => Math.Max(offset, r * block + from) < Math.Min(offset + n, r * block + from + c));
-            if (!holds) continue;
-            using var chunkScope = NewDisposeScope();
-            var all = gather.narrow(0, 0, c * world);
-            comm.AllGather(shard.narrow(0, partition.ShardOffsets[b] + from, c), all);
-            if (into is null) continue;
-            for (int r = 0; r < world; r++)
-            {
-                long start = r * block + from, lo = Math.Max(offset, start), hi = Math.Min(offset + n, start + c);
-                if (hi > lo) into.view(-1).narrow(0, lo - offset, hi - lo).copy_(all.narrow(0, r * c + (lo - start), hi - lo));
-            }
-        }
-    }
+    /// <paramref name="into"/> (null: this rank only sends).</summary>
+    void GatherOne(Tensor shard, int i, Tensor? into) => GatherBucket(shard, bucketOf[i], [slotOf[i]], into is null ? null : _ => into);
 
     /// <summary>Takes this rank's segments of whole-parameter state (as <see cref="AdamW"/> or this class saved it, at
     /// any world size); checked like <see cref="AdamW.LoadState"/>, nothing changed unless all of it is valid.</summary>
