@@ -271,8 +271,10 @@ public class TcpCommunicatorTests(ITestOutputHelper output)
 
     static string RankDll => TestPaths.RankDll;
 
-    [Fact]
-    public void Two_rank_processes_over_TCP_equal_one_process_with_twice_the_batch()
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2)] // ZeRO-2: the ring's reduce-scatter and all-gather halves, unpacked on the ring's thread
+    public void Two_rank_processes_over_TCP_equal_one_process_with_twice_the_batch(int zeroStage)
     {
         Assert.True(File.Exists(RankDll), $"qwen3tts-rank is not built: {RankDll}");
         string model = Training.TrainingFixture.TinyModel(31, "tcp-model");
@@ -294,7 +296,8 @@ public class TcpCommunicatorTests(ITestOutputHelper output)
             var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (var a in (string[])[RankDll, "--train_jsonl", data, "--init_model_path", model, "--output_model_path", parallel,
                          "--mixed_precision", "fp32", "--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", "1",
-                         "--lr", "1e-3", "--lr_scheduler", "constant", "--adam_epsilon", "1e-3", "--bucket_size_mb", "1", "--rendezvous_timeout", "60"])
+                         "--lr", "1e-3", "--lr_scheduler", "constant", "--adam_epsilon", "1e-3", "--bucket_size_mb", "1", "--rendezvous_timeout", "60",
+                         "--zero_stage", zeroStage.ToString()])
                 start.ArgumentList.Add(a);
             foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("OMPI_") || k.StartsWith("PMI") || k.StartsWith("SLURM_")).ToList())
                 start.Environment.Remove(key);
@@ -320,6 +323,7 @@ public class TcpCommunicatorTests(ITestOutputHelper output)
             output.WriteLine(Text());
             Assert.True(processes.All(p => p.ExitCode == 0), $"exit codes {string.Join(", ", processes.Select(p => p.ExitCode))}:\n{Text()}");
             Assert.Contains("tcp (ring", Text());
+            if (zeroStage > 0) Assert.Contains($"ZeRO stage {zeroStage}", Text());
             Assert.DoesNotContain("e2e-secret", Text());
         }
         finally
