@@ -410,14 +410,13 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 using (timer.Phase(TrainPhase.Backward, span: false)) // timed as backward, under the micro-step's one backward span
                     if (!sync.Accumulate()) trainable.AccumulateGradsToMaster();
             if (reduces)
-                using (timer.Phase(TrainPhase.Communication))
+                using (timer.Phase(TrainPhase.Communication)) // one span per reducing micro-step, the loss sums with the last
                 {
                     if (overlap) sync.WaitAll(); // what is still on the wire; sync.LastStep.ExposedSeconds is this wait
                     else sync.SynchronizeAll();
+                    if (m == micro.Count - 1) collectives.AllReduceSum(sums);
                 }
         }
-        using (timer.Phase(TrainPhase.Communication))
-            collectives.AllReduceSum(sums);
         double norm;
         using (timer.Phase(TrainPhase.Optimizer))
         {
