@@ -291,16 +291,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             }
             epochsCompleted = epoch + 1;
             if (validation is not null) Evaluate(epoch + 1, 0, endOfEpoch: true);
-            else if (o.EvalSentences is not null) // no evaluation to ride on: the listening samples come at each epoch's end
-            {
-                using var whole = optimizer.WholeMasters(); // every rank: with ZeRO rank 0 gathers the masters it speaks with
-                if (samples is not null)
-                {
-                    var (audio, summary) = samples.Write(model, train, step, o.OutputModelPath, o.MultiSpeaker ? voices : null);
-                    Log(summary);
-                    Metrics(step, audio);
-                }
-            }
+            else if (o.EvalSentences is not null) Metrics(step, Speak()); // no evaluation to ride on: the samples come at each epoch's end
             Save(CheckpointRotation.EpochDir(o.OutputModelPath, epoch + 1), epoch + 1, 0);
             if (Main && o.ExportEveryEpoch)
                 ExportVoice(CheckpointRotation.EpochDir(o.OutputModelPath, epoch + 1), Path.Combine(o.OutputModelPath, $"epoch-{epoch + 1}-custom_voice"));
@@ -315,6 +306,18 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         wandb?.Finish(0);
         return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath, trainSeconds);
 
+        // The listening samples rank 0 speaks with the current weights; every rank calls it (with ZeRO rank 0 gathers the
+        // masters it speaks with).
+        IReadOnlyList<WandbAudio> Speak()
+        {
+            if (o.EvalSentences is null) return [];
+            using var whole = optimizer.WholeMasters();
+            if (samples is null) return [];
+            var (audio, summary) = samples.Write(model, train, step, o.OutputModelPath, o.MultiSpeaker ? voices : null);
+            Log(summary);
+            return audio;
+        }
+
         void Evaluate(int epoch, long batchInEpoch, bool endOfEpoch = false)
         {
             double loss, talker, sub;
@@ -325,17 +328,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             }
             Telemetry.EvalLoss.Record(loss);
             Log(string.Create(CultureInfo.InvariantCulture, $"eval step {step}: loss {loss:F4} (talker {talker:F4}, sub-talker {sub:F4})"));
-            IReadOnlyList<WandbAudio> audio = [];
-            if (o.EvalSentences is not null)
-            {
-                using var whole = optimizer.WholeMasters(); // every rank: with ZeRO rank 0 gathers the masters it speaks with
-                if (samples is not null)
-                {
-                    string summary;
-                    (audio, summary) = samples.Write(model, train, step, o.OutputModelPath, o.MultiSpeaker ? voices : null);
-                    Log(summary);
-                }
-            }
+            var audio = Speak();
             if (endOfEpoch) // the community pipelines' end-of-epoch validation number
                 Metrics(step, audio, ("eval/loss", loss), ("eval/talker_loss", talker), ("eval/sub_talker_loss", sub), ("eval/epoch_loss", loss));
             else
