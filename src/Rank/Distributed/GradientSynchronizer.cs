@@ -222,7 +222,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             Pack(bucket);
             pack += clock.Elapsed.TotalSeconds - t0;
             if (shardGradient is null) comm.AllReduceSum(bucket.Flat!);
-            else comm.ReduceScatterSum(Filled(bucket), addToShard ? bucket.Received! : bucket.Shard!);
+            else comm.ReduceScatterSum(Filled(bucket), ShardTarget(bucket));
             Unpack(bucket);
         }
         shardHolds = shardGradient is not null;
@@ -433,8 +433,11 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     Task Reduce(Bucket bucket)
     {
         if (shardGradient is null) return comm.AllReduceSumAsync(bucket.Flat!);
-        return comm.ReduceScatterSumAsync(Filled(bucket), addToShard ? bucket.Received! : bucket.Shard!);
+        return comm.ReduceScatterSumAsync(Filled(bucket), ShardTarget(bucket));
     }
+
+    /// <summary>Where this rank's block of a reduce-scatter lands: the shard itself, or the buffer added into it (stage 2's later micro-steps).</summary>
+    Tensor ShardTarget(Bucket bucket) => addToShard ? bucket.Received! : bucket.Shard!;
 
     /// <summary>Puts the parameters' gradients into the bucket and drops the compute ones; with ZeRO adds them to what
     /// earlier micro-steps accumulated there and drops the masters' too.</summary>

@@ -1,3 +1,5 @@
+using Qwen3Tts.Model;
+using Qwen3Tts.Model.Config;
 using Qwen3Tts.Model.Generation;
 using Qwen3Tts.Model.Sft;
 using Qwen3Tts.Tests.Generation;
@@ -16,6 +18,17 @@ public class TrainingPromptTests
     public static TheoryData<string> Languages => new() { "auto", "english", "chinese" };
 
     /// <summary>[frames, 16] codes, distinct per frame and codebook.</summary>
+    /// <summary>The training sample of <see cref="Text"/> and these codes in this language (its codec tag; none for auto),
+    /// its batch, and the talker's input embeddings conditioned on <paramref name="speaker"/>.</summary>
+    static (SftSample Sample, SftBatch Batch, Tensor Embeddings) TrainingSample(Talker talker, Qwen3TtsConfig config, long[,] codes, string language, float[] speaker)
+    {
+        int? languageId = CodecPrefix.LanguageId(language, talker.Config);
+        Assert.Equal(language == "auto", languageId is null);
+        var sample = new SftSample(GenerationFixture.Tokenizer.EncodeChat(Text), codes, zeros(20, 128), languageId);
+        var batch = SftCollate.Collate([sample], config);
+        return (sample, batch, SftObjective.InputEmbeddings(talker, batch, tensor(speaker).unsqueeze(0), LossAlignment.Fixed));
+    }
+
     static long[,] Codes(int frames, int a, int b)
     {
         var codes = new long[frames, 16];
@@ -42,14 +55,11 @@ public class TrainingPromptTests
         var talker = model.Talker;
         var xVector = Enumerable.Range(0, talker.Config.HiddenSize).Select(i => (float)Math.Sin(0.3 * i)).ToArray();
         var codes = Codes(6, 97, 13);
-        int? languageId = CodecPrefix.LanguageId(language, talker.Config);
-        Assert.Equal(language == "auto", languageId is null);
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var sample = new SftSample(GenerationFixture.Tokenizer.EncodeChat(Text), codes, zeros(20, 128), languageId);
-        using var batch = SftCollate.Collate([sample], model.Config);
-        var training = SftObjective.InputEmbeddings(talker, batch, tensor(xVector).unsqueeze(0), LossAlignment.Fixed); // [1, T, H]
+        var (sample, batch, training) = TrainingSample(talker, model.Config, codes, language, xVector); // training: [1, T, H]
+        using var _ = batch;
         using var prompt = new PromptBuilder(model, GenerationFixture.Tokenizer).Build(new SynthesisRequest
         {
             Text = Text, Language = language, SpeakerEmbedding = xVector, NonStreaming = true,
@@ -89,14 +99,11 @@ public class TrainingPromptTests
         var voice = Enumerable.Range(0, talker.Config.HiddenSize).Select(i => (float)Math.Cos(0.2 * i)).ToArray();
         using (no_grad()) speaking.state_dict()["talker.model.codec_embedding.weight"][3000].copy_(tensor(voice));
         var codes = Codes(4, 31, 7);
-        int? languageId = CodecPrefix.LanguageId(language, talker.Config);
-        Assert.Equal(language == "auto", languageId is null);
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var sample = new SftSample(GenerationFixture.Tokenizer.EncodeChat(Text), codes, zeros(20, 128), languageId);
-        using var batch = SftCollate.Collate([sample], config);
-        var training = SftObjective.InputEmbeddings(talker, batch, tensor(voice).unsqueeze(0), LossAlignment.Fixed);
+        var (sample, batch, training) = TrainingSample(talker, config, codes, language, voice);
+        using var _ = batch;
         using var prompt = new PromptBuilder(speaking, GenerationFixture.Tokenizer).Build(new SynthesisRequest
         {
             Text = Text, Language = language, Speaker = "amina", NonStreaming = true,
