@@ -17,11 +17,14 @@ public sealed record SyncTimings(double ExposedSeconds, double PackSeconds, doub
     public static readonly SyncTimings None = new(0, 0, 0, 0, 0);
 }
 
-/// <summary>Averages the master gradients across ranks, bucket by bucket (see <see cref="BucketAssignment"/>): each
-/// bucket's gradients are flattened into one contiguous fp32 buffer (a parameter without a gradient on this rank
-/// contributes zeros, so every rank reduces identical buffers, as Horovod does), summed across ranks, divided by the
-/// world size and copied back into every master's <c>.grad</c> (a null one is created). Buckets go out in index order
-/// on every rank. With one rank every call returns at once and nothing is copied.
+/// <summary>Averages the master gradients across ranks, bucket by bucket (see <see cref="BucketAssignment"/>): the
+/// buckets are contiguous views of one flat fp32 gradient buffer; each micro-step's gradients are added into their
+/// bucket and dropped (a parameter without a gradient on this rank contributes zeros, so every rank reduces identical
+/// buffers, as Horovod does); each bucket is summed across ranks and divided by the world size, and every master's
+/// <c>.grad</c> becomes a view of its slice (DDP's gradient_as_bucket_view: the bucket is the only fp32 gradient).
+/// Those views hold until the next step's first gradient reaches the bucket, which zeroes it: zero the grads (the
+/// optimizer's ZeroGrad) after each step. Buckets go out in index order on every rank. With one rank every call
+/// returns at once and nothing is copied.
 ///
 /// Three ways to use it, all once per optimizer step and never on accumulation micro-steps:
 /// (a) after the window's last backward and <c>AccumulateGradsToMaster</c>, <see cref="SynchronizeAll"/>;
@@ -74,6 +77,9 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     Exception? callbackError;
     readonly List<BucketLaunch> launches = [];
 
+    // Stages 0 and 1: every bucket a view of one flat gradient buffer (stage 2 allocates its buckets per micro-step).
+    readonly Tensor? flat;
+
     // ZeRO state: this rank's reduced gradient, and whether it holds a sum to add to (stage 2's later micro-steps).
     readonly int zeroStage;
     readonly Tensor? shardGradient;
@@ -88,6 +94,9 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
         public long Length { get; } = length;
         /// <summary>The packed gradients; with ZeRO-2 allocated at the bucket's first gradient and freed once reduced.</summary>
         public Tensor? Flat { get; set; }
+        /// <summary>Stage 0: the bucket holds the last reduce's averaged gradient, which the masters' .grad are views of;
+        /// the next step's first gradient zeroes it.</summary>
+        public bool HoldsReduced { get; set; }
         /// <summary>ZeRO: this rank's block of the bucket in the shard gradient, and in the buffer a stage-2 reduce receives into.</summary>
         public Tensor? Shard { get; set; }
         public Tensor? Received { get; set; }
@@ -150,12 +159,17 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             var offsets = new long[indices.Length];
             long n = 0;
             for (int k = 0; k < indices.Length; k++) (offsets[k], n) = (n, n + this.masters[indices[k]].numel());
-            // On the parameters' device: packing, the NCCL reduce and unpacking never leave it (MPI stages through the host).
             // Reduce-scatter pads the bucket to N equal blocks; the padding stays zero.
-            var bucket = new Bucket(indices, offsets, zeroStage > 0 ? Distributed.Partition.Padded(n, comm.WorldSize) : n);
-            if (zeroStage < 2) bucket.Flat = zeros(bucket.Length, ScalarType.Float32, Device).DetachFromDisposeScope();
-            return bucket;
+            return new Bucket(indices, offsets, zeroStage > 0 ? Distributed.Partition.Padded(n, comm.WorldSize) : n);
         }).ToArray();
+        if (zeroStage < 2)
+        {
+            // One flat fp32 buffer on the parameters' device (packing, the NCCL reduce and unpacking never leave it; MPI
+            // stages through the host), every bucket a contiguous view of it, in bucket order.
+            flat = zeros(buckets.Sum(b => b.Length), ScalarType.Float32, Device).DetachFromDisposeScope();
+            long at = 0;
+            foreach (var bucket in buckets) (bucket.Flat, at) = (flat.narrow(0, at, bucket.Length).DetachFromDisposeScope(), at + bucket.Length);
+        }
         // The views a reduce-scatter writes into live as long as the buckets: an async reduce may outlast any scope.
         for (int b = 0; b < buckets.Length && shardGradient is not null; b++)
             buckets[b].Shard = shardGradient.narrow(0, Partition!.ShardOffsets[b], Partition.BlockNumels[b]).DetachFromDisposeScope();
@@ -174,11 +188,12 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     /// <summary>ZeRO: the next reduce overwrites the shard gradient (the optimizer calls this with its zero_grad).</summary>
     public void ClearShardGradient() => shardHolds = false;
 
-    /// <summary>ZeRO, after a micro-step that does not reduce: adds its gradients into the buckets (fp32) and drops them,
-    /// and returns true. Otherwise returns false: the caller folds them into the masters (TrainableModel.AccumulateGradsToMaster).</summary>
+    /// <summary>After a micro-step that does not reduce, with several ranks: adds its gradients (master or compute
+    /// <c>.grad</c>) into the buckets in fp32 and drops them, and returns true; no fp32 master gradient is made. With one
+    /// rank returns false: the caller folds them into the masters (TrainableModel.AccumulateGradsToMaster).</summary>
     public bool Accumulate()
     {
-        if (shardGradient is null) return false;
+        if (buckets.Length == 0) return false;
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         foreach (var bucket in buckets) Pack(bucket);
@@ -221,7 +236,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             double t0 = clock.Elapsed.TotalSeconds;
             Pack(bucket);
             pack += clock.Elapsed.TotalSeconds - t0;
-            if (shardGradient is null) comm.AllReduceSum(bucket.Flat!);
+            if (shardGradient is null) comm.AllReduceSum(Filled(bucket));
             else comm.ReduceScatterSum(Filled(bucket), ShardTarget(bucket));
             Unpack(bucket);
         }
@@ -416,8 +431,29 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
 
     long TotalBytes => buckets.Sum(b => b.Length * 4);
 
-    /// <summary>The bucket's buffer, allocated (zero) if this step has not touched it yet (ZeRO-2).</summary>
-    Tensor Filled(Bucket bucket) => bucket.Flat ??= zeros(bucket.Length, ScalarType.Float32, Device).DetachFromDisposeScope();
+    /// <summary>The bucket's buffer for this step's gradients: allocated (zero) if this step has not touched it yet
+    /// (ZeRO-2), or zeroed if it still holds the last step's reduced gradient (stage 0).</summary>
+    Tensor Filled(Bucket bucket)
+    {
+        if (bucket.HoldsReduced)
+        {
+            foreach (int i in bucket.Parameters)
+                if (masters[i].grad is { } grad && SharesBucket(grad, bucket))
+                    throw new InvalidOperationException($"'{names[i]}' still holds the last step's reduced gradient (a view of its bucket) when the next " +
+                        "step's gradients arrive; call the optimizer's ZeroGrad after each step");
+            bucket.Flat!.zero_();
+            bucket.HoldsReduced = false;
+        }
+        return bucket.Flat ??= zeros(bucket.Length, ScalarType.Float32, Device).DetachFromDisposeScope();
+    }
+
+    /// <summary>Whether a gradient is one of the views <see cref="Unpack"/> made of this bucket.</summary>
+    static bool SharesBucket(Tensor grad, Bucket bucket)
+    {
+        if (grad.device_type == DeviceType.META || grad.numel() == 0) return false;
+        long start = NcclCommunicator.DataPointer(bucket.Flat!), at = NcclCommunicator.DataPointer(grad);
+        return at >= start && at < start + bucket.Length * 4;
+    }
 
     /// <summary>Every sync starts here: with ZeRO, whether this reduce adds to the shard gradient (stage 2's later micro-steps).</summary>
     void BeginReduce()
@@ -432,33 +468,28 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
     /// <summary>This bucket's all-reduce, or with ZeRO its reduce-scatter into this rank's block, started.</summary>
     Task Reduce(Bucket bucket)
     {
-        if (shardGradient is null) return comm.AllReduceSumAsync(bucket.Flat!);
+        if (shardGradient is null) return comm.AllReduceSumAsync(Filled(bucket)); // zeroed if no gradient of this step reached it
         return comm.ReduceScatterSumAsync(Filled(bucket), ShardTarget(bucket));
     }
 
     /// <summary>Where this rank's block of a reduce-scatter lands: the shard itself, or the buffer added into it (stage 2's later micro-steps).</summary>
     Tensor ShardTarget(Bucket bucket) => addToShard ? bucket.Received! : bucket.Shard!;
 
-    /// <summary>Puts the parameters' gradients into the bucket and drops the compute ones; with ZeRO adds them to what
-    /// earlier micro-steps accumulated there and drops the masters' too.</summary>
+    /// <summary>Adds the parameters' gradients (master and compute <c>.grad</c>, in fp32) to what earlier micro-steps
+    /// accumulated in the bucket and drops them: the bucket is the only place a gradient is kept until it is reduced.</summary>
     void Pack(Bucket bucket)
     {
         for (int k = 0; k < bucket.Parameters.Length; k++)
         {
             int i = bucket.Parameters[k];
             var grad = masters[i].grad;
-            // ZeRO-2 allocates a bucket for gradients only: packing before the overlapped backward finds none.
-            if (bucket.Flat is null && grad is null && compute?[i].grad is null) continue;
-            var view = Filled(bucket).narrow(0, bucket.Offsets[k], compute?[i].numel() ?? masters[i].numel());
-            if (shardGradient is not null) { if (grad is not null) view.add_(grad.reshape(-1), Scalars.One); }
-            else if (grad is null) view.zero_();
-            else view.copy_(grad.reshape(-1));
-            if (compute?[i].grad is { } computeGrad)
-            {
-                view.add_(computeGrad.reshape(-1), Scalars.One);
-                compute[i].grad = null;
-            }
-            if (shardGradient is not null) masters[i].grad = null; // the rank keeps only its shard of the reduced gradient
+            var computeGrad = compute?[i].grad;
+            if (grad is null && computeGrad is null) continue; // nothing to add: a bucket stays as it is (ZeRO-2: unallocated)
+            var view = Filled(bucket).narrow(0, bucket.Offsets[k], compute?[i].numel() ?? masters[i].numel()); // released masters (ZeRO, bf16) hold no elements
+            if (grad is not null) view.add_(grad.reshape(-1), Scalars.One);
+            if (computeGrad is not null) view.add_(computeGrad.reshape(-1), Scalars.One);
+            masters[i].grad = null;
+            if (compute is not null) compute[i].grad = null;
         }
     }
 
@@ -478,16 +509,18 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
             else bucket.Flat!.zero_();
             return;
         }
+        // Stage 0: the averaged bucket is the masters' gradient; each .grad becomes a view of it (DDP's
+        // gradient_as_bucket_view), so no second whole fp32 gradient exists. The scope disposes the view's handle and .grad
+        // keeps its own reference (a detached handle would keep the bucket referenced after zero_grad until the GC ran).
         var flat = bucket.Flat!;
         flat.div_(worldSize);
         for (int k = 0; k < bucket.Parameters.Length; k++)
         {
             int i = bucket.Parameters[k];
             var master = masters[i];
-            var view = flat.narrow(0, bucket.Offsets[k], master.numel()).view(master.shape);
-            if (master.grad is { } grad) grad.copy_(view);
-            else master.grad = view.clone(); // the scope disposes this handle; .grad keeps its own reference (a detached handle would keep the gradient alive after zero_grad until the GC ran)
+            master.grad = flat.narrow(0, bucket.Offsets[k], master.numel()).view(master.shape);
         }
+        bucket.HoldsReduced = true;
     }
 
     /// <summary>Copies root's master weights into every rank's (call once after building the model, then
@@ -554,6 +587,7 @@ public sealed class GradientSynchronizer : IDisposable, IParameterUseObserver
 
     public void Dispose()
     {
+        flat?.Dispose();
         foreach (var b in buckets)
         {
             b.Flat?.Dispose();

@@ -29,12 +29,13 @@ public sealed record BatchShape(int Rows, int Positions, long Frames)
 ///                   stage 0        stage 1                         stage 2
 ///   fp32 masters    4              4/N (fp32: + 4, the weights)    4/N (+ 4)
 ///   compute copy    2 (0)          2 (0)                           2 (0)
-///   gradients       4 + 2 (4)      2 (4) + 4/N                     8/N
+///   gradients       2 (4)          2 (4) + 4/N                     8/N
 ///   AdamW moments   8              8/N                             8/N
 ///   buckets         4              4 + all-gather buffer           in flight only + all-gather buffer
 /// </code>
-/// Stage 1's whole gradient is the bf16 (fp32) one autograd makes on a micro-step that does not reduce, and its buckets
-/// hold the fp32 sum across micro-steps; at stage 2 every micro-step reduces during backward (--grad_sync overlap), the
+/// The whole gradient of stages 0 and 1 is the bf16 (fp32) one autograd makes on a micro-step, and their buckets hold
+/// the fp32 sum across micro-steps (at stage 0 the masters' .grad are views of them afterwards; one rank has no buckets
+/// and keeps an fp32 master gradient, 4 + 2 (4)); at stage 2 every micro-step reduces during backward (--grad_sync overlap), the
 /// reduced gradients never reach .grad and a bucket lives only from its first gradient to the end of its
 /// reduce-scatter (planned as the largest plus one of the cap; with after_backward the whole gradient exists for a
 /// moment). ZeRO's all-gather buffer holds at most one cap's worth (a larger bucket is gathered in chunks). An estimate, not an accounting: <c>MemoryPlanTests</c> and the memory bench hold it against measured peaks.</summary>
@@ -73,7 +74,7 @@ public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, 
         long gather = Math.Min(bucketCapBytes, largestBucketBytes); // ZeRO's all-gather buffer: a cap's worth at most
         var (masters, gradients, optimizer, buckets) = stage switch
         {
-            0 => (4 * totalParameters, 4 * psi + (bf16 ? 2 * psi : 0), 8 * psi, worldSize > 1 ? 4 * psi : 0),
+            0 => (4 * totalParameters, worldSize > 1 ? whole : 4 * psi + (bf16 ? 2 * psi : 0), 8 * psi, worldSize > 1 ? 4 * psi : 0),
             1 => (4 * frozen + 4 * shard + (bf16 ? 0 : 4 * psi), whole + 4 * shard, 8 * shard, 4 * psi + gather),
             _ => (4 * frozen + 4 * shard + (bf16 ? 0 : 4 * psi), 8 * shard, 8 * shard,
                 Math.Min(4 * psi, Math.Max(bucketCapBytes, largestBucketBytes) + bucketCapBytes) + gather),

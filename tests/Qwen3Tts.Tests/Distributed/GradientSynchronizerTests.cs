@@ -229,6 +229,62 @@ public class GradientSynchronizerTests(ITestOutputHelper output)
     static (string, Parameter)[] Params(params float[][] values) =>
         values.Select((v, i) => ($"p{i}", new Parameter(tensor(v), requires_grad: true))).ToArray();
 
+    /// <summary>Stage 0 keeps one fp32 gradient: the buckets are contiguous views of one flat buffer, micro-steps add into
+    /// them (dropping .grad), and after the reduce each master's .grad is a view of its bucket slice. The next step starts
+    /// from zero even where this rank brings no gradient, and a step whose grads were not zeroed is refused.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Stage_0_gradients_are_views_of_one_flat_bucket_buffer_and_each_step_starts_from_zero(bool overlap)
+    {
+        var steps = new float[2][][][];
+        FakeWorld.Run(2, comm =>
+        {
+            var ps = Params([1, 2, 3], [4, 5]);
+            using var sync = new GradientSynchronizer(ps, comm, capBytes: 12); // p1 then p0: two buckets
+            var buffers = sync.BucketBuffers;
+            long start = NcclCommunicator.DataPointer(buffers[0]);
+            Assert.Equal(start + 2 * 4, NcclCommunicator.DataPointer(buffers[1])); // bucket 1 follows bucket 0 in one buffer
+            void Sync()
+            {
+                if (overlap) { sync.Launch(); sync.WaitAll(); }
+                else sync.SynchronizeAll();
+            }
+
+            // Step 1: two micro-steps, the first accumulated into the buckets (its .grad dropped, no fp32 copy kept).
+            ps[0].Item2.grad = tensor(new float[] { 1, 1, 1 });
+            ps[1].Item2.grad = tensor(new float[] { 2, 2 });
+            Assert.True(sync.Accumulate());
+            Assert.All(ps, p => Assert.Null(p.Item2.grad));
+            ps[0].Item2.grad = tensor(new float[] { comm.Rank, 0, 0 });
+            Sync();
+            foreach (var (_, p) in ps)
+            {
+                long at = NcclCommunicator.DataPointer(p.grad!);
+                Assert.InRange(at, start, start + (5 - p.numel()) * 4); // a view of the flat buffer, not a copy
+            }
+            var first = ps.Select(p => p.Item2.grad!.data<float>().ToArray()).ToArray();
+
+            // Step 2 (grads zeroed as the optimizer does): rank 1 brings nothing for p1, so step 1's values must not leak.
+            foreach (var (_, p) in ps) p.grad = null;
+            ps[0].Item2.grad = tensor(new float[] { 4, 4, 4 });
+            if (comm.Rank == 0) ps[1].Item2.grad = tensor(new float[] { 6, 8 });
+            Sync();
+            steps[comm.Rank] = [first, ps.Select(p => p.Item2.grad!.data<float>().ToArray()).ToArray()];
+
+            // Step 3 without zeroing: the .grad views would be overwritten under the caller: refused, on every rank alike.
+            var error = Assert.Throws<InvalidOperationException>(() => sync.Accumulate());
+            Assert.Contains("ZeroGrad", error.Message);
+        });
+        foreach (var rank in steps)
+        {
+            Assert.Equal(new float[] { 1.5f, 1, 1 }, rank[0][0]); // (1 + 0 + 1 + 1) / 2, (1 + 1) / 2
+            Assert.Equal(new float[] { 2, 2 }, rank[0][1]);
+            Assert.Equal(new float[] { 4, 4, 4 }, rank[1][0]);
+            Assert.Equal(new float[] { 3, 4 }, rank[1][1]); // (6 + 0) / 2, (8 + 0) / 2
+        }
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

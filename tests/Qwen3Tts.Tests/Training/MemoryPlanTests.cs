@@ -95,8 +95,11 @@ public class MemoryPlanTests(ITestOutputHelper output) : CleansTempDirs
         Assert.Equal(4 * 800 + 8 * 800, small.Gradients + small.Optimizer);
         var bf16 = MemoryPlan.Estimate(talker, 1000, 800, bf16: true, worldSize: 2, shape, cuda: false);
         Assert.Equal(4 * 1000 + 2 * 800, bf16.Weights);       // fp32 masters + the bf16 compute copy
-        Assert.Equal(4 * 800 + 2 * 800, bf16.Gradients); // fp32 master grads, bf16 compute grads
+        Assert.Equal(2 * 800, bf16.Gradients); // bf16 compute grads; the fp32 master grads are views of the buckets
         Assert.Equal(4 * 800, bf16.Buckets);
+        var one = MemoryPlan.Estimate(talker, 1000, 800, bf16: true, worldSize: 1, shape, cuda: false);
+        Assert.Equal(4 * 800 + 2 * 800, one.Gradients); // one rank: no buckets, fp32 master grads of their own
+        Assert.Equal(0, one.Buckets);
     }
 
     /// <summary>ZeRO's figures by hand for Ψ = 800 trainable of 1000 parameters on 4 ranks (shards of 200), bf16: stage 1
@@ -109,7 +112,7 @@ public class MemoryPlanTests(ITestOutputHelper output) : CleansTempDirs
         var shape = new BatchShape(1, 10, 5);
         MemoryPlan Plan(bool bf16, int world, int stage) => MemoryPlan.Estimate(talker, 1000, 800, bf16, world, shape, cuda: false, stage, bucketCapBytes: 400);
         static long[] Bytes(MemoryPlan p) => [p.Masters, p.ComputeCopy, p.Gradients, p.Optimizer, p.Buckets];
-        Assert.Equal([4000, 1600, 4800, 6400, 3200], Bytes(Plan(true, 4, 0)));
+        Assert.Equal([4000, 1600, 1600, 6400, 3200], Bytes(Plan(true, 4, 0)));
         Assert.Equal([200 * 4 + 800, 1600, 1600 + 800, 1600, 3200], Bytes(Plan(true, 4, 1))); // speaker encoder + slice
         Assert.Equal([1600, 1600, 1600, 1600, 800], Bytes(Plan(true, 4, 2)));
         Assert.Equal([1600 + 3200, 0, 1600, 1600, 800], Bytes(Plan(false, 4, 2))); // fp32: the whole masters are the weights
