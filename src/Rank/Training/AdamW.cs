@@ -28,10 +28,12 @@ public sealed record AdamWOptions(double Lr = 2e-5, double Beta1 = 0.9, double B
 ///   p ← p − lr/(1 − β1^t) · m / (sqrt(v)/sqrt(1 − β2^t) + eps)
 /// </code>
 /// A parameter whose <c>.grad</c> is null is skipped entirely, its step count t included, as torch does; so
-/// t is per parameter and is part of the state ("step.{name}").</summary>
+/// t is per parameter and is part of the state ("step.{name}"). Each moment lives in one flat buffer (<see cref="FlatBuffer"/>),
+/// stepped parameter by parameter on its views: the bits of torch's per-tensor loop, over contiguous memory.</summary>
 public sealed class AdamW : ITrainingOptimizer
 {
     readonly Entry[] entries;
+    readonly Tensor expAvg, expAvgSq; // each moment in one flat buffer, the entries' moments views of it
     readonly Device device;
     bool disposed;
 
@@ -58,16 +60,17 @@ public sealed class AdamW : ITrainingOptimizer
             if (p.device_type != device.type || p.device_index != device.index)
                 throw new ArgumentException($"parameter '{name}' is on {p.device} but '{list[0].Name}' on {device}; the optimizer steps parameters on one device", nameof(parameters));
 
+        // State is created here, once, and lives as long as the optimizer (FlatBuffer detaches it from any scope the caller
+        // is in). The moments are zeros of the parameters' shapes on their device, as torch's, laid end to end in one buffer
+        // each. The step count stays a CPU scalar (torch's non-capturable AdamW keeps it on the CPU too); it is only read on the host.
+        var shapes = list.Select(p => p.Parameter.shape).ToArray();
+        (expAvg, var expAvgs) = FlatBuffer.Zeros(shapes, ScalarType.Float32, device);
+        (expAvgSq, var expAvgSqs) = FlatBuffer.Zeros(shapes, ScalarType.Float32, device);
         entries = new Entry[list.Count];
         for (int i = 0; i < list.Count; i++)
         {
             var (name, p) = list[i];
-            // State is created here, once, and lives as long as the optimizer: detach it from any scope the caller is in.
-            // The moments are zeros_like(p): on the parameter's device, as torch's. The step count stays a CPU scalar (torch's
-            // non-capturable AdamW keeps it on the CPU too); it is only read on the host.
-            entries[i] = new Entry(name, p, noDecay is null || !noDecay(name),
-                zeros_like(p, dtype: ScalarType.Float32).DetachFromDisposeScope(),
-                zeros_like(p, dtype: ScalarType.Float32).DetachFromDisposeScope(),
+            entries[i] = new Entry(name, p, noDecay is null || !noDecay(name), expAvgs[i], expAvgSqs[i],
                 zeros(Array.Empty<long>(), dtype: ScalarType.Int64).DetachFromDisposeScope());
         }
     }
@@ -220,5 +223,7 @@ public sealed class AdamW : ITrainingOptimizer
             e.ExpAvgSq.Dispose();
             e.StepTensor.Dispose();
         }
+        expAvg.Dispose();
+        expAvgSq.Dispose();
     }
 }

@@ -30,6 +30,46 @@ public class MixedPrecisionTests
     static Tensor Master(TrainableModel m, string name) => m.MasterParameters.Single(p => p.Name == name).Parameter;
     static Tensor Compute(TrainableModel m, string name) => m.ComputeParameters.Single(p => p.Name == name).Parameter;
 
+    /// <summary>Where each parameter's data starts, and the bytes after its end (the next one's start when laid end to end).</summary>
+    static void AssertLaidEndToEnd(IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, int elementSize)
+    {
+        for (int i = 1; i < parameters.Count; i++)
+        {
+            var (before, p) = (parameters[i - 1].Parameter, parameters[i].Parameter);
+            Assert.Equal(Qwen3Tts.Rank.Distributed.NcclCommunicator.DataPointer(before) + before.numel() * elementSize,
+                Qwen3Tts.Rank.Distributed.NcclCommunicator.DataPointer(p));
+        }
+    }
+
+    /// <summary>The trainable masters and the bf16 compute weights each live in one buffer, the parameters views of it in
+    /// order; the model is unchanged by the move, the cast over the flat buffers gives the bits of a per-parameter cast, and
+    /// masters released and restored (ZeRO) are laid end to end again.</summary>
+    [Fact]
+    public void Masters_and_compute_weights_are_views_of_one_flat_buffer_each()
+    {
+        using var scope = NewDisposeScope();
+        using var reference = TinyModel();
+        var before = reference.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        using var model = TinyModel();
+        using var m = new TrainableModel(model, MixedPrecision.Bf16);
+        AssertLaidEndToEnd(m.MasterParameters, 4);
+        AssertLaidEndToEnd(m.ComputeParameters, 2);
+        foreach (var (name, p) in model.named_parameters())
+            Assert.True(before[name].Same(p), $"{name} changed when it moved into the flat buffer");
+        foreach (var (name, p) in m.ComputeParameters)
+            Assert.True(before[name].to(ScalarType.BFloat16).Same(p), $"{name}: the flat cast differs from the parameter's own");
+        // The module still trains through the views: a step on one master shows in its compute copy only.
+        using (no_grad()) Master(m, NormWeight).add_(1.0);
+        m.CopyMasterToCompute();
+        Assert.True(full(Compute(m, NormWeight).shape, 2.0, ScalarType.BFloat16).Same(Compute(m, NormWeight)));
+
+        m.ReleaseMasters();
+        Assert.All(m.MasterParameters, p => Assert.Equal(0, p.Parameter.numel()));
+        m.RestoreMasters();
+        AssertLaidEndToEnd(m.MasterParameters, 4);
+        Assert.All(m.MasterParameters, p => Assert.Equal(Compute(m, p.Name).shape, p.Parameter.shape));
+    }
+
     [Fact]
     public void An_update_below_bf16_resolution_is_kept_in_the_fp32_master_and_accumulates()
     {
