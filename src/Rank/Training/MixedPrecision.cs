@@ -30,7 +30,7 @@ public enum MixedPrecision
 ///
 /// In fp32 mode the master talker is the compute talker and both grad and weight copies are no-ops.
 /// The trainable masters and the compute weights each live in one flat buffer (<see cref="FlatBuffer"/>), the parameters
-/// views of it: the cast to bf16 is one op over contiguous memory.
+/// views of it: the cast to bf16 is one op over contiguous memory. The fp32 master gradients are views of a third.
 /// Memory with bf16, per trainable parameter: 4 (master) + 4 (master grad) + 2 (compute) + 2 (compute grad) + 8 (AdamW) bytes.</summary>
 public sealed class TrainableModel : IDisposable
 {
@@ -43,6 +43,10 @@ public sealed class TrainableModel : IDisposable
     // The trainable fp32 masters and the bf16 compute weights each in one contiguous buffer, the parameters views of it.
     Tensor? masterBuffer;
     readonly Tensor? computeBuffer;
+    // bf16: the masters' fp32 gradients, views of one buffer made at the first accumulation (with several ranks the
+    // synchronizer's buckets hold them instead, and this is never made).
+    Tensor? gradientBuffer;
+    Tensor[]? gradientViews;
 
     public TrainableModel(Qwen3TtsModel model, MixedPrecision precision)
     {
@@ -170,7 +174,15 @@ public sealed class TrainableModel : IDisposable
             if (grad is null) continue;
             var m = master[i].Parameter;
             var masterGrad = m.grad;
-            if (masterGrad is null) m.grad = grad.to(ScalarType.Float32, copy: true);
+            if (masterGrad is null)
+            {
+                if (gradientViews is null)
+                {
+                    var (buffer, views) = FlatBuffer.Zeros(master.Select(p => p.Parameter.shape).ToArray(), ScalarType.Float32, m.device);
+                    (gradientBuffer, gradientViews) = (buffer, views);
+                }
+                m.grad = gradientViews[i].copy_(grad); // the cast to fp32 into the master's slice
+            }
             else masterGrad.add_(grad, Scalars.One);
             c.grad = null;
         }
@@ -191,5 +203,7 @@ public sealed class TrainableModel : IDisposable
         ownedCompute?.Dispose();
         computeBuffer?.Dispose();
         masterBuffer?.Dispose();
+        gradientBuffer?.Dispose();
+        foreach (var view in gradientViews ?? []) view.Dispose();
     }
 }

@@ -398,7 +398,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             }
             // The overlapped step's gradients are in the buckets already (WaitAll drops the bf16 copies); with one
             // rank nothing was tapped and they are folded in here as on every other micro-step.
-            // With ZeRO they go into the synchronizer's fp32 buckets instead of master gradients.
+            // With several ranks they go into the synchronizer's fp32 buckets instead of master gradients.
             if (!overlapped || !sync.ReducesAcrossRanks)
                 using (timer.Phase(TrainPhase.Backward, span: false)) // timed as backward, under the micro-step's one backward span
                     if (!sync.Accumulate()) trainable.AccumulateGradsToMaster();

@@ -24,6 +24,7 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
     [InlineData("mpich", 2, false)]
     [InlineData("openmpi", 2, true)] // two speakers (--multi_speaker) and an added language
     [InlineData("openmpi", 2, false, 1)] // ZeRO-1: MPI_Reduce_scatter_block into the shards, MPI_Allgather of the updates
+    [InlineData("mpich", 2, false, 1)]
     [InlineData("openmpi", 2, false, 2)] // ZeRO-2: a reduce-scatter after every micro-step
     [InlineData("mpich", 2, false, 2)]
     public void Two_ranks_equal_one_process_with_twice_the_batch(string flavor, int accumulation, bool multiSpeaker, int zeroStage = 0)

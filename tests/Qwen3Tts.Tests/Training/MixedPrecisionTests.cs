@@ -31,14 +31,24 @@ public class MixedPrecisionTests
     static Tensor Compute(TrainableModel m, string name) => m.ComputeParameters.Single(p => p.Name == name).Parameter;
 
     /// <summary>Where each parameter's data starts, and the bytes after its end (the next one's start when laid end to end).</summary>
-    static void AssertLaidEndToEnd(IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, int elementSize)
+    /// <summary>Each tensor (the parameters, or those gradients that exist) starts where the ones before it in the list end,
+    /// counted from the first.</summary>
+    static void AssertLaidEndToEnd(IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, int elementSize, bool grads = false)
     {
-        for (int i = 1; i < parameters.Count; i++)
+        long? start = null, at = 0;
+        int checkedCount = 0;
+        foreach (var (name, p) in parameters)
         {
-            var (before, p) = (parameters[i - 1].Parameter, parameters[i].Parameter);
-            Assert.Equal(Qwen3Tts.Rank.Distributed.NcclCommunicator.DataPointer(before) + before.numel() * elementSize,
-                Qwen3Tts.Rank.Distributed.NcclCommunicator.DataPointer(p));
+            if ((grads ? p.grad : p) is { } t)
+            {
+                long pointer = Qwen3Tts.Rank.Distributed.NcclCommunicator.DataPointer(t);
+                start ??= pointer - at * elementSize;
+                Assert.True(start + at * elementSize == pointer, $"{name} is not where the tensors before it end");
+                checkedCount++;
+            }
+            at += p.numel();
         }
+        Assert.True(checkedCount > 1, "nothing laid out to check");
     }
 
     /// <summary>The trainable masters and the bf16 compute weights each live in one buffer, the parameters views of it in
@@ -58,6 +68,10 @@ public class MixedPrecisionTests
             Assert.True(before[name].Same(p), $"{name} changed when it moved into the flat buffer");
         foreach (var (name, p) in m.ComputeParameters)
             Assert.True(before[name].to(ScalarType.BFloat16).Same(p), $"{name}: the flat cast differs from the parameter's own");
+        // The fp32 master gradients too: bf16 gradients cast into the slices of a third buffer, as a per-parameter cast would.
+        using (var g = new Generator(3))
+            Backward(m, randn(1, 6, 64, generator: g), randn(1, 6, 64, generator: g));
+        AssertLaidEndToEnd(m.MasterParameters, 4, grads: true);
         // The module still trains through the views: a step on one master shows in its compute copy only.
         using (no_grad()) Master(m, NormWeight).add_(1.0);
         m.CopyMasterToCompute();
