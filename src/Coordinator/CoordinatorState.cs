@@ -55,6 +55,9 @@ public sealed record CoordinatorOptions(string OutputDir, PlanSettings Plan)
 {
     /// <summary>The world size; null: fixed by the first rank that registers.</summary>
     public int? WorldSize { get; init; }
+    /// <summary>A resumed run may change the global batch of the saved state (--allow_new_global_batch); without it a
+    /// resume at another world size must keep the global batch.</summary>
+    public bool AllowNewGlobalBatch { get; init; }
     /// <summary>A rank silent (no Register/Heartbeat) longer than this is declared dead and the run is stopped.</summary>
     public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(60);
     /// <summary>Global batches per lease when the rank does not say.</summary>
@@ -511,10 +514,21 @@ public sealed class CoordinatorState
         }
         Same("sample count", state.SampleCount, plan.SampleCount);
         Same("seed", state.Seed, plan.Seed);
-        Same("batch size per rank", state.BatchSizePerRank, plan.BatchSizePerRank);
         Same("bucket window", state.BucketWindow, plan.EffectiveWindow);
         Same("data fingerprint (per-sample lengths)", state.DataFingerprint, plan.Fingerprint);
-        if (options.WorldSize is { } w && state.WorldSize is { } saved) Same("world size", saved, w);
+        if (options.WorldSize is { } w && state.WorldSize is { } saved && (saved != w || state.BatchSizePerRank != plan.BatchSizePerRank))
+        {
+            // A run resumed at another world size: the plan depends on the global batch only, so it is the same plan when
+            // that is kept (or the trainer allowed a new one). The old ranks' cursors go; each rank registers its start.
+            int before = state.BatchSizePerRank * saved, now = plan.BatchSizePerRank * w;
+            if (before != now && !options.AllowNewGlobalBatch)
+                throw new InvalidOperationException($"{path}: the run was planned with a global batch of {before} samples ({state.BatchSizePerRank} per rank x {saved} ranks), " +
+                    $"this coordinator has {now} ({plan.BatchSizePerRank} x {w}); the data order would change mid-run. Keep the global batch, or another output folder for a new run");
+            (state.WorldSize, state.BatchSizePerRank) = (w, plan.BatchSizePerRank);
+            state.Registered.Clear();
+            state.Ranks.Clear();
+        }
+        else Same("batch size per rank", state.BatchSizePerRank, plan.BatchSizePerRank);
         state.WorldSize ??= options.WorldSize;
         return state;
     }

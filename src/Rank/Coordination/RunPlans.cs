@@ -22,7 +22,7 @@ public static class RunPlans
     /// <param name="fresh">a new run (no resume): an embedded coordinator's state left by an earlier run is replaced.</param>
     /// <param name="onFailure">called on a background thread when the coordinator declares a rank dead or goes silent; must end the process.</param>
     public static IRunPlan Open(string coordinator, PlanSettings settings, PlanPosition start, bool fresh, ICommunicator comm,
-        string outputDir, string? token, TimeSpan heartbeatTimeout, TextWriter log, Action<CoordinatorStopException> onFailure)
+        string outputDir, string? token, TimeSpan heartbeatTimeout, TextWriter log, Action<CoordinatorStopException> onFailure, bool allowNewGlobalBatch = false)
     {
         if (coordinator == Off) return new LocalRunPlan(settings, comm.Rank, comm.WorldSize);
         var interval = TimeSpan.FromTicks(Math.Max(heartbeatTimeout.Ticks / 6, TimeSpan.FromMilliseconds(100).Ticks));
@@ -43,6 +43,7 @@ public static class RunPlans
                     {
                         WorldSize = comm.WorldSize,
                         HeartbeatTimeout = heartbeatTimeout,
+                        AllowNewGlobalBatch = allowNewGlobalBatch,
                     })
                     {
                         // Other nodes must reach rank 0; a single-node job keeps the port on loopback.

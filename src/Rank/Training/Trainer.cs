@@ -74,6 +74,17 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     {
         o.Validate();
         Directory.CreateDirectory(o.OutputModelPath);
+        // ---- a resume at another world size keeps the checkpoint's global batch (adjusting --batch_size), or is refused
+        string? resumeDir = o.ResumeFromCheckpoint is { } spec ? CheckpointRotation.ResolveResume(o.OutputModelPath, spec) : null;
+        Qwen3Tts.Coordinator.PlanPosition? resumeStart = null;
+        if (resumeDir is not null && TrainingCheckpoint.ReadState(resumeDir) is { Batch: { } savedBatch } savedState)
+        {
+            var decision = ResumeGeometry.Resolve(savedBatch, new BatchGeometry(o.BatchSize, comm.WorldSize, o.GradientAccumulationSteps),
+                new(savedState.Epoch, savedState.BatchInEpoch), o.AllowNewGlobalBatch, resumeDir);
+            o = o with { BatchSize = decision.BatchPerRank };
+            resumeStart = decision.Start;
+            if (decision.Note is { } note) Log(note);
+        }
         var precision = TrainableModel.ParsePrecision(o.MixedPrecision);
         device = TrainingDevice.Resolve(o.Device, comm.LocalRank);
         collectives = TrainingDevice.CommunicatorFor(device, comm);
@@ -128,14 +139,14 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         double? bestEval = null;
         long? bestEvalStep = null;
         IReadOnlyList<CheckpointVoice> resumedVoices = [];
-        if (o.ResumeFromCheckpoint is { } resumeSpec)
+        if (resumeDir is { } dir)
         {
-            string dir = CheckpointRotation.ResolveResume(o.OutputModelPath, resumeSpec);
             using var loaded = TrainingCheckpoint.Load(dir);
             CheckpointLoader.Load(model, dir, strict: true); // CPU file tensors copied into the device's weights
             trainable.CopyMasterToCompute();
             optimizer.LoadState(loaded.Optimizer, loaded.State.OptimizerStep);
             (step, startEpoch, startBatch) = (loaded.State.GlobalStep, loaded.State.Epoch, loaded.State.BatchInEpoch);
+            if (resumeStart is { } at) (startEpoch, startBatch) = (at.Epoch, at.NextBatch); // moved by a new global batch
             (bestEval, bestEvalStep) = (loaded.State.BestEvalLoss, loaded.State.BestEvalStep);
             resumedVoices = CheckpointVoices.Read(loaded.Directory);
             if (loaded.State.Seed != (ulong)o.Seed)
@@ -165,7 +176,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 Console.Error.WriteLine($"error: rank {comm.Rank} of {comm.WorldSize}: the coordinator stopped the run: {failure.Message}");
                 Console.Error.Flush();
                 comm.Abort(1);
-            });
+            }, o.AllowNewGlobalBatch);
         if (startBatch > batchesPerEpoch)
             throw new ArgumentException($"the checkpoint resumes at batch {startBatch} of epoch {startEpoch}, but an epoch has {batchesPerEpoch} global batches now: train with the run's --batch_size and world size");
 
@@ -201,6 +212,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             }),
             Seed = (ulong)o.Seed,
             BaseModel = Path.GetFullPath(o.InitModelPath),
+            Batch = new BatchGeometry(o.BatchSize, comm.WorldSize, o.GradientAccumulationSteps),
+            ZeroStage = comm.WorldSize > 1 ? o.ZeroStage : 0,
         };
         void Save(string dir, int epoch, long batchInEpoch)
         {

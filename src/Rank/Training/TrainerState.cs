@@ -45,6 +45,13 @@ public sealed record TrainerState
 
     public required ulong Seed { get; init; }
 
+    /// <summary>How the run cut its data (per-rank batch, world size, accumulation); a resume at another world size keeps
+    /// its global batch (<see cref="ResumeGeometry"/>). Null in checkpoints written before it existed.</summary>
+    public BatchGeometry? Batch { get; init; }
+
+    /// <summary>--zero_stage of the run that wrote it (for the record: the files are the same at every stage).</summary>
+    public int? ZeroStage { get; init; }
+
     /// <summary>The base model the run started from (absolute path): where synthesis finds the 12 Hz codec
     /// (speech_tokenizer/), which checkpoints do not copy. Null in checkpoints written before it existed.</summary>
     public string? BaseModel { get; init; }

@@ -69,6 +69,9 @@ public sealed record TrainingOptions
     public double SubTalkerWeight { get; init; } = 0.3;
     public string? ResumeFromCheckpoint { get; init; }
     public bool SkipBadSamples { get; init; }
+
+    /// <summary>--allow_new_global_batch: resume with a global batch other than the checkpoint's (the run changes).</summary>
+    public bool AllowNewGlobalBatch { get; init; }
     /// <summary>Also export OUTPUT/epoch-N-custom_voice/ after each epoch, as the upstream script's per-epoch checkpoints are.</summary>
     public bool ExportEveryEpoch { get; init; }
     public int BucketSizeMb { get; init; } = 25;
@@ -203,6 +206,7 @@ public static class TrainingFlags
         var subWeight = Flag<double?>("sub_talker_weight", "weight of the code predictor loss (default 0.3)");
         var resume = Flag<string?>("resume_from_checkpoint", "a checkpoint folder, or 'latest' in the output folder");
         var skipBad = Flag<bool>("skip_bad_samples", "skip malformed records (listed in OUTPUT/skipped_train_samples.jsonl) instead of stopping");
+        var allowNewBatch = Flag<bool>("allow_new_global_batch", "resume even where the world size cannot keep the checkpoint's global batch (the data order and schedule change)");
         var exportEveryEpoch = Flag<bool>("export_every_epoch", "also export OUTPUT/epoch-N-custom_voice/ after each epoch (custom_voice/ is always exported at the end, from best/ or last/)");
         var beta1 = Flag<double?>("adam_beta1", "AdamW beta1 (default 0.9)");
         var beta2 = Flag<double?>("adam_beta2", "AdamW beta2 (default 0.999)");
@@ -222,7 +226,7 @@ public static class TrainingFlags
         var zeroStage = Flag<int?>("zero_stage", "0 (default): every rank holds AdamW's state; 1: ZeRO-1, the optimizer state sharded across ranks; 2: ZeRO-2, gradients reduce-scattered every micro-step too");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, exportEveryEpoch, bucket, gradSync, zeroStage, dryRunMemory, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, allowNewBatch, exportEveryEpoch, bucket, gradSync, zeroStage, dryRunMemory, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -275,6 +279,7 @@ public static class TrainingFlags
                 SubTalkerWeight = Pick(subWeight, "sub_talker_weight") ?? d.SubTalkerWeight,
                 ResumeFromCheckpoint = PickString(resume, "resume_from_checkpoint"),
                 SkipBadSamples = parse.GetValue(skipBad) || (ValueFromFile<bool>(file, "skip_bad_samples") ?? false),
+                AllowNewGlobalBatch = parse.GetValue(allowNewBatch) || (ValueFromFile<bool>(file, "allow_new_global_batch") ?? false),
                 ExportEveryEpoch = parse.GetValue(exportEveryEpoch) || (ValueFromFile<bool>(file, "export_every_epoch") ?? false),
                 BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
                 GradSync = PickString(gradSync, "grad_sync") ?? d.GradSync,
