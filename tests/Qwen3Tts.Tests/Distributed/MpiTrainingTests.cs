@@ -146,6 +146,57 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
             Assert.True(a.Read(e.Name).allclose(b.Read(e.Name), rtol: 0, atol: 1e-6), e.Name);
     }
 
+    /// <summary>Two ranks at ZeRO stage 2, rank 1 SIGKILLed after a checkpoint, then resumed on one rank (its --batch_size
+    /// adjusted to keep the global batch) and, from a copy, on two ranks at stage 0: both end where the uninterrupted
+    /// two-rank run ends. Checkpoints hold the optimizer state per parameter and the plan position per global batch.</summary>
+    [Fact]
+    public void A_killed_stage_2_run_resumes_on_one_rank_and_at_stage_0_into_the_uninterrupted_run()
+    {
+        if (Launcher("openmpi") is not { } launcher) return;
+        var (model, data) = Fixture();
+        string[] Args(string output, int stage) => ["--train_jsonl", data, "--init_model_path", model, "--output_model_path", output,
+            "--mixed_precision", "fp32", "--num_epochs", "3", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--lr", "1e-3",
+            "--lr_scheduler", "cosine", "--warmup_steps", "1", "--adam_epsilon", "1e-3", "--bucket_size_mb", "1", "--save_steps", "2",
+            "--logging_steps", "1", "--zero_stage", stage.ToString()];
+        string whole = TestPaths.NewTempDir("mpi-geometry-whole"), killed = TestPaths.NewTempDir("mpi-geometry-killed");
+        var (exit, log) = Launch(launcher, "openmpi", Args(whole, 2), killRankAfter: null);
+        Assert.True(exit == 0, log);
+        // The step-3 line comes after checkpoint-2 is in place (save_steps 2); the job has 6 steps.
+        (exit, log) = Launch(launcher, "openmpi", Args(killed, 2), killRankAfter: "step 3/");
+        Assert.NotEqual(0, exit);
+        Assert.True(Directory.Exists(Path.Combine(killed, "checkpoint-2")), log);
+        string copy = TestPaths.NewTempDir("mpi-geometry-stage0");
+        CopyDirectory(killed, copy);
+
+        (exit, log) = Launch(launcher, "openmpi", [.. Args(killed, 2), "--resume_from_checkpoint", "latest"], killRankAfter: null, ranks: 1);
+        Assert.True(exit == 0, log);
+        Assert.Contains("resuming at 1 ranks a run written by 2: --batch_size 2 → 4 per rank", log);
+        (exit, log) = Launch(launcher, "openmpi", [.. Args(copy, 0), "--resume_from_checkpoint", "latest"], killRankAfter: null);
+        Assert.True(exit == 0, log);
+        Assert.Contains("resumed from", log);
+
+        using var scope = NewDisposeScope();
+        using var a = CheckpointFiles.Open(Path.Combine(whole, "last"));
+        foreach (string resumed in new[] { killed, copy })
+        {
+            using var b = CheckpointFiles.Open(Path.Combine(resumed, "last"));
+            foreach (var e in a.Entries)
+                Assert.True(a.Read(e.Name).allclose(b.Read(e.Name), rtol: 0, atol: 1e-6), $"{resumed}: {e.Name}");
+            using var optimizerA = CheckpointFiles.Open(Path.Combine(whole, "last", "training_state", "optimizer.safetensors"));
+            using var optimizerB = CheckpointFiles.Open(Path.Combine(resumed, "last", "training_state", "optimizer.safetensors"));
+            foreach (var e in optimizerA.Entries.Where(e => e.Name.StartsWith("exp_avg.", StringComparison.Ordinal)))
+                Assert.True(optimizerA.Read(e.Name).allclose(optimizerB.Read(e.Name), rtol: 1e-4, atol: 1e-7), $"{resumed}: {e.Name}");
+        }
+    }
+
+    static void CopyDirectory(string from, string to)
+    {
+        foreach (string dir in Directory.EnumerateDirectories(from, "*", SearchOption.AllDirectories))
+            Directory.CreateDirectory(Path.Combine(to, Path.GetRelativePath(from, dir)));
+        foreach (string file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+            File.Copy(file, Path.Combine(to, Path.GetRelativePath(from, file)), overwrite: true);
+    }
+
     [Theory]
     [InlineData("openmpi")]
     [InlineData("mpich")]
@@ -214,7 +265,7 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
 
     /// <summary>Runs two ranks; with <paramref name="killRankAfter"/>, SIGKILLs rank 1 once that text appears and
     /// requires the launcher to end within 5 s of the kill.</summary>
-    (int Exit, string Log) Launch(string launcher, string flavor, string[] args, string? killRankAfter, string signal = "KILL", TimeSpan? within = null)
+    (int Exit, string Log) Launch(string launcher, string flavor, string[] args, string? killRankAfter, string signal = "KILL", TimeSpan? within = null, int ranks = 2)
     {
         var limit = within ?? TimeSpan.FromSeconds(5);
         Assert.True(File.Exists(RankDll), $"qwen3tts-rank is not built: {RankDll}");
@@ -225,7 +276,7 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
             start.Environment[EnvVars.OmpiAllowRunAsRoot] = "1";
             start.Environment[EnvVars.OmpiAllowRunAsRootConfirm] = "1";
         }
-        foreach (var a in (string[])["-n", "2", "dotnet", RankDll, .. args]) start.ArgumentList.Add(a);
+        foreach (var a in (string[])["-n", ranks.ToString(), "dotnet", RankDll, .. args]) start.ArgumentList.Add(a);
         var log = new System.Text.StringBuilder();
         string Text() { lock (log) return log.ToString(); } // the output handlers append from other threads
         var killed = new TaskCompletionSource();
