@@ -29,6 +29,9 @@ public sealed class CodePredictorModel : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Recompute each layer's activations in backward instead of keeping them (see <see cref="Recompute"/>).</summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>Input embedding of codebook <paramref name="codebook"/> (1..15).</summary>
     public Embedding CodecEmbedding(int codebook) => codec_embedding[codebook - 1];
 
@@ -39,7 +42,8 @@ public sealed class CodePredictorModel : nn.Module<Tensor, Tensor>
         var positions = arange(x.shape[1], device: x.device).unsqueeze(0).expand(x.shape[0], -1);
         var (cos, sin) = Rotary.Standard(positions, invFreq, x.dtype);
         var h = x;
-        foreach (var layer in layers) h = layer.forward(h, cos, sin, null);
+        bool recompute = GradientCheckpointing && is_grad_enabled();
+        foreach (var layer in layers) h = recompute ? Recompute.Layer(layer, h, cos, sin, null) : layer.forward(h, cos, sin, null);
         return norm.forward(h).MoveToOuterDisposeScope();
     }
 

@@ -30,6 +30,9 @@ public sealed class TalkerModel : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Recompute each layer's activations in backward instead of keeping them (see <see cref="Recompute"/>).</summary>
+    public bool GradientCheckpointing { get; set; }
+
     public Embedding CodecEmbedding => codec_embedding;
     public Embedding TextEmbedding => text_embedding;
 
@@ -43,7 +46,8 @@ public sealed class TalkerModel : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
         var positions = positionIds ?? arange(x.shape[1], device: x.device).view(1, 1, -1).expand(3, x.shape[0], -1);
         var (cos, sin) = Rotary.Multimodal(positions, invFreq, rope.MropeSection, rope.Interleaved, x.dtype);
         var h = x;
-        foreach (var layer in layers) h = layer.forward(h, cos, sin, mask);
+        bool recompute = GradientCheckpointing && is_grad_enabled();
+        foreach (var layer in layers) h = recompute ? Recompute.Layer(layer, h, cos, sin, mask) : layer.forward(h, cos, sin, mask);
         return norm.forward(h).MoveToOuterDisposeScope();
     }
 
@@ -89,6 +93,17 @@ public sealed class Talker : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
     public ResizeMlp TextProjection => text_projection;
     public Linear CodecHead => codec_head;
     public CodePredictor CodePredictor => code_predictor;
+
+    /// <summary>Which layers recompute their activations in backward (--gradient_checkpointing; see <see cref="Recompute"/>).</summary>
+    public GradientCheckpointing GradientCheckpointing
+    {
+        get => model.GradientCheckpointing ? code_predictor.Model.GradientCheckpointing ? GradientCheckpointing.All : GradientCheckpointing.Talker : GradientCheckpointing.Off;
+        set
+        {
+            model.GradientCheckpointing = value != GradientCheckpointing.Off;
+            code_predictor.Model.GradientCheckpointing = value == GradientCheckpointing.All;
+        }
+    }
 
     /// <summary>Text ids [B, T] → projected text embeddings [B, T, hidden].</summary>
     public Tensor EmbedText(Tensor textIds)

@@ -36,6 +36,9 @@ public interface IParameterUseObserver
 public static class ParameterUse
 {
     [ThreadStatic] static IParameterUseObserver? current;
+    // Gradient checkpointing (Recompute): a layer's first forward runs without recording but its reads are counted; the
+    // recompute in backward records and taps them without counting them again.
+    [ThreadStatic] static bool countWithoutRecording, recomputing;
 
     /// <summary>The observer of this thread's forward passes, or null.</summary>
     public static IParameterUseObserver? Observer => current;
@@ -55,9 +58,37 @@ public static class ParameterUse
     public static Tensor Of(Parameter parameter)
     {
         var observer = current;
-        if (observer is null || !parameter.requires_grad || !is_grad_enabled()) return parameter;
-        observer.Used(parameter);
+        if (observer is null || !parameter.requires_grad) return parameter;
+        if (!is_grad_enabled())
+        {
+            if (countWithoutRecording) observer.Used(parameter);
+            return parameter;
+        }
+        if (!recomputing) observer.Used(parameter);
         return Tap.apply(parameter, new TapData(parameter, observer));
+    }
+
+    /// <summary>For the scope, reads on this thread are counted even where autograd does not record (a checkpointed
+    /// layer's first forward: its gradients come from the recompute).</summary>
+    internal static IDisposable CountReads()
+    {
+        bool previous = countWithoutRecording;
+        countWithoutRecording = true;
+        return new Restore(() => countWithoutRecording = previous);
+    }
+
+    /// <summary>For the scope, this thread's forward reads report to <paramref name="observer"/> (captured when the layer
+    /// first ran; null: none) without being counted again.</summary>
+    internal static IDisposable Recomputing(IParameterUseObserver? observer)
+    {
+        var (previousObserver, previousRecomputing) = (current, recomputing);
+        (current, recomputing) = (observer, true);
+        return new Restore(() => (current, recomputing) = (previousObserver, previousRecomputing));
+    }
+
+    sealed class Restore(Action restore) : IDisposable
+    {
+        public void Dispose() => restore();
     }
 
     /// <summary><paramref name="linear"/>(x) with its weight and bias read through <see cref="Of"/>.</summary>

@@ -43,7 +43,8 @@ public static class MemoryDryRun
         double seconds = frames / RecordRules.FramesPerSecond;
         var batch = new BatchShape(o.BatchSize, frames + PromptRows + (int)Math.Ceiling(seconds * TextTokensPerSecond), (long)o.BatchSize * frames);
         bool cuda = o.Device.StartsWith("cuda", StringComparison.Ordinal);
-        MemoryPlan Plan(int stage) => MemoryPlan.Estimate(config.Talker, total, trainable, bf16, worldSize, batch, cuda, stage, BucketAssignment.CapBytes(o.BucketSizeMb), largestBucket);
+        MemoryPlan Plan(int stage) => MemoryPlan.Estimate(config.Talker, total, trainable, bf16, worldSize, batch, cuda, stage, BucketAssignment.CapBytes(o.BucketSizeMb),
+            largestBucket, o.Checkpointing);
         var plan = Plan(o.ZeroStage);
 
         var c = CultureInfo.InvariantCulture;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Qwen3Tts.Model.Config;
+using Qwen3Tts.Model.Layers;
 
 namespace Qwen3Tts.Rank.Training;
 
@@ -62,7 +63,8 @@ public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, 
     /// <param name="largestBucketBytes">the largest bucket (a tensor over the cap travels alone: the text embedding's
     /// 151936 rows make one of 0.6-1.2 GB): what one ZeRO-2 bucket in flight can take.</param>
     public static MemoryPlan Estimate(TalkerConfig talker, long totalParameters, long trainableParameters, bool bf16, int worldSize,
-        BatchShape batch, bool cuda, int zeroStage = 0, long bucketCapBytes = 25L << 20, long largestBucketBytes = 0)
+        BatchShape batch, bool cuda, int zeroStage = 0, long bucketCapBytes = 25L << 20, long largestBucketBytes = 0,
+        GradientCheckpointing checkpointing = GradientCheckpointing.Off)
     {
         ArgumentNullException.ThrowIfNull(talker);
         ArgumentNullException.ThrowIfNull(batch);
@@ -80,12 +82,13 @@ public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, 
                 Math.Min(4 * psi, Math.Max(bucketCapBytes, largestBucketBytes) + bucketCapBytes) + gather),
         };
         return new MemoryPlan(masters, bf16 ? 2 * psi : 0, gradients, optimizer, buckets,
-            ActivationBytes(talker, bf16 ? 2 : 4, batch), cuda ? CudaRuntimeBytes : CpuRuntimeBytes, batch);
+            ActivationBytes(talker, bf16 ? 2 : 4, batch, checkpointing), cuda ? CudaRuntimeBytes : CpuRuntimeBytes, batch);
     }
 
     /// <summary>Bytes autograd keeps between forward and backward for one batch of this shape, at
-    /// <paramref name="bytes"/> per element of the compute dtype (fp32 for norms' statistics and logits).</summary>
-    public static long ActivationBytes(TalkerConfig talker, int bytes, BatchShape batch)
+    /// <paramref name="bytes"/> per element of the compute dtype (fp32 for norms' statistics and logits). With gradient
+    /// checkpointing a recomputed stack keeps each layer's input only, plus one layer's tensors while it is recomputed.</summary>
+    public static long ActivationBytes(TalkerConfig talker, int bytes, BatchShape batch, GradientCheckpointing checkpointing = GradientCheckpointing.Off)
     {
         long tokens = (long)batch.Rows * batch.Positions;
         // One decoder layer, per token: the norms' inputs and outputs and the residual (6 H), q, k, v before and after
@@ -95,8 +98,9 @@ public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, 
             6L * hidden + 4L * heads * headDim + 4L * kvHeads * headDim + (long)heads * headDim + 4L * intermediate;
 
         var cp = talker.CodePredictor;
-        long talkerLayers = talker.NumHiddenLayers * Layer(talker.HiddenSize, talker.IntermediateSize, talker.NumAttentionHeads,
-            talker.NumKeyValueHeads, talker.HeadDim) * tokens * bytes;
+        static long Stack(int layers, long perLayer, long input, bool recomputed) => recomputed ? layers * input + perLayer : layers * perLayer;
+        long talkerLayers = Stack(talker.NumHiddenLayers, Layer(talker.HiddenSize, talker.IntermediateSize, talker.NumAttentionHeads,
+            talker.NumKeyValueHeads, talker.HeadDim) * tokens * bytes, (long)talker.HiddenSize * tokens * bytes, checkpointing != GradientCheckpointing.Off);
         // The [B, 1, T, T] bool mask of causality and padding, and the additive float mask attention makes of it.
         long mask = (long)batch.Rows * batch.Positions * batch.Positions * (1 + bytes);
         // Text embedding and its projection, the codec embedding, and the 15 code-predictor embeddings summed in.
@@ -107,8 +111,8 @@ public sealed record MemoryPlan(long Masters, long ComputeCopy, long Gradients, 
         long talkerHead = scored * (talker.HiddenSize * (long)bytes + talker.VocabSize * (bytes + 8L));
         // The code predictor runs each frame as a sequence of num_code_groups positions.
         long cpTokens = batch.Frames * talker.NumCodeGroups;
-        long cpLayers = cp.NumHiddenLayers * Layer(cp.HiddenSize, cp.IntermediateSize, cp.NumAttentionHeads, cp.NumKeyValueHeads, cp.HeadDim)
-            * cpTokens * bytes;
+        long cpLayers = Stack(cp.NumHiddenLayers, Layer(cp.HiddenSize, cp.IntermediateSize, cp.NumAttentionHeads, cp.NumKeyValueHeads, cp.HeadDim)
+            * cpTokens * bytes, (long)cp.HiddenSize * cpTokens * bytes, checkpointing == GradientCheckpointing.All);
         long cpInput = cpTokens * (2L * talker.HiddenSize + cp.HiddenSize) * bytes;
         long cpHeads = batch.Frames * (talker.NumCodeGroups - 1L) * (cp.HiddenSize * (long)bytes + cp.VocabSize * (bytes + 8L));
         return talkerLayers + mask + embeddings + talkerHead + cpLayers + cpInput + cpHeads;

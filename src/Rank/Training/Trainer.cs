@@ -107,6 +107,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         if (addedLanguageRow is int languageRow) AddedLanguage.Initialize(model, config, languageRow); // a resumed run then loads its trained row
         model.SpeakerEncoder!.eval();
         using var trainable = new TrainableModel(model, precision);
+        trainable.ComputeTalker.GradientCheckpointing = o.Checkpointing; // layers recompute their activations in backward
 
         // ---- data
         var tokenizer = Qwen3TextTokenizer.FromModelDirectory(o.InitModelPath);
@@ -187,7 +188,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
         Log($"training {train.Count} samples, {o.NumEpochs} epochs × {stepsPerEpoch} steps = {totalSteps} optimizer steps; " +
             $"global batch {o.BatchSize} per rank × {comm.WorldSize} ranks × {o.GradientAccumulationSteps} accumulation = {globalBatch * o.GradientAccumulationSteps} samples per step; " +
-            $"{o.MixedPrecision} on {device}{Zero(sync, trainable)}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {collectives.Backend}; {plan.Description}");
+            $"{o.MixedPrecision} on {device}{Zero(sync, trainable)}{(o.GradientCheckpointing == "off" ? "" : $"; gradient checkpointing: {o.GradientCheckpointing}")}; loss alignment {o.LossAlignment.ToString().ToLowerInvariant()}; {collectives.Backend}; {plan.Description}");
         if (Main)
         {
             var lengths = planSettings.Lengths!;
@@ -531,7 +532,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             trainable.MasterParameters.Select(p => new BucketParameter(p.Name, p.Parameter.numel(), 4)).ToList(), BucketAssignment.CapBytes(o.BucketSizeMb));
         var shapes = train.Shapes;
         MemoryPlan For(BatchShape batch) => MemoryPlan.Estimate(config.Talker, total, trainableCount, precision == MixedPrecision.Bf16,
-            comm.WorldSize, batch, device.type == DeviceType.CUDA, o.ZeroStage, BucketAssignment.CapBytes(o.BucketSizeMb), largestBucket);
+            comm.WorldSize, batch, device.type == DeviceType.CUDA, o.ZeroStage, BucketAssignment.CapBytes(o.BucketSizeMb), largestBucket, o.Checkpointing);
         var plan = For(BatchShape.Longest(o.BatchSize, shapes));
         // The default budget: what this rank may still take, plus what it already holds (its weights and runtime are in the plan).
         var (budget, source) = o.MaxMemoryGb is double gb ? ((long)(gb * 1e9), "--max_memory_gb")

@@ -2,6 +2,7 @@ using Qwen3Tts.Entry;
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Qwen3Tts.Model.Layers;
 using Qwen3Tts.Model.Sft;
 
 namespace Qwen3Tts.Rank.Training;
@@ -83,6 +84,17 @@ public sealed record TrainingOptions
     /// reduce of every bucket after it).</summary>
     public string GradSync { get; init; } = "overlap";
 
+    /// <summary>--gradient_checkpointing: off, talker (the flag alone) or all.</summary>
+    public string GradientCheckpointing { get; init; } = "off";
+
+    /// <summary><see cref="GradientCheckpointing"/> parsed (validated by <see cref="Validate"/>).</summary>
+    public Qwen3Tts.Model.Layers.GradientCheckpointing Checkpointing => GradientCheckpointing switch
+    {
+        "talker" => Qwen3Tts.Model.Layers.GradientCheckpointing.Talker,
+        "all" => Qwen3Tts.Model.Layers.GradientCheckpointing.All,
+        _ => Qwen3Tts.Model.Layers.GradientCheckpointing.Off,
+    };
+
     /// <summary>--zero_stage: 0 replicates AdamW's state on every rank; 1 shards it across the ranks (gradients
     /// reduce-scattered once per optimizer step); 2 also reduce-scatters after every micro-step, so no rank keeps a
     /// whole gradient between micro-steps. Ignored with one rank.</summary>
@@ -132,6 +144,7 @@ public sealed record TrainingOptions
         Require(SubTalkerWeight >= 0, "sub_talker_weight", $"must be non-negative, got {SubTalkerWeight}");
         Require(!string.IsNullOrWhiteSpace(SpeakerName), "speaker_name", "must not be empty");
         Require(GradSync is "overlap" or "after_backward", "grad_sync", $"must be overlap or after_backward, got '{GradSync}'");
+        Require(GradientCheckpointing is "off" or "talker" or "all", "gradient_checkpointing", $"must be talker (the flag alone), all or off, got '{GradientCheckpointing}'");
         Require(BucketSizeMb >= 1, "bucket_size_mb", $"must be at least 1, got {BucketSizeMb}");
         Require(ZeroStage is >= 0 and <= 2, "zero_stage", $"must be 0, 1 or 2, got {ZeroStage}");
         Require(EvalSentences is null || File.Exists(EvalSentences), "eval_sentences", $"no such file: {EvalSentences}");
@@ -221,12 +234,15 @@ public static class TrainingFlags
         var bucketWindow = Flag<int?>("bucket_window", "group batches by length within windows of N global batches (default 32; 0: random batching)");
         var heartbeatTimeout = Flag<double?>("heartbeat_timeout", "seconds a silent rank or coordinator is tolerated before the job stops (default 60)");
         var device = Flag<string?>("device", TrainingDevice.Help);
+        var checkpointing = Flag<string?>("gradient_checkpointing", "recompute each layer's activations in backward instead of keeping them: " +
+            "talker (the flag alone: the talker's layers) or all (the code predictor's too); off by default");
+        checkpointing.Arity = ArgumentArity.ZeroOrOne;
         var gradSync = Flag<string?>("grad_sync", "overlap (reduce each bucket as soon as backward completes it, default) or after_backward (reduce all after backward)");
         var dryRunMemory = Flag<bool>("dry_run_memory", "print the planned memory per rank by category for --init_model_path's config, --world_size, --zero_stage, --mixed_precision, --batch_size and --max_seconds (default 20), and exit; needs no data, weights or launcher");
         var zeroStage = Flag<int?>("zero_stage", "0 (default): every rank holds AdamW's state; 1: ZeRO-1, the optimizer state sharded across ranks; 2: ZeRO-2, gradients reduce-scattered every micro-step too");
 
         foreach (var o in new Option[] { config, train, validation, init, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, allowNewBatch, exportEveryEpoch, bucket, gradSync, zeroStage, dryRunMemory, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, allowNewBatch, exportEveryEpoch, bucket, gradSync, checkpointing, zeroStage, dryRunMemory, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
         return parse =>
@@ -283,6 +299,8 @@ public static class TrainingFlags
                 ExportEveryEpoch = parse.GetValue(exportEveryEpoch) || (ValueFromFile<bool>(file, "export_every_epoch") ?? false),
                 BucketSizeMb = Pick(bucket, "bucket_size_mb") ?? d.BucketSizeMb,
                 GradSync = PickString(gradSync, "grad_sync") ?? d.GradSync,
+                GradientCheckpointing = parse.GetResult(checkpointing) is null ? StringFromFile(file, "gradient_checkpointing") ?? d.GradientCheckpointing
+                    : parse.GetValue(checkpointing) ?? "talker",
                 ZeroStage = Pick(zeroStage, "zero_stage") ?? d.ZeroStage,
                 DryRunMemory = parse.GetValue(dryRunMemory),
                 EvalSentences = PickString(evalSentences, "eval_sentences"),

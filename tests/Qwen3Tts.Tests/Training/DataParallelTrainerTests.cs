@@ -21,8 +21,11 @@ public class DataParallelTrainerTests : CleansTempDirs
     [InlineData(3, 1, 2, "after_backward", 1)] // 3 uneven partitions; the tail leaves rank 2 nothing
     [InlineData(3, 1, 2, "after_backward", 2)]
     [InlineData(2, 2, 1, "after_backward", 2, 0.05)] // clipping by the global norm taken from the partitions
+    // Gradient checkpointing on the ranks only: the recompute's reads are counted in forward and tapped in backward.
+    [InlineData(2, 1, 2, "overlap", 0, 1.0, "all")]
+    [InlineData(2, 1, 2, "overlap", 2, 1.0, "talker")]
     public void N_ranks_train_the_model_of_one_process_with_an_N_times_batch(int world, int perRank, int accumulation, string gradSync = "overlap",
-        int zeroStage = 0, double maxGradNorm = 1.0)
+        int zeroStage = 0, double maxGradNorm = 1.0, string checkpointing = "off")
     {
         string model = TrainingFixture.TinyModel(21, "dp-model");
         string data = TrainingFixture.DemoData(8, tag: "dp-data");
@@ -40,7 +43,7 @@ public class DataParallelTrainerTests : CleansTempDirs
         var expected = new Trainer(Options(single, perRank * world), TextWriter.Null).Run();
 
         var results = new TrainingResult[world];
-        FakeWorld.Run(world, comm => results[comm.Rank] = new Trainer(Options(parallel, perRank), TextWriter.Null, comm).Run());
+        FakeWorld.Run(world, comm => results[comm.Rank] = new Trainer(Options(parallel, perRank) with { GradientCheckpointing = checkpointing }, TextWriter.Null, comm).Run());
         Assert.All(results, r => Assert.Equal(expected.GlobalStep, r.GlobalStep));
         Assert.All(results, r => Assert.Equal(expected.LastLoss!.Value, r.LastLoss!.Value, tolerance: 1e-4));
 

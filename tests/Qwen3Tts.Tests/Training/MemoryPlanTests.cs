@@ -102,6 +102,21 @@ public class MemoryPlanTests(ITestOutputHelper output) : CleansTempDirs
         Assert.Equal(0, one.Buckets);
     }
 
+    /// <summary>Gradient checkpointing keeps one hidden state per recomputed layer plus one layer's tensors while it is
+    /// recomputed. By hand for the tiny talker (2 layers, hidden 64, intermediate 128, 4 heads and 2 KV heads of 16): a layer
+    /// keeps 6·64 + 4·4·16 + 4·2·16 + 4·16 + 4·128 = 1344 values per token, so recomputing saves 1344 − 2·64 per token.</summary>
+    [Fact]
+    public void Gradient_checkpointing_keeps_each_layers_input_and_one_layer()
+    {
+        var talker = Qwen3Tts.Model.Config.Presets.Config("tiny").Talker;
+        var shape = new BatchShape(1, 10, 5);
+        long Activations(Qwen3Tts.Model.Layers.GradientCheckpointing mode) => MemoryPlan.ActivationBytes(talker, 4, shape, mode);
+        var (off, layers, all) = (Activations(Qwen3Tts.Model.Layers.GradientCheckpointing.Off), Activations(Qwen3Tts.Model.Layers.GradientCheckpointing.Talker),
+            Activations(Qwen3Tts.Model.Layers.GradientCheckpointing.All));
+        Assert.Equal((1344 - 2 * 64) * 10 * 4, off - layers);
+        Assert.True(all < layers, $"recomputing the code predictor too keeps {all} bytes, the talker alone {layers}");
+    }
+
     /// <summary>ZeRO's figures by hand for Ψ = 800 trainable of 1000 parameters on 4 ranks (shards of 200), bf16: stage 1
     /// keeps the fp32 masters and AdamW's moments of its shard only, the bf16 gradient of a micro-step and the fp32
     /// buckets; stage 2 keeps no whole gradient and only the buckets in flight (two of the 400-byte cap).</summary>

@@ -15,6 +15,21 @@ public class TrainingFlagsTests
         return bind(result);
     }
 
+    /// <summary>--gradient_checkpointing alone recomputes the talker's layers; "all" the code predictor's too; absent, none.
+    /// The flag's value must not swallow the next flag.</summary>
+    [Fact]
+    public void Gradient_checkpointing_is_off_talker_with_the_bare_flag_or_all()
+    {
+        string[] Base(params string[] more) => ["--train_jsonl", "t", "--init_model_path", "m", .. more];
+        Assert.Equal(Qwen3Tts.Model.Layers.GradientCheckpointing.Off, Parse(Base()).Checkpointing);
+        Assert.Equal(Qwen3Tts.Model.Layers.GradientCheckpointing.Talker, Parse(Base("--gradient_checkpointing")).Checkpointing);
+        var bareThenFlag = Parse(["--gradient_checkpointing", .. Base("--batch_size", "3")]);
+        Assert.Equal((Qwen3Tts.Model.Layers.GradientCheckpointing.Talker, 3), (bareThenFlag.Checkpointing, bareThenFlag.BatchSize));
+        Assert.Equal(Qwen3Tts.Model.Layers.GradientCheckpointing.All, Parse(Base("--gradient-checkpointing", "all")).Checkpointing);
+        var e = Assert.Throws<ArgumentException>(Parse(Base("--gradient_checkpointing", "some")).Validate);
+        Assert.Contains("--gradient_checkpointing", e.Message);
+    }
+
     [Fact]
     public void Seed_names_and_kebab_spellings_both_work()
     {
