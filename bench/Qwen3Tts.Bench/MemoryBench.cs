@@ -13,13 +13,15 @@ namespace Qwen3Tts.Bench;
 /// /usr/bin/time, on the mid config (4 talker layers at the 0.6B widths) with its text embedding narrowed by
 /// --text_hidden so that two stage-0 ranks fit this 24 GB machine. Printed per stage: rank 0's planned total, rank 0's
 /// peak after its first step (the trainer's own line), each rank's whole-process peak (the final checkpoint
-/// included) and the step time against stage 0's.</summary>
+/// included) and the step time against stage 0's. Then stage 2 with and without --gradient_checkpointing all at a larger
+/// batch (activations matter there): planned activations, rank 0's step-1 peak and the step time against the plain step.</summary>
 static partial class MemoryBench
 {
     public static int Run(string[] args)
     {
         int textHidden = BenchArgs.Int(args, "--text_hidden", 1024);
         int steps = BenchArgs.Int(args, "--steps", 4);
+        int checkpointBatch = BenchArgs.Int(args, "--checkpoint_batch", 8);
         string launcher = args.SkipWhile(a => a != "--launcher").Skip(1).FirstOrDefault() ?? "openmpi";
         string mpiexec = $"/usr/bin/mpiexec.{launcher}";
         if (!File.Exists(mpiexec)) throw new ArgumentException($"--launcher {launcher}: {mpiexec} is not installed");
@@ -43,6 +45,23 @@ static partial class MemoryBench
                     $"{stage,5} {r.Planned,11:F2} {r.StepPeak,15:F2} {r.Planned / r.StepPeak,10:F2} {$"{r.RankPeaks.Min():F2}, {r.RankPeaks.Max():F2}",15} {r.StepSeconds,8:F2} {r.StepSeconds / baseline,10:F2}x"));
             }
             Console.WriteLine();
+            Console.WriteLine($"gradient checkpointing, stage 2, batch {checkpointBatch} per rank:");
+            Console.WriteLine($"{"layers recomputed",18} {"planned activations GB",23} {"step-1 peak GB",15} {"step s",8} {"vs plain",9}");
+            double? plain = null;
+            // The demo's records repeated, so that the larger batch still gives several steps within one epoch.
+            string repeated = Directory.CreateDirectory(Path.Combine(work, "demo")).FullName;
+            foreach (var file in Directory.GetFiles(Path.GetDirectoryName(data)!)) File.Copy(file, Path.Combine(repeated, Path.GetFileName(file)));
+            var records = File.ReadAllLines(data).Where(l => l.Trim().Length > 0).ToArray();
+            int copies = (2 * checkpointBatch * (steps + 1) + records.Length - 1) / records.Length;
+            File.WriteAllLines(Path.Combine(repeated, "train.jsonl"), Enumerable.Repeat(records, copies).SelectMany(r => r));
+            foreach (string mode in new[] { "off", "all" })
+            {
+                var r = Job(mpiexec, launcher, rankDll, model, Path.Combine(repeated, "train.jsonl"), Path.Combine(work, $"checkpointing-{mode}"), 2, steps, checkpointBatch, mode);
+                plain ??= r.StepSeconds;
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{(mode == "off" ? "none" : "all"),18} {r.Activations,23:F2} {r.StepPeak,15:F2} {r.StepSeconds,8:F2} {r.StepSeconds / plain,8:F2}x"));
+            }
+            Console.WriteLine();
             Console.WriteLine("planned: the trainer's memory plan for rank 0 (weights, gradients, optimizer, buckets, activations of the longest batch, runtime);");
             Console.WriteLine("step-1 peak: rank 0's peak resident set after its first step; job peaks: /usr/bin/time's maximum resident set of each");
             Console.WriteLine("rank over the whole job (rank 0's includes writing the final checkpoint); step s: seconds per step after the first (between their log lines).");
@@ -51,9 +70,10 @@ static partial class MemoryBench
         finally { Directory.Delete(work, recursive: true); }
     }
 
-    sealed record Result(double Planned, double StepPeak, double[] RankPeaks, double StepSeconds);
+    sealed record Result(double Planned, double Activations, double StepPeak, double[] RankPeaks, double StepSeconds);
 
-    static Result Job(string mpiexec, string launcher, string rankDll, string model, string data, string output, int stage, int steps)
+    static Result Job(string mpiexec, string launcher, string rankDll, string model, string data, string output, int stage, int steps,
+        int batch = 2, string checkpointing = "off")
     {
         var start = new ProcessStartInfo(mpiexec) { RedirectStandardOutput = true, RedirectStandardError = true };
         if (launcher == "openmpi")
@@ -65,7 +85,8 @@ static partial class MemoryBench
         start.Environment["OMP_NUM_THREADS"] = "1";
         foreach (var a in (string[])["-n", "2", "/usr/bin/time", "-f", "rank peak %M KB", "dotnet", rankDll, "--train_jsonl", data,
                      "--init_model_path", model, "--output_model_path", output, "--mixed_precision", "bf16", "--zero_stage", $"{stage}",
-                     "--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--logging_steps", "1",
+                     "--num_epochs", "1", "--batch_size", $"{batch}", "--gradient_accumulation_steps", "1", "--logging_steps", "1",
+                     "--gradient_checkpointing", checkpointing,
                      "--stop_after_steps", $"{steps}", "--coordinator", "off", "--lr_scheduler", "constant"])
             start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;
@@ -87,7 +108,7 @@ static partial class MemoryBench
         var peaks = RankPeak().Matches(log).Select(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) * 1024 / 1e9).ToArray();
         if (peaks.Length != 2) throw new InvalidOperationException($"stage {stage}: expected two ranks' peaks:\n{log}");
         double stepSeconds = stepLines.Count < 2 ? double.NaN : (stepLines[^1].At - stepLines[0].At) / (stepLines[^1].Step - stepLines[0].Step);
-        return new Result(Number(Planned()), Number(StepPeak()), peaks, stepSeconds);
+        return new Result(Number(Planned()), Number(PlannedActivations()), Number(StepPeak()), peaks, stepSeconds);
     }
 
     /// <summary>The mid config with a narrower text embedding, written with random weights (fp32, as released).</summary>
@@ -115,6 +136,7 @@ static partial class MemoryBench
     }
 
     [GeneratedRegex(@"memory plan per rank: ~([0-9.]+) GB")] private static partial Regex Planned();
+    [GeneratedRegex(@"memory plan per rank: .*activations ([0-9.]+),")] private static partial Regex PlannedActivations();
     [GeneratedRegex(@"memory after the first step: peak resident ([0-9.]+) GB")] private static partial Regex StepPeak();
     [GeneratedRegex(@"rank peak (\d+) KB")] private static partial Regex RankPeak();
     [GeneratedRegex(@"^epoch \d+ step (\d+)/")] private static partial Regex StepLine();

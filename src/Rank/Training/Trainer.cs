@@ -531,8 +531,9 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         long largestBucket = BucketAssignment.LargestBucketBytes(
             trainable.MasterParameters.Select(p => new BucketParameter(p.Name, p.Parameter.numel(), 4)).ToList(), BucketAssignment.CapBytes(o.BucketSizeMb));
         var shapes = train.Shapes;
-        MemoryPlan For(BatchShape batch) => MemoryPlan.Estimate(config.Talker, total, trainableCount, precision == MixedPrecision.Bf16,
-            comm.WorldSize, batch, device.type == DeviceType.CUDA, o.ZeroStage, BucketAssignment.CapBytes(o.BucketSizeMb), largestBucket, o.Checkpointing);
+        MemoryPlan For(BatchShape batch, Qwen3Tts.Model.Layers.GradientCheckpointing? checkpointing = null) => MemoryPlan.Estimate(config.Talker, total, trainableCount,
+            precision == MixedPrecision.Bf16, comm.WorldSize, batch, device.type == DeviceType.CUDA, o.ZeroStage, BucketAssignment.CapBytes(o.BucketSizeMb),
+            largestBucket, checkpointing ?? o.Checkpointing);
         var plan = For(BatchShape.Longest(o.BatchSize, shapes));
         // The default budget: what this rank may still take, plus what it already holds (its weights and runtime are in the plan).
         var (budget, source) = o.MaxMemoryGb is double gb ? ((long)(gb * 1e9), "--max_memory_gb")
@@ -555,6 +556,9 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         }
         var single = For(BatchShape.Longest(1, shapes));
         var fixes = new List<string>();
+        var recomputed = For(BatchShape.Longest(o.BatchSize, shapes), Qwen3Tts.Model.Layers.GradientCheckpointing.All);
+        if (o.Checkpointing != Qwen3Tts.Model.Layers.GradientCheckpointing.All && recomputed.Total <= budget)
+            fixes.Add($"--gradient_checkpointing all recomputes the layers' activations in backward ({recomputed.Total / 1e9:F2} GB, about one more forward per step)");
         if (fits > 0) fixes.Add(string.Create(CultureInfo.InvariantCulture, $"--max_frames {fits} (--max_seconds {fits / RecordRules.FramesPerSecond:F1}) with --skip_bad_samples leaves out the longer records"));
         if (o.BatchSize > 1 && single.Total <= budget)
             fixes.Add($"--batch_size 1 --gradient_accumulation_steps {o.GradientAccumulationSteps * o.BatchSize} keeps the global batch ({single.Total / 1e9:F2} GB)");
