@@ -55,7 +55,8 @@ public static class MemoryDryRun
         foreach (var (name, bytes) in new (string, long)[]
         {
             ("masters (fp32, with the speaker encoder)", plan.Masters), ("compute copy (bf16)", plan.ComputeCopy), ("gradients", plan.Gradients),
-            ("optimizer (AdamW)", plan.Optimizer), ("gradient buckets", plan.Buckets), ("activations", plan.Activations), ("runtime", plan.Runtime),
+            ("optimizer (AdamW)", plan.Optimizer), ("gradient buckets", plan.Buckets),
+            (o.GradientCheckpointing == "off" ? "activations" : $"activations (layers recomputed: {o.GradientCheckpointing})", plan.Activations), ("runtime", plan.Runtime),
         })
             output.WriteLine($"  {name,-42}{Gb(bytes)} GB");
         output.WriteLine($"  {"total",-42}{Gb(plan.Total)} GB");

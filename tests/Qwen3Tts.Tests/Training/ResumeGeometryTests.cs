@@ -65,8 +65,9 @@ public class ResumeGeometryTests : CleansTempDirs
     };
 
     /// <summary>One rank with batch 4 stopped mid-epoch, resumed on 2 ranks with the same --batch_size 4 (adjusted to 2 per
-    /// rank) through the embedded coordinator whose state says 1 rank: the uninterrupted one-rank run. On 3 ranks the
-    /// global batch of 4 cannot be kept: refused with the numbers, and with --allow_new_global_batch it trains on.</summary>
+    /// rank) through the embedded coordinator whose state says 1 rank: the uninterrupted one-rank run. Two ranks of 2 stopped,
+    /// then 3 ranks: the global batch of 4 cannot be kept: refused with the numbers, and with --allow_new_global_batch it
+    /// trains on.</summary>
     [Fact]
     public void A_one_rank_run_resumed_on_two_ranks_equals_the_uninterrupted_run_and_three_ranks_are_refused_unless_allowed()
     {
@@ -74,14 +75,8 @@ public class ResumeGeometryTests : CleansTempDirs
         string data = TrainingFixture.DemoData(8, tag: "geometry-data");
         string whole = TestPaths.NewTempDir("geometry-whole");
         new Trainer(Options(model, data, whole, 4), TextWriter.Null).Run();
-        string Stopped(string tag)
-        {
-            string dir = TestPaths.NewTempDir(tag);
-            new Trainer(Options(model, data, dir, 4), TextWriter.Null) { StopAfterSteps = 1 }.Run(); // mid-epoch: 2 steps per epoch
-            return dir;
-        }
-
-        string resumed = Stopped("geometry-two");
+        string resumed = TestPaths.NewTempDir("geometry-two");
+        new Trainer(Options(model, data, resumed, 4), TextWriter.Null) { StopAfterSteps = 1 }.Run(); // mid-epoch: 2 steps per epoch
         var log = new StringWriter();
         var results = new TrainingResult[2];
         FakeWorld.Run(2, comm => results[comm.Rank] = new Trainer(Options(model, data, resumed, 4, "latest"), comm.Rank == 0 ? log : TextWriter.Null, comm).Run());
@@ -93,7 +88,8 @@ public class ResumeGeometryTests : CleansTempDirs
             foreach (var e in a.Entries)
                 Assert.True(a.Read(e.Name).allclose(b.Read(e.Name), rtol: 0, atol: 1e-6), e.Name);
 
-        string three = Stopped("geometry-three");
+        string three = TestPaths.NewTempDir("geometry-three");
+        FakeWorld.Run(2, comm => new Trainer(Options(model, data, three, 2), TextWriter.Null, comm) { StopAfterSteps = 1 }.Run());
         var refused = Assert.Throws<AggregateException>(() => FakeWorld.Run(3, comm => new Trainer(Options(model, data, three, 4, "latest"), TextWriter.Null, comm).Run()));
         Assert.All(refused.InnerExceptions, e => Assert.Contains("3 ranks cannot split its global batch of 4 samples evenly", e.Message));
         var allowed = new StringWriter();
