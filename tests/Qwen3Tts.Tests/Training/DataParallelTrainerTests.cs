@@ -72,12 +72,13 @@ public class DataParallelTrainerTests : CleansTempDirs
         }
     }
     /// <summary>A ZeRO checkpoint is the file set a stage-0 run writes: a stage-2 run stopped after a checkpoint and resumed
-    /// at stage 2, 1 or 0 continues the uninterrupted stage-2 run.</summary>
+    /// at stage 2, 1 or 0 continues the uninterrupted stage-2 run, and a stage-0 checkpoint resumes at stage 2.</summary>
     [Theory]
     [InlineData(2)]
     [InlineData(1)]
     [InlineData(0)]
-    public void A_stage_2_run_resumed_at_any_stage_equals_the_uninterrupted_run(int resumeStage)
+    [InlineData(2, 0)]
+    public void A_stage_2_run_resumed_at_any_stage_equals_the_uninterrupted_run(int resumeStage, int writtenStage = 2)
     {
         string model = TrainingFixture.TinyModel(22, "zero-resume-model");
         string data = TrainingFixture.DemoData(8, tag: "zero-resume-data");
@@ -89,7 +90,7 @@ public class DataParallelTrainerTests : CleansTempDirs
         };
         string whole = TestPaths.NewTempDir("zero-whole"), resumed = TestPaths.NewTempDir("zero-resumed");
         FakeWorld.Run(2, comm => new Trainer(Options(whole, 2), TextWriter.Null, comm).Run());
-        FakeWorld.Run(2, comm => new Trainer(Options(resumed, 2), TextWriter.Null, comm) { StopAfterSteps = 1 }.Run()); // mid-epoch: 2 steps per epoch
+        FakeWorld.Run(2, comm => new Trainer(Options(resumed, writtenStage), TextWriter.Null, comm) { StopAfterSteps = 1 }.Run()); // mid-epoch: 2 steps per epoch
         var results = new TrainingResult[2];
         FakeWorld.Run(2, comm => results[comm.Rank] = new Trainer(Options(resumed, resumeStage, "latest"), TextWriter.Null, comm).Run());
         Assert.All(results, r => Assert.Equal(4, r.GlobalStep));
