@@ -49,7 +49,7 @@ public static class SynthesizeCommand
 
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "model directory (config.json, weights, tokenizer files, generation_config.json)", HelpName = "DIR", Required = true };
+        var model = new Option<string>("--model") { Description = "model directory (config.json, weights, tokenizer files, generation_config.json), or its id in the Hugging Face cache", HelpName = "DIR", Required = true };
         var text = new Option<string?>("--text") { Description = "the text to speak (or --requests)" };
         var requests = new Option<string?>("--requests") { Description = "JSONL of requests, one {\"text\", \"id\"?, \"language\"?, \"speaker\"?, \"ref_audio\"?, \"ref_text\"?, \"xvector_only\"?, \"ref_codes\"?|\"ref_codes_file\"?, \"speaker_embedding\"?, \"instruct\"?, \"non_streaming\"?, \"seed\"?} a line; needs --out-dir", HelpName = "REQ.jsonl" };
         var speaker = new Option<string?>("--speaker") { Description = "a named speaker of a custom_voice model (config talker_config.spk_id)", HelpName = "NAME" };
@@ -119,7 +119,7 @@ public static class SynthesizeCommand
             var sampling = new SamplingOverrides(parse.GetValue(doSample), parse.GetValue(topK), parse.GetValue(topP), parse.GetValue(temperature),
                 parse.GetValue(repetitionPenalty), parse.GetValue(subDoSample), parse.GetValue(subTopK), parse.GetValue(subTopP), parse.GetValue(subTemperature),
                 parse.GetValue(maxNewTokens), parse.GetValue(minNewTokens));
-            return Run(new Settings(parse.GetValue(model)!, inputs, parse.GetValue(output), parse.GetValue(outDir), parse.GetValue(codesOut),
+            return Run(new Settings(Qwen3Tts.Entry.Hub.HubPaths.Model(parse.GetValue(model)!), inputs, parse.GetValue(output), parse.GetValue(outDir), parse.GetValue(codesOut),
                 parse.GetValue(codesOnly), sampling, parse.GetValue(seed), !parse.GetValue(noCache), parse.GetValue(dtype)!) { SpeechTokenizerDir = parse.GetValue(speechTokenizerDir) },
                 parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);
         });
@@ -246,7 +246,7 @@ public static class SpeakerEmbeddingCommand
         };
         command.SetAction(parse =>
         {
-            string dir = parse.GetValue(model)!, wav = parse.GetValue(refAudio)!, path = parse.GetValue(output)!;
+            string dir = Qwen3Tts.Entry.Hub.HubPaths.Model(parse.GetValue(model)!), wav = parse.GetValue(refAudio)!, path = parse.GetValue(output)!;
             using var m = ModelDirectory.Load(dir);
             var embedding = SpeakerEmbeddings.FromWav(m, wav);
             SpeakerEmbeddings.Save(path, embedding, source: Path.GetFileName(wav));

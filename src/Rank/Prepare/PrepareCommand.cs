@@ -11,9 +11,9 @@ public static class PrepareCommand
 {
     public static Command Create(Func<Func<ICommunicator, int>, int>? world = null)
     {
-        var input = new Option<string>("--input")
+        var input = new Option<string>("--input", "--dataset_name", "--dataset-name")
         {
-            Description = "raw speech: a JSONL of {audio, text[, ref_audio, speaker_id, ...]}, a Hugging Face Parquet file or dataset folder (audio struct + text), or a folder of clips with .txt transcripts",
+            Description = "raw speech: a JSONL of {audio, text[, ref_audio, speaker_id, ...]}, a Hugging Face Parquet file or dataset folder (audio struct + text), a dataset id in the Hugging Face cache (owner/name), or a folder of clips with .txt transcripts",
             Required = true,
         };
         var output = new Option<string>("--output")
@@ -23,7 +23,7 @@ public static class PrepareCommand
         }.ForFile();
         var model = new Option<string>("--model")
         {
-            Description = "a model folder holding speech_tokenizer/ (e.g. Qwen3-TTS-12Hz-1.7B-Base), or a speech tokenizer folder",
+            Description = "a model folder holding speech_tokenizer/ (e.g. Qwen3-TTS-12Hz-1.7B-Base) or its id in the Hugging Face cache, or a speech tokenizer folder",
             HelpName = "DIR",
             Required = true,
         };
@@ -32,16 +32,19 @@ public static class PrepareCommand
         var split = new Option<string?>("--split") { Description = "split of a Hugging Face dataset folder: train-*.parquet or data/SPLIT-*.parquet (default: train when there are several)" };
         var skipBad = new Option<bool>("--skip_bad_samples", "--skip-bad-samples") { Description = "list bad records in OUTPUT-stem.skipped.jsonl instead of stopping at the first" };
         var allowAbsolute = new Option<bool>(Qwen3Tts.Coordinator.Data.DataPaths.AllowFlag, "--allow-absolute-paths") { Description = "let records name clips outside the input's folder (absolute paths, ../ chains): only for data you trust" };
+        var revision = new Option<string?>("--revision") { Description = "the revision (branch, tag or commit) of a dataset given by id (default main)" };
         var overwrite = new Option<bool>("--overwrite") { Description = "prepare again when OUTPUT already exists (by default a finished output is left as it is)" };
         var command = new Command("prepare", "Encode raw speech into training records with the 12 Hz speech tokenizer (the reference's prepare_data.py)")
         {
-            input, output, model, refAudio, maxSamples, split, skipBad, allowAbsolute, overwrite,
+            input, output, model, refAudio, maxSamples, split, skipBad, allowAbsolute, revision, overwrite,
         };
         command.SetAction(parse =>
         {
-            var options = new PrepareOptions(parse.GetRequiredValue(input), parse.GetRequiredValue(output), parse.GetValue(refAudio),
+            var env = Qwen3Tts.Rank.Distributed.EnvVars.Snapshot();
+            string source = Qwen3Tts.Entry.Hub.HubPaths.Resolve(parse.GetRequiredValue(input), Qwen3Tts.Entry.Hub.HubRepoType.Dataset, "--input", parse.GetValue(revision), env);
+            var options = new PrepareOptions(source, parse.GetRequiredValue(output), parse.GetValue(refAudio),
                 parse.GetValue(maxSamples), parse.GetValue(split), parse.GetValue(skipBad), AllowAbsolutePaths: parse.GetValue(allowAbsolute));
-            string modelDir = parse.GetRequiredValue(model);
+            string modelDir = Qwen3Tts.Entry.Hub.HubPaths.Resolve(parse.GetRequiredValue(model), Qwen3Tts.Entry.Hub.HubRepoType.Model, "--model", null, env);
             if (Finished(options.Output) && !parse.GetValue(overwrite))
             {
                 // Every rank sees the same file system, so every rank returns here alike (no collective is left waiting).
