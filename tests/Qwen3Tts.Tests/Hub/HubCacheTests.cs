@@ -81,6 +81,31 @@ public class HubCacheTests : CleansTempDirs
 
     }
 
+    /// <summary>The seed's dataset_tool call, by name: `qwen3tts prepare --dataset_name owner/name --split train` reads the
+    /// split's shards (data/train-*.parquet) from the cached dataset snapshot, encoding with a model given by id.</summary>
+    [Fact]
+    public void Prepare_reads_a_dataset_and_a_model_by_id_from_the_cache()
+    {
+        var f = new Qwen3Tts.Tests.Prepare.PrepareFixture("hub-prepare");
+        string cache = TestPaths.NewTempDir("hub-prepare-cache");
+        Lay(cache, "vaghawan/hausa-tts-22k", f.HfFolder, Commit, kind: "datasets");
+        Lay(cache, "Qwen/Qwen3-TTS-12Hz-1.7B-Base", f.Model, Tagged);
+        var env = new Dictionary<string, string> { ["HF_HOME"] = Path.GetDirectoryName(cache)!, ["HF_HUB_CACHE"] = cache, ["HF_HUB_OFFLINE"] = "1" };
+        string output = f.Out("train.jsonl");
+        var run = Executables.Run(TestPaths.CliDll, ["prepare", "--dataset_name", "vaghawan/hausa-tts-22k", "--split", "train", "--output", output,
+            "--model", "Qwen/Qwen3-TTS-12Hz-1.7B-Base", "--max_samples", "4"], env, TimeSpan.FromMinutes(3));
+        Assert.True(run.Exit == 0, run.Stderr + run.Stdout);
+        var records = File.ReadAllLines(output);
+        Assert.Equal(4, records.Length);
+        Assert.All(records, r => Assert.Contains("\"audio_codes\"", r));
+        Assert.Contains("Sannu da zuwa.", records[0]); // train shard 0, row 0
+
+        var wrongSplit = Executables.Run(TestPaths.CliDll, ["prepare", "--dataset_name", "vaghawan/hausa-tts-22k", "--split", "test", "--output", f.Out("test.jsonl"),
+            "--model", "Qwen/Qwen3-TTS-12Hz-1.7B-Base"], env);
+        Assert.Equal(2, wrongSplit.Exit);
+        Assert.Contains("no 'test-*.parquet' shards (splits found: train, validation)", wrongSplit.Stderr);
+    }
+
     /// <summary>The trainer takes --init_model_path as a Hub id from the cache (no network: this machine has none) and
     /// trains; an id the cache lacks stops it with one line naming the cache and the download command.</summary>
     [Fact]
