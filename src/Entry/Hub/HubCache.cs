@@ -82,7 +82,9 @@ public sealed partial class HubCache(string root)
 public sealed class HubException(string message) : UserInputException(message);
 
 /// <summary>Where a model or dataset argument points: an existing local path as it is, else a Hub id resolved to its
-/// snapshot folder in the shared cache, which a model directory or a folder of Parquet shards is read from as usual.</summary>
+/// snapshot folder in the shared cache, which a model directory or a folder of Parquet shards is read from as usual. A
+/// snapshot the cache lacks is downloaded (<see cref="HubDownloader"/>) from HF_ENDPOINT (default huggingface.co) with
+/// HF_TOKEN or HUGGING_FACE_HUB_TOKEN, unless HF_HUB_OFFLINE is set, which makes no request at all.</summary>
 public static class HubPaths
 {
     /// <summary>A model argument resolved with this process's environment.</summary>
@@ -90,19 +92,53 @@ public static class HubPaths
         Resolve(value, HubRepoType.Model, flag, revision, Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
             .ToDictionary(e => (string)e.Key, e => e.Value as string ?? ""));
 
+    /// <summary>HF_HUB_OFFLINE as huggingface_hub reads it.</summary>
+    public static bool Offline(IReadOnlyDictionary<string, string> env) =>
+        env.TryGetValue("HF_HUB_OFFLINE", out var v) && v.Trim().ToUpperInvariant() is "1" or "ON" or "YES" or "TRUE";
+
+    /// <summary>The files a resolve needs: a model's all; a dataset's Parquet shards of <paramref name="split"/>
+    /// (<c>{split}-*.parquet</c> anywhere, as <c>data/</c> holds them, or under a <c>{split}/</c> folder, as the
+    /// refs/convert/parquet branch does), or every shard without a split.</summary>
+    public static Func<string, bool> Needed(HubRepoType type, string? split) => type == HubRepoType.Model ? _ => true : path =>
+    {
+        if (!path.EndsWith(".parquet", StringComparison.Ordinal)) return false;
+        if (split is null) return true;
+        string name = Path.GetFileName(path);
+        return name.StartsWith(split + "-", StringComparison.Ordinal) || path.Split('/').SkipLast(1).Contains(split);
+    };
+
     /// <param name="value">a local path or an "owner/name" id.</param>
     /// <param name="flag">the flag it came from (for the message).</param>
     /// <param name="revision">--revision: a branch, tag or commit (default main).</param>
-    public static string Resolve(string value, HubRepoType type, string flag, string? revision, IReadOnlyDictionary<string, string> env)
+    /// <param name="split">a dataset's split: only its shards are fetched.</param>
+    /// <param name="token">--hub_token; else HF_TOKEN or HUGGING_FACE_HUB_TOKEN.</param>
+    public static string Resolve(string value, HubRepoType type, string flag, string? revision, IReadOnlyDictionary<string, string> env,
+        string? split = null, string? token = null, TextWriter? log = null, HttpMessageHandler? handler = null)
     {
         if (File.Exists(value) || Directory.Exists(value) || !HubRepo.LooksLikeId(value)) return value;
         var repo = new HubRepo(value, type);
         var cache = HubCache.FromEnvironment(env);
         string rev = string.IsNullOrWhiteSpace(revision) ? "main" : revision;
-        if (cache.Snapshot(repo, rev) is { } snapshot) return snapshot;
-        string download = type == HubRepoType.Model ? $"huggingface-cli download {value}" : $"huggingface-cli download --repo-type dataset {value}";
-        throw new HubException($"{flag} {value}: no such local path, and the Hugging Face cache ({cache.Root}) has no {repo} at revision {rev}; " +
-            $"this build reads Hub ids from that cache only: fetch it there first ({download}{(rev == "main" ? "" : $" --revision {rev}")}), " +
-            "or point HF_HUB_CACHE / HF_HOME at the cache that holds it, or give a local folder");
+        var needed = Needed(type, split);
+        string what = type == HubRepoType.Model ? "files" : split is null ? "Parquet shards" : $"Parquet shards of the '{split}' split";
+        if (cache.Snapshot(repo, rev) is { } snapshot)
+        {
+            var shards = Directory.EnumerateFiles(snapshot, "*.parquet", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(snapshot, f).Replace(Path.DirectorySeparatorChar, '/')).ToList();
+            if (type == HubRepoType.Model || shards.Any(needed)) return snapshot;
+            if (Offline(env))
+                throw new HubException($"{flag} {value}: the cached snapshot ({snapshot}) has no {what} (splits found: " +
+                    $"{string.Join(", ", shards.Select(f => Path.GetFileName(f).Split('-')[0]).Distinct().Order(StringComparer.Ordinal))}); HF_HUB_OFFLINE is set, so nothing is downloaded");
+        }
+        if (Offline(env))
+        {
+            string download = type == HubRepoType.Model ? $"huggingface-cli download {value}" : $"huggingface-cli download --repo-type dataset {value}";
+            throw new HubException($"{flag} {value}: no such local path, and the Hugging Face cache ({cache.Root}) has no {repo} at revision {rev}" +
+                $"{(split is null ? "" : $" with split {split}")}; HF_HUB_OFFLINE is set, so nothing is downloaded: fetch it first ({download}" +
+                $"{(rev == "main" ? "" : $" --revision {rev}")}), or point HF_HUB_CACHE / HF_HOME at the cache that holds it, or give a local folder");
+        }
+        string? Get(string name) => env.TryGetValue(name, out var v) && !string.IsNullOrWhiteSpace(v) ? v : null;
+        var api = HubApi.Create(Get("HF_ENDPOINT") ?? HubApi.DefaultEndpoint, token ?? Get("HF_TOKEN") ?? Get("HUGGING_FACE_HUB_TOKEN"), handler);
+        var downloader = new HubDownloader(api, cache, log ?? Console.Error);
+        return downloader.SnapshotAsync(repo, rev, needed, what).GetAwaiter().GetResult();
     }
 }

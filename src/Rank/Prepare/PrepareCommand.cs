@@ -41,7 +41,8 @@ public static class PrepareCommand
         command.SetAction(parse =>
         {
             var env = Qwen3Tts.Rank.Distributed.EnvVars.Snapshot();
-            string source = Qwen3Tts.Entry.Hub.HubPaths.Resolve(parse.GetRequiredValue(input), Qwen3Tts.Entry.Hub.HubRepoType.Dataset, "--input", parse.GetValue(revision), env);
+            string source = Qwen3Tts.Entry.Hub.HubPaths.Resolve(parse.GetRequiredValue(input), Qwen3Tts.Entry.Hub.HubRepoType.Dataset, "--input", parse.GetValue(revision), env,
+                split: parse.GetValue(split));
             var options = new PrepareOptions(source, parse.GetRequiredValue(output), parse.GetValue(refAudio),
                 parse.GetValue(maxSamples), parse.GetValue(split), parse.GetValue(skipBad), AllowAbsolutePaths: parse.GetValue(allowAbsolute));
             string modelDir = Qwen3Tts.Entry.Hub.HubPaths.Resolve(parse.GetRequiredValue(model), Qwen3Tts.Entry.Hub.HubRepoType.Model, "--model", null, env);

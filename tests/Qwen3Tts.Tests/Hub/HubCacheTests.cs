@@ -66,7 +66,7 @@ public class HubCacheTests : CleansTempDirs
         string model = TrainingFixture.TinyModel(41, "hub-model");
         string snapshot = Lay(cache, "Qwen/Qwen3-TTS-12Hz-0.6B-Base", model, Commit);
         Lay(cache, "Qwen/Qwen3-TTS-12Hz-0.6B-Base", model, Tagged, revision: "v1.0");
-        var env = new Dictionary<string, string> { ["HF_HUB_CACHE"] = cache };
+        var env = new Dictionary<string, string> { ["HF_HUB_CACHE"] = cache, ["HF_HUB_OFFLINE"] = "1" };
         string Resolve(string value, string? revision = null) => HubPaths.Resolve(value, HubRepoType.Model, "--model", revision, env);
 
         Assert.Equal(snapshot, Resolve("Qwen/Qwen3-TTS-12Hz-0.6B-Base"));
@@ -76,7 +76,7 @@ public class HubCacheTests : CleansTempDirs
 
         var missing = Assert.Throws<HubException>(() => Resolve("Qwen/Qwen3-TTS-12Hz-1.7B-Base"));
         Assert.Contains($"--model Qwen/Qwen3-TTS-12Hz-1.7B-Base: no such local path, and the Hugging Face cache ({cache}) has no Qwen/Qwen3-TTS-12Hz-1.7B-Base at revision main", missing.Message);
-        Assert.Contains("huggingface-cli download Qwen/Qwen3-TTS-12Hz-1.7B-Base", missing.Message);
+        Assert.Contains("HF_HUB_OFFLINE is set, so nothing is downloaded: fetch it first (huggingface-cli download Qwen/Qwen3-TTS-12Hz-1.7B-Base)", missing.Message);
         Assert.Contains("at revision v2", Assert.Throws<HubException>(() => Resolve("Qwen/Qwen3-TTS-12Hz-0.6B-Base", "v2")).Message);
 
     }
@@ -103,7 +103,7 @@ public class HubCacheTests : CleansTempDirs
         var wrongSplit = Executables.Run(TestPaths.CliDll, ["prepare", "--dataset_name", "vaghawan/hausa-tts-22k", "--split", "test", "--output", f.Out("test.jsonl"),
             "--model", "Qwen/Qwen3-TTS-12Hz-1.7B-Base"], env);
         Assert.Equal(2, wrongSplit.Exit);
-        Assert.Contains("no 'test-*.parquet' shards (splits found: train, validation)", wrongSplit.Stderr);
+        Assert.Contains("has no Parquet shards of the 'test' split (splits found: train, validation)", wrongSplit.Stderr);
     }
 
     /// <summary>The trainer takes --init_model_path as a Hub id from the cache (no network: this machine has none) and

@@ -1,0 +1,154 @@
+using System.Security.Cryptography;
+using Qwen3Tts.Entry.Hub;
+using Qwen3Tts.Tests.Entry;
+using Qwen3Tts.Tests.Training;
+
+namespace Qwen3Tts.Tests.Hub;
+
+/// <summary>Downloads by Hub id against the loopback stand-in (<see cref="HubStandIn"/>): into an empty cache in
+/// huggingface_hub's layout, read again with no request, resumed after a cut, refused when corrupt, retried after 5xx,
+/// never attempted offline, and never writing the token anywhere.</summary>
+public class HubDownloadTests : CleansTempDirs
+{
+    const string Commit = "feedfacefeedfacefeedfacefeedfacefeedface", Token = "hf_StandInSecretToken0123456789";
+    const string ModelId = "Qwen/Qwen3-TTS-12Hz-0.6B-Base";
+
+    sealed record Setup(HubStandIn Hub, string Cache, string Model, Dictionary<string, string> Env, StringWriter Log);
+
+    static Setup Start(string tag, string? token = Token)
+    {
+        var hub = new HubStandIn(Token);
+        string model = TrainingFixture.TinyModel(43, $"{tag}-model");
+        hub.Add("models", ModelId, Commit, model);
+        string cache = TestPaths.NewTempDir($"{tag}-cache");
+        var env = new Dictionary<string, string> { ["HF_HUB_CACHE"] = cache, ["HF_ENDPOINT"] = hub.Endpoint };
+        if (token is not null) env["HF_TOKEN"] = token;
+        return new Setup(hub, cache, model, env, new StringWriter());
+    }
+
+    static string Resolve(Setup s, string id = ModelId) => HubPaths.Resolve(id, HubRepoType.Model, "--init_model_path", null, s.Env, log: s.Log);
+
+    /// <summary>No file the tests' runs leave (the cache, the log) holds the token.</summary>
+    static void AssertNoToken(Setup s)
+    {
+        Assert.DoesNotContain(Token, s.Log.ToString());
+        foreach (string file in Directory.EnumerateFiles(s.Cache, "*", SearchOption.AllDirectories))
+            Assert.False(File.ReadAllText(file).Contains(Token, StringComparison.Ordinal), $"{file} holds the token");
+    }
+
+    [Fact]
+    public void A_model_by_id_lands_in_an_empty_cache_in_huggingface_hubs_layout_and_is_then_read_with_no_request()
+    {
+        var s = Start("hub-download");
+        using var hub = s.Hub;
+        string snapshot = Resolve(s);
+        string repo = Path.Combine(s.Cache, "models--Qwen--Qwen3-TTS-12Hz-0.6B-Base");
+        Assert.Equal(Path.Combine(repo, "snapshots", Commit), snapshot);
+        Assert.Equal(Commit, File.ReadAllText(Path.Combine(repo, "refs", "main")));
+        foreach (string file in Directory.EnumerateFiles(s.Model, "*", SearchOption.AllDirectories))
+        {
+            string relative = Path.GetRelativePath(s.Model, file);
+            var link = new FileInfo(Path.Combine(snapshot, relative));
+            Assert.NotNull(link.LinkTarget); // a link, relative, into blobs/ named by the etag (the sha256 of an LFS file)
+            Assert.StartsWith("../", link.LinkTarget);
+            byte[] bytes = File.ReadAllBytes(file);
+            Assert.Equal(bytes, File.ReadAllBytes(link.FullName));
+            if (bytes.Length >= 1024) Assert.EndsWith("blobs/" + Convert.ToHexStringLower(SHA256.HashData(bytes)), link.LinkTarget);
+        }
+        Assert.Empty(Directory.EnumerateFiles(repo, "*.incomplete", SearchOption.AllDirectories));
+        var requests = hub.Requests.ToArray();
+        Assert.StartsWith($"/api/models/{ModelId}/revision/main", requests[0].Path);
+        Assert.All(requests.Where(r => !r.Path.StartsWith("/cdn/", StringComparison.Ordinal)), r => Assert.Equal($"Bearer {Token}", r.Authorization));
+        Assert.Contains(requests, r => r.Path == $"/{ModelId}/resolve/{Commit}/config.json");
+
+        Assert.Equal(snapshot, Resolve(s)); // the second resolve: from the cache
+        Assert.Equal(requests.Length, hub.Requests.Count);
+        AssertNoToken(s);
+    }
+
+    [Fact]
+    public void An_interrupted_download_resumes_with_a_range_request_and_is_verified()
+    {
+        var s = Start("hub-resume");
+        using var hub = s.Hub;
+        hub.CutOnce["model.safetensors"] = 3000;
+        string snapshot = Resolve(s);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(s.Model, "model.safetensors")), File.ReadAllBytes(Path.Combine(snapshot, "model.safetensors")));
+        Assert.Contains(hub.Requests, r => r.Range == "bytes=3000-");
+        Assert.Contains("after 3000 bytes; resuming", s.Log.ToString());
+        AssertNoToken(s);
+    }
+
+    [Fact]
+    public void A_corrupted_download_is_refused_and_nothing_of_it_is_committed()
+    {
+        var s = Start("hub-corrupt");
+        using var hub = s.Hub;
+        hub.Corrupt["model.safetensors"] = true;
+        var e = Assert.Throws<HubException>(() => Resolve(s));
+        Assert.Contains("'model.safetensors' has sha256", e.Message);
+        Assert.Contains("not kept", e.Message);
+        string repo = Path.Combine(s.Cache, "models--Qwen--Qwen3-TTS-12Hz-0.6B-Base");
+        string sha = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(s.Model, "model.safetensors"))));
+        Assert.False(File.Exists(Path.Combine(repo, "blobs", sha)));
+        Assert.Empty(Directory.EnumerateFiles(repo, "*.incomplete", SearchOption.AllDirectories));
+        Assert.False(File.Exists(Path.Combine(repo, "snapshots", Commit, "model.safetensors")));
+        Assert.False(File.Exists(Path.Combine(repo, "refs", "main"))); // no ref: the snapshot is not taken for complete
+    }
+
+    [Fact]
+    public void Server_errors_are_retried_offline_makes_no_request_and_a_missing_token_is_named()
+    {
+        var s = Start("hub-retry");
+        using var hub = s.Hub;
+        hub.Fail.Enqueue(System.Net.HttpStatusCode.InternalServerError);
+        hub.Fail.Enqueue(System.Net.HttpStatusCode.ServiceUnavailable);
+        Assert.True(Directory.Exists(Resolve(s)));
+        Assert.Contains("HTTP 500; retrying (attempt 2 of 4)", s.Log.ToString());
+
+        var offline = Start("hub-offline");
+        using var offlineHub = offline.Hub;
+        offline.Env["HF_HUB_OFFLINE"] = "1";
+        Assert.Contains("HF_HUB_OFFLINE is set", Assert.Throws<HubException>(() => Resolve(offline)).Message);
+        Assert.Empty(offlineHub.Requests);
+
+        var anonymous = Start("hub-anonymous", token: null);
+        using var anonymousHub = anonymous.Hub;
+        var e = Assert.Throws<HubException>(() => Resolve(anonymous));
+        Assert.Contains($"{ModelId} at revision main: the Hub wants a token (HTTP 401): set HF_TOKEN", e.Message);
+        var wrong = Start("hub-missing");
+        using var wrongHub = wrong.Hub;
+        Assert.Contains("not found on the Hub (HTTP 404)", Assert.Throws<HubException>(() => Resolve(wrong, "Qwen/No-Such-Model")).Message);
+    }
+
+    /// <summary>The seed's pipeline by name end to end: prepare a dataset split by id (only that split's shards are
+    /// fetched), then train on it from a model by id, both through the stand-in.</summary>
+    [Fact]
+    public void A_dataset_by_name_is_prepared_and_trained_on()
+    {
+        var f = new Qwen3Tts.Tests.Prepare.PrepareFixture("hub-dataset");
+        using var hub = new HubStandIn(Token);
+        hub.Add("datasets", "vaghawan/hausa-tts-22k", Commit, f.HfFolder);
+        hub.Add("models", ModelId, Commit, f.Model);
+        string cache = TestPaths.NewTempDir("hub-dataset-cache");
+        var env = new Dictionary<string, string> { ["HF_HUB_CACHE"] = cache, ["HF_ENDPOINT"] = hub.Endpoint, ["HF_TOKEN"] = Token };
+        string records = f.Out("train.jsonl");
+        var prepare = Executables.Run(TestPaths.CliDll, ["prepare", "--dataset_name", "vaghawan/hausa-tts-22k", "--split", "train", "--output", records,
+            "--model", ModelId], env, TimeSpan.FromMinutes(3));
+        Assert.True(prepare.Exit == 0, prepare.Stderr + prepare.Stdout);
+        Assert.Equal(5, File.ReadAllLines(records).Length);
+        string snapshot = Path.Combine(cache, "datasets--vaghawan--hausa-tts-22k", "snapshots", Commit, "data");
+        Assert.Equal(["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"], Directory.GetFiles(snapshot).Select(Path.GetFileName).Order());
+
+        string output = TestPaths.NewTempDir("hub-dataset-run");
+        var train = Executables.Run(TestPaths.RankDll, ["--train_jsonl", records, "--init_model_path", ModelId, "--output_model_path", output,
+            "--mixed_precision", "fp32", "--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--coordinator", "off"],
+            env, TimeSpan.FromMinutes(3));
+        Assert.True(train.Exit == 0, train.Stderr + train.Stdout);
+        Assert.True(File.Exists(Path.Combine(output, "last", "model.safetensors")));
+        foreach (string text in new[] { prepare.Stdout, prepare.Stderr, train.Stdout, train.Stderr })
+            Assert.DoesNotContain(Token, text);
+        foreach (string file in Directory.EnumerateFiles(output, "*", SearchOption.AllDirectories).Where(p => !p.EndsWith(".safetensors", StringComparison.Ordinal)))
+            Assert.DoesNotContain(Token, File.ReadAllText(file));
+    }
+}
