@@ -7,7 +7,10 @@ public static class InfoCommand
 {
     public static Command Create()
     {
-        var path = new Argument<string>("PATH") { Description = "a JSONL file, a Parquet file or a folder of Parquet shards" };
+        var path = new Argument<string?>("PATH") { Description = "a JSONL file, a Parquet file or a folder of Parquet shards, or a dataset id (owner/name)", Arity = ArgumentArity.ZeroOrOne };
+        var dataset = new Option<string?>("--dataset_name", "--dataset-name") { Description = "a Hugging Face dataset id instead of PATH (from the shared cache, downloaded if missing)" };
+        var revision = new Option<string?>("--revision") { Description = "the dataset's revision (branch, tag or commit; default main)" };
+        var hubToken = new Option<string?>("--hub_token", "--hub-token") { Description = "Hub token for a private or gated dataset (default HF_TOKEN)" };
         var split = new Option<string?>("--split") { Description = "for a folder of shards: the split to read (train, validation, test)" };
         var json = new Option<bool>("--json") { Description = "print the numbers as JSON" };
         var model = new Option<string?>("--model")
@@ -23,7 +26,7 @@ public static class InfoCommand
         var command = new Command("info", "Count, languages, speakers, durations and the code-length histogram of a training dataset, and every " +
             "record the trainer would refuse (file, line or row, field). Exit 2 when a record is refused (unless --skip_bad_samples) or the data cannot be read.")
         {
-            path, split, json, model, maxFrames, maxSeconds, allowAbsolute, maxLine, skipBad,
+            path, dataset, revision, hubToken, split, json, model, maxFrames, maxSeconds, allowAbsolute, maxLine, skipBad,
         };
         command.SetAction(parse =>
         {
@@ -31,7 +34,10 @@ public static class InfoCommand
             if (limit is <= 0) throw new ArgumentException("--max_frames / --max_seconds: must be at least one frame (0.08 s)");
             bool anywhere = parse.GetValue(allowAbsolute);
             var rules = parse.GetValue(model) is { } spec ? RecordRules.ForModel(spec, limit, anywhere) : new RecordRules(null, MaxFrames: limit, AllowOutsidePaths: anywhere);
-            var info = DatasetInfo.Compute(parse.GetValue(path)!, parse.GetValue(split), rules, JsonlTrainingData.LineLimit(parse.GetValue(maxLine)));
+            string source = parse.GetValue(path) ?? parse.GetValue(dataset) ?? throw new ArgumentException("info needs PATH or --dataset_name");
+            source = Qwen3Tts.Entry.Hub.HubPaths.Resolve(source, Qwen3Tts.Entry.Hub.HubRepoType.Dataset, parse.GetValue(path) is null ? "--dataset_name" : "PATH",
+                parse.GetValue(revision), Qwen3Tts.Rank.Distributed.EnvVars.Snapshot(), parse.GetValue(split), parse.GetValue(hubToken));
+            var info = DatasetInfo.Compute(source, parse.GetValue(split), rules, JsonlTrainingData.LineLimit(parse.GetValue(maxLine)));
             parse.InvocationConfiguration.Output.WriteLine(parse.GetValue(json) ? info.ToJson() : info.ToText());
             if (info.Count == 0) throw new ArgumentException($"{info.Path}: no usable records; there is nothing to train on");
             return info.Skipped > 0 && !parse.GetValue(skipBad) ? Qwen3Tts.Entry.ExitCodes.UserError : 0;

@@ -33,19 +33,21 @@ public static class PrepareCommand
         var skipBad = new Option<bool>("--skip_bad_samples", "--skip-bad-samples") { Description = "list bad records in OUTPUT-stem.skipped.jsonl instead of stopping at the first" };
         var allowAbsolute = new Option<bool>(Qwen3Tts.Coordinator.Data.DataPaths.AllowFlag, "--allow-absolute-paths") { Description = "let records name clips outside the input's folder (absolute paths, ../ chains): only for data you trust" };
         var revision = new Option<string?>("--revision") { Description = "the revision (branch, tag or commit) of a dataset given by id (default main)" };
+        var hubToken = new Option<string?>("--hub_token", "--hub-token") { Description = "Hub token for a private or gated dataset or model (default HF_TOKEN; a flag shows in the process list, the variable does not)" };
         var overwrite = new Option<bool>("--overwrite") { Description = "prepare again when OUTPUT already exists (by default a finished output is left as it is)" };
         var command = new Command("prepare", "Encode raw speech into training records with the 12 Hz speech tokenizer (the reference's prepare_data.py)")
         {
-            input, output, model, refAudio, maxSamples, split, skipBad, allowAbsolute, revision, overwrite,
+            input, output, model, refAudio, maxSamples, split, skipBad, allowAbsolute, revision, hubToken, overwrite,
         };
         command.SetAction(parse =>
         {
             var env = Qwen3Tts.Rank.Distributed.EnvVars.Snapshot();
             string source = Qwen3Tts.Entry.Hub.HubPaths.Resolve(parse.GetRequiredValue(input), Qwen3Tts.Entry.Hub.HubRepoType.Dataset, "--input", parse.GetValue(revision), env,
-                split: parse.GetValue(split));
+                split: parse.GetValue(split), token: parse.GetValue(hubToken));
             var options = new PrepareOptions(source, parse.GetRequiredValue(output), parse.GetValue(refAudio),
                 parse.GetValue(maxSamples), parse.GetValue(split), parse.GetValue(skipBad), AllowAbsolutePaths: parse.GetValue(allowAbsolute));
-            string modelDir = Qwen3Tts.Entry.Hub.HubPaths.Resolve(parse.GetRequiredValue(model), Qwen3Tts.Entry.Hub.HubRepoType.Model, "--model", null, env);
+            string modelDir = Qwen3Tts.Entry.Hub.HubPaths.Resolve(parse.GetRequiredValue(model), Qwen3Tts.Entry.Hub.HubRepoType.Model, "--model", null, env,
+                token: parse.GetValue(hubToken));
             if (Finished(options.Output) && !parse.GetValue(overwrite))
             {
                 // Every rank sees the same file system, so every rank returns here alike (no collective is left waiting).

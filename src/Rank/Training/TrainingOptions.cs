@@ -188,6 +188,8 @@ public static class TrainingFlags
         var validation = Flag<string?>("validation_jsonl", "validation data (JSONL, Parquet file or folder); enables evaluation", "validation_data");
         var init = Flag<string?>("init_model_path", "the Base model to fine-tune: a directory, or its id in the Hugging Face cache (Qwen/Qwen3-TTS-12Hz-1.7B-Base)");
         var revision = Flag<string?>("revision", "the revision (branch, tag or commit) of a model given by id (default main)");
+        // Used once, to resolve the ids, and never kept in the options (which reach WandB and config dumps).
+        var hubToken = Flag<string?>("hub_token", "Hub token for a private or gated model (default HF_TOKEN; a flag shows in the process list, the variable does not)");
         var output = Flag<string?>("output_model_path", "where checkpoints and exports go (default: output)", "output_dir").ForFolder();
         var batch = Flag<int?>("batch_size", "samples per rank per micro-step (default 2)");
         var lr = Flag<double?>("lr", "peak learning rate (default 2e-5)", "learning_rate");
@@ -242,7 +244,7 @@ public static class TrainingFlags
         var dryRunMemory = Flag<bool>("dry_run_memory", "print the planned memory per rank by category for --init_model_path's config, --world_size, --zero_stage, --mixed_precision, --batch_size and --max_seconds (default 20), and exit; needs no data, weights or launcher");
         var zeroStage = Flag<int?>("zero_stage", "0 (default): every rank holds AdamW's state; 1: ZeRO-1, the optimizer state sharded across ranks; 2: ZeRO-2, gradients reduce-scattered every micro-step too");
 
-        foreach (var o in new Option[] { config, train, validation, init, revision, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
+        foreach (var o in new Option[] { config, train, validation, init, revision, hubToken, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
                      logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, allowNewBatch, exportEveryEpoch, bucket, gradSync, checkpointing, zeroStage, dryRunMemory, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
@@ -259,7 +261,8 @@ public static class TrainingFlags
                     : throw new ArgumentException("--train_jsonl is required (a JSONL file of training records)")),
                 ValidationData = PickString(validation, "validation_jsonl") ?? StringFromFile(file, "validation_data"),
                 InitModelPath = Qwen3Tts.Entry.Hub.HubPaths.Resolve(PickString(init, "init_model_path") ?? throw new ArgumentException("--init_model_path is required (a Base model directory)"),
-                    Qwen3Tts.Entry.Hub.HubRepoType.Model, "--init_model_path", PickString(revision, "revision"), Qwen3Tts.Rank.Distributed.EnvVars.Snapshot()),
+                    Qwen3Tts.Entry.Hub.HubRepoType.Model, "--init_model_path", PickString(revision, "revision"), Qwen3Tts.Rank.Distributed.EnvVars.Snapshot(),
+                    token: parse.GetValue(hubToken)),
                 OutputModelPath = PickString(output, "output_model_path") ?? d.OutputModelPath,
                 BatchSize = Pick(batch, "batch_size") ?? d.BatchSize,
                 Lr = Pick(lr, "lr") ?? d.Lr,

@@ -121,8 +121,29 @@ public class HubDownloadTests : CleansTempDirs
         Assert.Contains("not found on the Hub (HTTP 404)", Assert.Throws<HubException>(() => Resolve(wrong, "Qwen/No-Such-Model")).Message);
     }
 
+    /// <summary>Two processes (here two threads, each with its own client) resolving one id into one empty cache at once:
+    /// both get the whole snapshot, each blob is downloaded once (the other waits on its lock), nothing partial is left.</summary>
+    [Fact]
+    public void Two_resolvers_racing_on_one_cache_download_each_blob_once()
+    {
+        var s = Start("hub-race");
+        using var hub = s.Hub;
+        var results = new string[2];
+        var threads = Enumerable.Range(0, 2).Select(i => new Thread(() => results[i] = HubPaths.Resolve(ModelId, HubRepoType.Model, "--model", null, s.Env, log: TextWriter.Null))).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Assert.Equal(results[0], results[1]);
+        var downloads = hub.Requests.Where(r => r.Path.Contains("/resolve/", StringComparison.Ordinal) || r.Path.StartsWith("/cdn/", StringComparison.Ordinal))
+            .GroupBy(r => r.Path).ToList();
+        Assert.All(downloads, g => Assert.True(g.Count() == 1, $"{g.Key} was downloaded {g.Count()} times"));
+        Assert.Equal(Directory.EnumerateFiles(s.Model, "*", SearchOption.AllDirectories).Count(), Directory.EnumerateFiles(results[0], "*", SearchOption.AllDirectories).Count());
+        Assert.Empty(Directory.EnumerateFiles(s.Cache, "*.incomplete", SearchOption.AllDirectories));
+        Assert.Empty(Directory.EnumerateFiles(s.Cache, "*.tmp", SearchOption.AllDirectories));
+    }
+
     /// <summary>The seed's pipeline by name end to end: prepare a dataset split by id (only that split's shards are
-    /// fetched), then train on it from a model by id, both through the stand-in.</summary>
+    /// fetched; the token from --hub_token), train on it from a model by id, and `info --dataset_name` on the prepared
+    /// records published as a dataset of their own, all through the stand-in.</summary>
     [Fact]
     public void A_dataset_by_name_is_prepared_and_trained_on()
     {
@@ -131,12 +152,13 @@ public class HubDownloadTests : CleansTempDirs
         hub.Add("datasets", "vaghawan/hausa-tts-22k", Commit, f.HfFolder);
         hub.Add("models", ModelId, Commit, f.Model);
         string cache = TestPaths.NewTempDir("hub-dataset-cache");
-        var env = new Dictionary<string, string> { ["HF_HUB_CACHE"] = cache, ["HF_ENDPOINT"] = hub.Endpoint, ["HF_TOKEN"] = Token };
-        string records = f.Out("train.jsonl");
+        var env = new Dictionary<string, string> { ["HF_HUB_CACHE"] = cache, ["HF_ENDPOINT"] = hub.Endpoint };
+        string published = Directory.CreateDirectory(Path.Combine(TestPaths.NewTempDir("hub-dataset-published"), "data")).FullName;
+        string records = Path.Combine(published, "train-00000-of-00001.parquet");
         var prepare = Executables.Run(TestPaths.CliDll, ["prepare", "--dataset_name", "vaghawan/hausa-tts-22k", "--split", "train", "--output", records,
-            "--model", ModelId], env, TimeSpan.FromMinutes(3));
+            "--model", ModelId, "--hub_token", Token], env, TimeSpan.FromMinutes(3));
         Assert.True(prepare.Exit == 0, prepare.Stderr + prepare.Stdout);
-        Assert.Equal(5, File.ReadAllLines(records).Length);
+        env["HF_TOKEN"] = Token;
         string snapshot = Path.Combine(cache, "datasets--vaghawan--hausa-tts-22k", "snapshots", Commit, "data");
         Assert.Equal(["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"], Directory.GetFiles(snapshot).Select(Path.GetFileName).Order());
 
@@ -146,7 +168,11 @@ public class HubDownloadTests : CleansTempDirs
             env, TimeSpan.FromMinutes(3));
         Assert.True(train.Exit == 0, train.Stderr + train.Stdout);
         Assert.True(File.Exists(Path.Combine(output, "last", "model.safetensors")));
-        foreach (string text in new[] { prepare.Stdout, prepare.Stderr, train.Stdout, train.Stderr })
+        hub.Add("datasets", "vaghawan/hausa-prepared", Commit, Path.GetDirectoryName(published)!);
+        var info = Executables.Run(TestPaths.CliDll, ["info", "--dataset_name", "vaghawan/hausa-prepared", "--split", "train", "--json"], env, TimeSpan.FromMinutes(2));
+        Assert.True(info.Exit == 0, info.Stderr + info.Stdout);
+        Assert.Equal(5, (int)System.Text.Json.Nodes.JsonNode.Parse(info.Stdout)!["records"]!);
+        foreach (string text in new[] { prepare.Stdout, prepare.Stderr, train.Stdout, train.Stderr, info.Stdout, info.Stderr })
             Assert.DoesNotContain(Token, text);
         foreach (string file in Directory.EnumerateFiles(output, "*", SearchOption.AllDirectories).Where(p => !p.EndsWith(".safetensors", StringComparison.Ordinal)))
             Assert.DoesNotContain(Token, File.ReadAllText(file));
