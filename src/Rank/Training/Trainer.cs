@@ -111,8 +111,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
         // ---- data
         var tokenizer = Qwen3TextTokenizer.FromModelDirectory(o.InitModelPath);
-        var train = OpenData(o.TrainData, o.MaxTrainSamples, "train", tokenizer, config);
-        var validation = o.ValidationData is null ? null : OpenData(o.ValidationData, o.MaxEvalSamples, "validation", tokenizer, config);
+        var train = OpenData(o.TrainData, o.Split, o.MaxTrainSamples, "train", tokenizer, config);
+        var validation = o.ValidationData is null ? null : OpenData(o.ValidationData, o.ValidationSplit, o.MaxEvalSamples, "validation", tokenizer, config);
         if (train.Count == 0) throw new ArgumentException($"--train_jsonl {o.TrainData}: no usable records");
         // Listening samples at each evaluation: rank 0 only (it alone writes and logs).
         var samples = Main && o.EvalSentences is { } sentences ? EvalSamples.Open(sentences, o.InitModelPath, tokenizer, o.EvalSampleMaxSeconds, o.Seed) : null;
@@ -569,11 +569,12 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
 
     /// <summary>Reads and checks a split up front (records of a JSONL file, a Parquet file or a folder of Parquet shards,
     /// then each distinct reference clip): a bad record stops the run naming file, line (or row) and field, or with --skip_bad_samples is listed in OUTPUT/skipped_{split}_samples.jsonl.</summary>
-    SftDataSource OpenData(string path, int? max, string split, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
+    SftDataSource OpenData(string path, string? folderSplit, int? max, string split, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config)
     {
         var rules = new RecordRules(config, tokenizer.EncodeChat, o.MaxFrames, o.AllowAbsolutePaths, o.Language);
         var refusals = new Refusals(o.SkipBadSamples);
-        var records = TrainingData.Read(path, refusals, bounds: rules.Bounds, maxLineBytes: JsonlTrainingData.LineLimit(o.MaxLineMb));
+        // --split / --validation_split pick shards in a folder (a dataset by id is one); a single file has no splits.
+        var records = TrainingData.Read(path, refusals, Directory.Exists(path) ? folderSplit : null, rules.Bounds, JsonlTrainingData.LineLimit(o.MaxLineMb));
         if (max is { } n) records = records.Take(n).ToList();
         if (split == "train" && o.MultiSpeaker && o.MaxSpeakers is int most) records = KeepSpeakers(records, most);
         // The rules and the reference clips are checked once, by rank 0; the other ranks take its verdict, so every rank

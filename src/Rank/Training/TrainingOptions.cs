@@ -13,6 +13,12 @@ public sealed record TrainingOptions
 {
     public required string TrainData { get; init; }
     public string? ValidationData { get; init; }
+
+    /// <summary>--split / --validation_split: the splits read from a folder of Parquet shards (a dataset by id resolves to one):
+    /// train by default; validation from the training data's folder when --validation_split names one and no
+    /// --validation_jsonl is given.</summary>
+    public string? Split { get; init; }
+    public string? ValidationSplit { get; init; }
     public required string InitModelPath { get; init; }
     public string OutputModelPath { get; init; } = "output";
     public int BatchSize { get; init; } = 2;
@@ -184,7 +190,9 @@ public static class TrainingFlags
     public static Func<ParseResult, TrainingOptions> AddTo(Command command)
     {
         var config = new Option<string?>("--config") { Description = "JSON file of flag values (snake_case keys); flags given on the command line win" };
-        var train = Flag<string?>("train_jsonl", "training data: a JSONL file (seed format), a Parquet file, or a folder of Parquet shards", "train_data");
+        var train = Flag<string?>("train_jsonl", "training data: a JSONL file (seed format), a Parquet file, a folder of Parquet shards, or a prepared dataset's id (owner/name)", "train_data");
+        var split = Flag<string?>("split", "the training split of a folder of Parquet shards or a dataset id (default train)");
+        var validationSplit = Flag<string?>("validation_split", "the validation split of the training data's folder or dataset (enables evaluation without --validation_jsonl)");
         var validation = Flag<string?>("validation_jsonl", "validation data (JSONL, Parquet file or folder); enables evaluation", "validation_data");
         var init = Flag<string?>("init_model_path", "the Base model to fine-tune: a directory, or its id in the Hugging Face cache (Qwen/Qwen3-TTS-12Hz-1.7B-Base)");
         var revision = Flag<string?>("revision", "the revision (branch, tag or commit) of a model given by id (default main)");
@@ -244,7 +252,7 @@ public static class TrainingFlags
         var dryRunMemory = Flag<bool>("dry_run_memory", "print the planned memory per rank by category for --init_model_path's config, --world_size, --zero_stage, --mixed_precision, --batch_size and --max_seconds (default 20), and exit; needs no data, weights or launcher");
         var zeroStage = Flag<int?>("zero_stage", "0 (default): every rank holds AdamW's state; 1: ZeRO-1, the optimizer state sharded across ranks; 2: ZeRO-2, gradients reduce-scattered every micro-step too");
 
-        foreach (var o in new Option[] { config, train, validation, init, revision, hubToken, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
+        foreach (var o in new Option[] { config, train, validation, split, validationSplit, init, revision, hubToken, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
                      logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, allowNewBatch, exportEveryEpoch, bucket, gradSync, checkpointing, zeroStage, dryRunMemory, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
             command.Options.Add(o);
 
@@ -255,11 +263,23 @@ public static class TrainingFlags
             string? PickString(Option<string?> option, string key) => parse.GetValue(option) ?? StringFromFile(file, key);
             var d = new TrainingOptions { TrainData = "", InitModelPath = "" };
             string alignmentText = PickString(alignment, "loss_alignment") ?? "fixed";
+            var env = Qwen3Tts.Rank.Distributed.EnvVars.Snapshot();
+            string? trainSplit = PickString(split, "split"), validationSplitName = PickString(validationSplit, "validation_split");
+            string? Dataset(string? value, string flag, string? name) => value is null ? null
+                : Qwen3Tts.Entry.Hub.HubPaths.Resolve(value, Qwen3Tts.Entry.Hub.HubRepoType.Dataset, flag, null, env, name, parse.GetValue(hubToken));
+            string? trainSource = PickString(train, "train_jsonl") ?? PickString(train, "train_data");
+            string? validationSource = PickString(validation, "validation_jsonl") ?? StringFromFile(file, "validation_data");
+            // Validation from the training data's own folder or dataset when only a split is named.
+            validationSource ??= validationSplitName is null ? null : trainSource;
+            string? validationData = Dataset(validationSource, "--validation_jsonl", validationSplitName ?? "validation");
             var options = new TrainingOptions
             {
-                TrainData = PickString(train, "train_jsonl") ?? PickString(train, "train_data") ?? (parse.GetValue(dryRunMemory) ? ""
+                TrainData = Dataset(trainSource, "--train_jsonl", trainSplit ?? "train") ?? (parse.GetValue(dryRunMemory) ? ""
                     : throw new ArgumentException("--train_jsonl is required (a JSONL file of training records)")),
-                ValidationData = PickString(validation, "validation_jsonl") ?? StringFromFile(file, "validation_data"),
+                ValidationData = validationData,
+                Split = trainSplit,
+                // A dataset by id resolves to a snapshot that may hold every split: its validation split by name.
+                ValidationSplit = validationSplitName ?? (validationData != validationSource ? "validation" : null),
                 InitModelPath = Qwen3Tts.Entry.Hub.HubPaths.Resolve(PickString(init, "init_model_path") ?? throw new ArgumentException("--init_model_path is required (a Base model directory)"),
                     Qwen3Tts.Entry.Hub.HubRepoType.Model, "--init_model_path", PickString(revision, "revision"), Qwen3Tts.Rank.Distributed.EnvVars.Snapshot(),
                     token: parse.GetValue(hubToken)),

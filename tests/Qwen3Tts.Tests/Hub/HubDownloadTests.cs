@@ -159,16 +159,22 @@ public class HubDownloadTests : CleansTempDirs
             "--model", ModelId, "--hub_token", Token], env, TimeSpan.FromMinutes(3));
         Assert.True(prepare.Exit == 0, prepare.Stderr + prepare.Stdout);
         env["HF_TOKEN"] = Token;
+        var prepareValidation = Executables.Run(TestPaths.CliDll, ["prepare", "--dataset_name", "vaghawan/hausa-tts-22k", "--split", "validation",
+            "--output", Path.Combine(published, "validation-00000-of-00001.parquet"), "--model", ModelId], env, TimeSpan.FromMinutes(3));
+        Assert.True(prepareValidation.Exit == 0, prepareValidation.Stderr + prepareValidation.Stdout);
         string snapshot = Path.Combine(cache, "datasets--vaghawan--hausa-tts-22k", "snapshots", Commit, "data");
-        Assert.Equal(["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"], Directory.GetFiles(snapshot).Select(Path.GetFileName).Order());
+        Assert.Equal(["train-00000-of-00002.parquet", "train-00001-of-00002.parquet", "validation-00000-of-00001.parquet"], Directory.GetFiles(snapshot).Select(Path.GetFileName).Order());
+        hub.Add("datasets", "vaghawan/hausa-prepared", Commit, Path.GetDirectoryName(published)!);
 
         string output = TestPaths.NewTempDir("hub-dataset-run");
-        var train = Executables.Run(TestPaths.RankDll, ["--train_jsonl", records, "--init_model_path", ModelId, "--output_model_path", output,
-            "--mixed_precision", "fp32", "--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--coordinator", "off"],
-            env, TimeSpan.FromMinutes(3));
+        // The prepared records as a dataset of their own, its validation split evaluated: the seed's training call by name.
+        var train = Executables.Run(TestPaths.RankDll, ["--train_data", "vaghawan/hausa-prepared", "--validation_split", "validation", "--init_model_path", ModelId,
+            "--output_model_path", output, "--mixed_precision", "fp32", "--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", "1",
+            "--coordinator", "off"], env, TimeSpan.FromMinutes(3));
         Assert.True(train.Exit == 0, train.Stderr + train.Stdout);
+        Assert.Contains("training 5 samples", train.Stdout);
+        Assert.Contains("eval step", train.Stdout);
         Assert.True(File.Exists(Path.Combine(output, "last", "model.safetensors")));
-        hub.Add("datasets", "vaghawan/hausa-prepared", Commit, Path.GetDirectoryName(published)!);
         var info = Executables.Run(TestPaths.CliDll, ["info", "--dataset_name", "vaghawan/hausa-prepared", "--split", "train", "--json"], env, TimeSpan.FromMinutes(2));
         Assert.True(info.Exit == 0, info.Stderr + info.Stdout);
         Assert.Equal(5, (int)System.Text.Json.Nodes.JsonNode.Parse(info.Stdout)!["records"]!);
