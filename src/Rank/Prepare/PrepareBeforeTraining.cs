@@ -16,7 +16,7 @@ public static class PrepareBeforeTraining
     {
         if (skip) return options;
         string folder = Path.Combine(options.OutputModelPath, "prepared");
-        string? Prepared(string? data, string name)
+        string? Prepared(string? data, string name, string? split)
         {
             if (data is null || !DistributedPrepare.NeedsPreparing(data)) return data;
             string output = Path.Combine(folder, name + ".jsonl");
@@ -25,27 +25,28 @@ public static class PrepareBeforeTraining
                 if (comm.Rank == 0) log.WriteLine($"prepare: using {output}, prepared earlier from {data} (delete it to prepare again)");
                 return output;
             }
-            if (!skipPreflight) RunPreflight(data, name, options, comm, refAudio, log);
-            DistributedPrepare.Run(new PrepareOptions(data, output, refAudio, SkipBadSamples: options.SkipBadSamples), options.InitModelPath, comm, log);
+            split = Directory.Exists(data) ? split : null; // --split / --validation_split pick shards in a folder (a dataset by id is one)
+            if (!skipPreflight) RunPreflight(data, name, split, options, comm, refAudio, log);
+            DistributedPrepare.Run(new PrepareOptions(data, output, refAudio, Split: split, SkipBadSamples: options.SkipBadSamples), options.InitModelPath, comm, log);
             return output;
         }
         return options with
         {
-            TrainData = Prepared(options.TrainData, "train")!,
-            ValidationData = Prepared(options.ValidationData, "validation"),
+            TrainData = Prepared(options.TrainData, "train", options.Split)!,
+            ValidationData = Prepared(options.ValidationData, "validation", options.ValidationSplit),
         };
     }
 
     /// <summary>Preflight before encoding anything: rank 0 checks the raw data against the model's context (the report goes to
     /// OUTPUT/preflight-{split}.txt and .json); the verdict is shared so every rank stops together on NO-GO.</summary>
-    static void RunPreflight(string data, string split, TrainingOptions options, ICommunicator comm, string? refAudio, TextWriter log)
+    static void RunPreflight(string data, string split, string? folderSplit, TrainingOptions options, ICommunicator comm, string? refAudio, TextWriter log)
     {
         var verdict = new byte[1];
         string reportPath = Path.Combine(options.OutputModelPath, $"preflight-{split}");
         if (comm.Rank == 0)
         {
             var thresholds = Preflight.ForModel(new PreflightThresholds { RequireReference = refAudio is not null }, options.InitModelPath);
-            var report = Preflight.Run(data, thresholds, refAudio);
+            var report = Preflight.Run(data, thresholds, refAudio, folderSplit);
             Directory.CreateDirectory(options.OutputModelPath);
             File.WriteAllText(reportPath + ".txt", report.ToText(allRecords: true));
             File.WriteAllText(reportPath + ".json", report.ToJson());

@@ -190,7 +190,7 @@ public static class TrainingFlags
     public static Func<ParseResult, TrainingOptions> AddTo(Command command)
     {
         var config = new Option<string?>("--config") { Description = "JSON file of flag values (snake_case keys); flags given on the command line win" };
-        var train = Flag<string?>("train_jsonl", "training data: a JSONL file (seed format), a Parquet file, a folder of Parquet shards, or a prepared dataset's id (owner/name)", "train_data");
+        var train = Flag<string?>("train_jsonl", "training data: a JSONL file (seed format), a Parquet file, a folder of Parquet shards, or a dataset's id (owner/name); raw speech is prepared first", "train_data", "dataset_name");
         var split = Flag<string?>("split", "the training split of a folder of Parquet shards or a dataset id (default train)");
         var validationSplit = Flag<string?>("validation_split", "the validation split of the training data's folder or dataset (enables evaluation without --validation_jsonl)");
         var validation = Flag<string?>("validation_jsonl", "validation data (JSONL, Parquet file or folder); enables evaluation", "validation_data");

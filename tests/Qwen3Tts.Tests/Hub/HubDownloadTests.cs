@@ -121,6 +121,30 @@ public class HubDownloadTests : CleansTempDirs
         Assert.Contains("not found on the Hub (HTTP 404)", Assert.Throws<HubException>(() => Resolve(wrong, "Qwen/No-Such-Model")).Message);
     }
 
+    /// <summary>The seed's dataset_tool and training script in one rank job, by name: `qwen3tts-rank --dataset_name owner/name
+    /// --split train --validation_split validation` fetches the raw dataset's two splits, prepares each into OUTPUT/prepared/
+    /// with the model's speech tokenizer, and trains with evaluation.</summary>
+    [Fact]
+    public void The_rank_job_prepares_a_raw_dataset_by_name_and_trains_on_it()
+    {
+        var f = new Qwen3Tts.Tests.Prepare.PrepareFixture("hub-rank-dataset");
+        using var hub = new HubStandIn(Token);
+        hub.Add("datasets", "vaghawan/hausa-tts-22k", Commit, f.HfFolder);
+        hub.Add("models", ModelId, Commit, f.Model);
+        var env = new Dictionary<string, string> { ["HF_HUB_CACHE"] = TestPaths.NewTempDir("hub-rank-cache"), ["HF_ENDPOINT"] = hub.Endpoint, ["HF_TOKEN"] = Token };
+        string output = TestPaths.NewTempDir("hub-rank-run");
+        var run = Executables.Run(TestPaths.RankDll, ["--dataset_name", "vaghawan/hausa-tts-22k", "--split", "train", "--validation_split", "validation",
+            "--init_model_path", ModelId, "--output_model_path", output, "--mixed_precision", "fp32", "--num_epochs", "1", "--batch_size", "2",
+            "--gradient_accumulation_steps", "1", "--coordinator", "off"], env, TimeSpan.FromMinutes(4));
+        Assert.True(run.Exit == 0, run.Stderr + run.Stdout);
+        Assert.Equal(5, File.ReadAllLines(Path.Combine(output, "prepared", "train.jsonl")).Length);
+        Assert.Equal(["Ina kwana?"], File.ReadAllLines(Path.Combine(output, "prepared", "validation.jsonl"))
+            .Select(l => (string)System.Text.Json.Nodes.JsonNode.Parse(l)!["text"]!));
+        Assert.Contains("training 5 samples", run.Stdout);
+        Assert.Contains("eval step", run.Stdout);
+        Assert.DoesNotContain(Token, run.Stdout + run.Stderr);
+    }
+
     /// <summary>Two processes (here two threads, each with its own client) resolving one id into one empty cache at once:
     /// both get the whole snapshot, each blob is downloaded once (the other waits on its lock), nothing partial is left.</summary>
     [Fact]
