@@ -74,7 +74,24 @@ public static class ParquetTrainingData
                 throw new ArgumentException($"{path}: no '{pick}-*.parquet' shards (splits found: {string.Join(", ", splits)})");
             return chosen;
         }
-        throw new FileNotFoundException($"{path}: a folder without any .parquet files (looked in it and in its data/)", path);
+        if (ConvertedSplits(path, split) is { } converted) return converted;
+        throw new FileNotFoundException($"{path}: a folder without any .parquet files (looked in it, in its data/ and in {{config}}/{{split}}/ folders)", path);
+    }
+
+    /// <summary>The Hub's Parquet conversion of a dataset (the refs/convert/parquet branch): <c>{config}/{split}/0000.parquet</c>;
+    /// the config "default" (or the only one), the split named or else train; null when the folder is not laid out so.</summary>
+    static IReadOnlyList<string>? ConvertedSplits(string path, string? split)
+    {
+        static bool HasShards(string dir) => Directory.EnumerateFiles(dir, "*.parquet").Any();
+        var configs = Directory.GetDirectories(path).Where(c => Directory.GetDirectories(c).Any(HasShards)).Order(StringComparer.Ordinal).ToList();
+        if (configs.Count == 0) return null;
+        string config = configs.FirstOrDefault(c => Path.GetFileName(c) == "default") ?? (configs.Count == 1 ? configs[0]
+            : throw new ArgumentException($"{path}: holds the configs {string.Join(", ", configs.Select(Path.GetFileName))} and none is 'default'; give the config's folder"));
+        var splits = Directory.GetDirectories(config).Where(HasShards).Select(d => Path.GetFileName(d)!).Order(StringComparer.Ordinal).ToList();
+        string pick = split ?? (splits.Count == 1 ? splits[0] : splits.Contains("train") ? "train"
+            : throw new ArgumentException($"{config}: holds the splits {string.Join(", ", splits)}; name one (--split)"));
+        if (!splits.Contains(pick)) throw new ArgumentException($"{config}: no '{pick}' split (splits found: {string.Join(", ", splits)})");
+        return Directory.GetFiles(Path.Combine(config, pick), "*.parquet").Order(StringComparer.Ordinal).ToList();
     }
 
     /// <summary>"train" of "train-00000-of-00004.parquet"; the name without extension when it has no dash.</summary>

@@ -98,7 +98,8 @@ public static class RawSpeechData
         if (Directory.Exists(path))
         {
             bool parquet = Directory.EnumerateFiles(path, "*.parquet").Any()
-                || (Directory.Exists(Path.Combine(path, "data")) && Directory.EnumerateFiles(Path.Combine(path, "data"), "*.parquet").Any());
+                || (Directory.Exists(Path.Combine(path, "data")) && Directory.EnumerateFiles(Path.Combine(path, "data"), "*.parquet").Any())
+                || Directory.GetDirectories(path).Any(c => Directory.GetDirectories(c).Any(s => Directory.EnumerateFiles(s, "*.parquet").Any())); // {config}/{split}/
             return parquet ? RawSpeechFormat.Parquet : RawSpeechFormat.Folder;
         }
         return TrainingData.Detect(path) == DataFormat.Jsonl ? RawSpeechFormat.Jsonl : RawSpeechFormat.Parquet;

@@ -79,7 +79,12 @@ public sealed partial class HubCache(string root)
 
 /// <summary>A Hub id that cannot be resolved, or a damaged cache: the message names the repo, the revision, the cache
 /// folder and what to do.</summary>
-public sealed class HubException(string message) : UserInputException(message);
+public sealed class HubException(string message) : UserInputException(message)
+{
+    /// <summary>The repo exists at the revision but holds none of the files asked for (a dataset without Parquet shards on
+    /// main: its Parquet conversion is on refs/convert/parquet).</summary>
+    public bool NoneNeeded { get; init; }
+}
 
 /// <summary>Where a model or dataset argument points: an existing local path as it is, else a Hub id resolved to its
 /// snapshot folder in the shared cache, which a model directory or a folder of Parquet shards is read from as usual. A
@@ -87,6 +92,9 @@ public sealed class HubException(string message) : UserInputException(message);
 /// HF_TOKEN or HUGGING_FACE_HUB_TOKEN, unless HF_HUB_OFFLINE is set, which makes no request at all.</summary>
 public static class HubPaths
 {
+    /// <summary>The branch where the Hub keeps every dataset converted to Parquet: <c>{config}/{split}/0000.parquet</c>.</summary>
+    public const string ParquetBranch = "refs/convert/parquet";
+
     /// <summary>A model argument resolved with this process's environment.</summary>
     public static string Model(string value, string flag = "--model", string? revision = null) =>
         Resolve(value, HubRepoType.Model, flag, revision, Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
@@ -121,14 +129,18 @@ public static class HubPaths
         string rev = string.IsNullOrWhiteSpace(revision) ? "main" : revision;
         var needed = Needed(type, split);
         string what = type == HubRepoType.Model ? "files" : split is null ? "Parquet shards" : $"Parquet shards of the '{split}' split";
-        if (cache.Snapshot(repo, rev) is { } snapshot)
+        // A dataset without Parquet shards on main is read from its Parquet conversion, cached under that branch.
+        string[] revisions = type == HubRepoType.Dataset && revision is null ? [rev, ParquetBranch] : [rev];
+        string? lacking = null;
+        foreach (var candidate in revisions)
         {
+            if (cache.Snapshot(repo, candidate) is not { } snapshot) continue;
             var shards = Directory.EnumerateFiles(snapshot, "*.parquet", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(snapshot, f).Replace(Path.DirectorySeparatorChar, '/')).ToList();
             if (type == HubRepoType.Model || shards.Any(needed)) return snapshot;
-            if (Offline(env))
-                throw new HubException($"{flag} {value}: the cached snapshot ({snapshot}) has no {what} (splits found: " +
-                    $"{string.Join(", ", shards.Select(f => Path.GetFileName(f).Split('-')[0]).Distinct().Order(StringComparer.Ordinal))}); HF_HUB_OFFLINE is set, so nothing is downloaded");
+            lacking ??= $"{flag} {value}: the cached snapshot ({snapshot}) has no {what} (splits found: " +
+                $"{string.Join(", ", shards.Select(f => Path.GetFileName(f).Split('-')[0]).Distinct().Order(StringComparer.Ordinal))}); HF_HUB_OFFLINE is set, so nothing is downloaded";
         }
+        if (lacking is not null && Offline(env)) throw new HubException(lacking);
         if (Offline(env))
         {
             string download = type == HubRepoType.Model ? $"huggingface-cli download {value}" : $"huggingface-cli download --repo-type dataset {value}";
@@ -139,6 +151,12 @@ public static class HubPaths
         string? Get(string name) => env.TryGetValue(name, out var v) && !string.IsNullOrWhiteSpace(v) ? v : null;
         var api = HubApi.Create(Get("HF_ENDPOINT") ?? HubApi.DefaultEndpoint, token ?? Get("HF_TOKEN") ?? Get("HUGGING_FACE_HUB_TOKEN"), handler);
         var downloader = new HubDownloader(api, cache, log ?? Console.Error);
-        return downloader.SnapshotAsync(repo, rev, needed, what).GetAwaiter().GetResult();
+        try { return downloader.SnapshotAsync(repo, rev, needed, what).GetAwaiter().GetResult(); }
+        catch (HubException e) when (e.NoneNeeded && type == HubRepoType.Dataset && revision is null)
+        {
+            // What `datasets` does for a repo of CSV, JSON or audio folders: read the Hub's Parquet conversion of it.
+            (log ?? Console.Error).WriteLine($"hub: {repo} has no {what} on main; reading its Parquet conversion ({ParquetBranch})");
+            return downloader.SnapshotAsync(repo, ParquetBranch, needed, what).GetAwaiter().GetResult();
+        }
     }
 }

@@ -26,7 +26,8 @@ public sealed class HubDownloader(IHubApi api, HubCache cache, TextWriter log, i
         string repoDir = Path.Combine(cache.Root, repo.CacheFolder);
         string snapshot = Path.Combine(repoDir, "snapshots", commit);
         var files = (info.Siblings ?? []).Where(f => wanted?.Invoke(f.Path) ?? true).ToList();
-        if (files.Count == 0) throw new HubException($"{repo} at revision {revision} has no {what} (it holds {string.Join(", ", (info.Siblings ?? []).Select(f => f.Path).Take(8))})");
+        if (files.Count == 0)
+            throw new HubException($"{repo} at revision {revision} has no {what} (it holds {string.Join(", ", (info.Siblings ?? []).Select(f => f.Path).Take(8))})") { NoneNeeded = true };
         foreach (var file in files)
         {
             string link = Path.Combine(snapshot, file.Path);

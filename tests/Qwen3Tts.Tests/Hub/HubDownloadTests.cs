@@ -145,6 +145,45 @@ public class HubDownloadTests : CleansTempDirs
         Assert.DoesNotContain(Token, run.Stdout + run.Stderr);
     }
 
+    /// <summary>A dataset whose main branch holds no Parquet (a CSV here) is read from the Hub's Parquet conversion,
+    /// refs/convert/parquet, laid out {config}/{split}/0000.parquet, as `datasets` does; cached under that branch, the next
+    /// resolve makes no request.</summary>
+    [Fact]
+    public void A_dataset_without_parquet_on_main_is_read_from_its_parquet_conversion()
+    {
+        var f = new Qwen3Tts.Tests.Prepare.PrepareFixture("hub-convert");
+        using var hub = new HubStandIn(Token);
+        string main = TestPaths.NewTempDir("hub-convert-main");
+        File.WriteAllText(Path.Combine(main, "metadata.csv"), "file_name,text\nclip.wav,Sannu\n");
+        string converted = TestPaths.NewTempDir("hub-convert-parquet");
+        foreach (var (from, to) in new[] { ("train-00000-of-00002", "train/0000"), ("train-00001-of-00002", "train/0001"), ("validation-00000-of-00001", "validation/0000") })
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(converted, "default", to))!);
+            File.Copy(Path.Combine(f.HfFolder, "data", from + ".parquet"), Path.Combine(converted, "default", to + ".parquet"));
+        }
+        const string ParquetCommit = "c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff";
+        hub.Add("datasets", "vaghawan/hausa-csv", Commit, main);
+        hub.Add("datasets", "vaghawan/hausa-csv", ParquetCommit, converted, HubPaths.ParquetBranch);
+        hub.Add("models", ModelId, Commit, f.Model);
+        string cache = TestPaths.NewTempDir("hub-convert-cache");
+        var env = new Dictionary<string, string> { ["HF_HUB_CACHE"] = cache, ["HF_ENDPOINT"] = hub.Endpoint, ["HF_TOKEN"] = Token };
+        string output = f.Out("validation.jsonl");
+        var prepare = Executables.Run(TestPaths.CliDll, ["prepare", "--dataset_name", "vaghawan/hausa-csv", "--split", "validation", "--output", output,
+            "--model", ModelId], env, TimeSpan.FromMinutes(3));
+        Assert.True(prepare.Exit == 0, prepare.Stderr + prepare.Stdout);
+        Assert.Contains("reading its Parquet conversion (refs/convert/parquet)", prepare.Stderr + prepare.Stdout);
+        Assert.Equal(["Ina kwana?"], File.ReadAllLines(output).Select(l => (string)System.Text.Json.Nodes.JsonNode.Parse(l)!["text"]!));
+        string repo = Path.Combine(cache, "datasets--vaghawan--hausa-csv");
+        Assert.Equal(ParquetCommit, File.ReadAllText(Path.Combine(repo, "refs", "refs", "convert", "parquet")));
+        Assert.False(File.Exists(Path.Combine(repo, "snapshots", ParquetCommit, "default", "train", "0000.parquet"))); // the other split stays on the Hub
+
+        int requests = hub.Requests.Count;
+        env["HF_HUB_OFFLINE"] = "1";
+        string again = HubPaths.Resolve("vaghawan/hausa-csv", HubRepoType.Dataset, "--input", null, env, "validation");
+        Assert.Equal(Path.Combine(repo, "snapshots", ParquetCommit), again);
+        Assert.Equal(requests, hub.Requests.Count);
+    }
+
     /// <summary>Two processes (here two threads, each with its own client) resolving one id into one empty cache at once:
     /// both get the whole snapshot, each blob is downloaded once (the other waits on its lock), nothing partial is left.</summary>
     [Fact]

@@ -47,11 +47,11 @@ sealed class HubStandIn : IDisposable
     /// <summary>Files of 1 kB and more are LFS files (as safetensors and parquet are on the Hub).</summary>
     const int LfsFrom = 1024;
 
-    public void Add(string kind, string id, string commit, string folder)
+    public void Add(string kind, string id, string commit, string folder, string revision = "main")
     {
         var files = Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
             .ToDictionary(f => Path.GetRelativePath(folder, f).Replace(Path.DirectorySeparatorChar, '/'), File.ReadAllBytes);
-        repos[$"{kind}/{id}"] = (commit, files);
+        repos[$"{kind}/{id}@{revision}"] = (commit, files);
     }
 
     static string GitBlobId(byte[] data) =>
@@ -86,9 +86,9 @@ sealed class HubStandIn : IDisposable
             return;
         }
         var segments = path.Trim('/').Split('/');
-        if (segments[0] == "api" && segments.Length >= 6 && segments[^2] == "revision")
+        if (segments[0] == "api" && segments.Length >= 6 && segments[4] == "revision")
         {
-            string key = $"{segments[1]}/{segments[2]}/{segments[3]}";
+            string key = $"{segments[1]}/{segments[2]}/{segments[3]}@{Uri.UnescapeDataString(string.Join('/', segments[5..]))}";
             if (!repos.TryGetValue(key, out var repo)) { Reply(response, HttpStatusCode.NotFound); return; }
             var siblings = new JsonArray(repo.Files.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f => (JsonNode)new JsonObject
             {
@@ -110,7 +110,8 @@ sealed class HubStandIn : IDisposable
         string kind = resolve == 3 && segments[0] == "datasets" ? "datasets" : "models";
         string id = $"{segments[resolve - 2]}/{segments[resolve - 1]}";
         string file = string.Join('/', segments[(resolve + 2)..]);
-        if (!repos.TryGetValue($"{kind}/{id}", out var found) || segments[resolve + 1] != found.Commit || !found.Files.TryGetValue(file, out var bytes))
+        var found = repos.Where(r => r.Key.StartsWith($"{kind}/{id}@", StringComparison.Ordinal) && r.Value.Commit == segments[resolve + 1]).Select(r => r.Value).FirstOrDefault();
+        if (found.Files is null || !found.Files.TryGetValue(file, out var bytes))
         {
             Reply(response, HttpStatusCode.NotFound);
             return;
