@@ -48,7 +48,7 @@ public static class CodecCommand
         {
             model, output, wavs,
         };
-        command.SetAction(parse => Run(parse.GetRequiredValue(model), parse.GetValue(output), parse.GetRequiredValue(wavs),
+        command.SetAction(parse => Run(Qwen3Tts.Entry.Hub.HubPaths.Model(parse.GetRequiredValue(model)), parse.GetValue(output), parse.GetRequiredValue(wavs),
             parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
         return command;
     }

@@ -50,7 +50,7 @@ public static class CodecDecodeCommand
         {
             model, codes, outDir, float32, chunk, context,
         };
-        command.SetAction(parse => Run(parse.GetRequiredValue(model), parse.GetRequiredValue(codes), parse.GetRequiredValue(outDir),
+        command.SetAction(parse => Run(Qwen3Tts.Entry.Hub.HubPaths.Model(parse.GetRequiredValue(model)), parse.GetRequiredValue(codes), parse.GetRequiredValue(outDir),
             parse.GetValue(float32), parse.GetValue(chunk), parse.GetValue(context),
             parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
         return command;

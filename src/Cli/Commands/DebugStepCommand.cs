@@ -38,7 +38,7 @@ public static class DebugStepCommand
                 new AdamWOptions(parse.GetValue(lr), parse.GetValue(beta1), parse.GetValue(beta2), parse.GetValue(eps), parse.GetValue(decay)),
                 parse.GetValue(clip),
                 parse.GetValue(subWeight));
-            var step = DebugStep.Run(parse.GetValue(model)!, parse.GetValue(data)!, parse.GetValue(output)!, settings);
+            var step = DebugStep.Run(Qwen3Tts.Entry.Hub.HubPaths.Model(parse.GetValue(model)!), parse.GetValue(data)!, parse.GetValue(output)!, settings);
             Console.WriteLine(step.ToJsonString());
             return 0;
         });

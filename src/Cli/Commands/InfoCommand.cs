@@ -33,7 +33,7 @@ public static class InfoCommand
             int? limit = RecordRules.FrameLimit(parse.GetValue(maxFrames), parse.GetValue(maxSeconds));
             if (limit is <= 0) throw new ArgumentException("--max_frames / --max_seconds: must be at least one frame (0.08 s)");
             bool anywhere = parse.GetValue(allowAbsolute);
-            var rules = parse.GetValue(model) is { } spec ? RecordRules.ForModel(spec, limit, anywhere) : new RecordRules(null, MaxFrames: limit, AllowOutsidePaths: anywhere);
+            var rules = parse.GetValue(model) is { } spec ? RecordRules.ForModel(Qwen3Tts.Entry.Hub.HubPaths.Model(spec), limit, anywhere) : new RecordRules(null, MaxFrames: limit, AllowOutsidePaths: anywhere);
             string source = parse.GetValue(path) ?? parse.GetValue(dataset) ?? throw new ArgumentException("info needs PATH or --dataset_name");
             source = Qwen3Tts.Entry.Hub.HubPaths.Resolve(source, Qwen3Tts.Entry.Hub.HubRepoType.Dataset, parse.GetValue(path) is null ? "--dataset_name" : "PATH",
                 parse.GetValue(revision), Qwen3Tts.Rank.Distributed.EnvVars.Snapshot(), parse.GetValue(split), parse.GetValue(hubToken));

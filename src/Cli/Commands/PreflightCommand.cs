@@ -42,7 +42,7 @@ public static class PreflightCommand
             var thresholds = defaults;
             double? max = parse.GetValue(maxSeconds);
             if (max is <= 0) throw new ArgumentException($"--max_seconds must be positive, got {max}");
-            if (parse.GetValue(model) is { } spec) thresholds = Preflight.ForModel(thresholds, spec, max);
+            if (parse.GetValue(model) is { } spec) thresholds = Preflight.ForModel(thresholds, Qwen3Tts.Entry.Hub.HubPaths.Model(spec), max);
             else if (max is double m) thresholds = thresholds with { MaxSeconds = m, MaxSecondsSource = "--max_seconds" };
             thresholds = thresholds with { AllowOutsidePaths = parse.GetValue(allowAbsolute), MaxLineBytes = JsonlTrainingData.LineLimit(parse.GetValue(maxLine)) };
             var report = Preflight.Run(parse.GetValue(data)!, thresholds, parse.GetValue(refAudio), parse.GetValue(split));

@@ -48,7 +48,7 @@ public static class TokenizeCommand
                 result.AddError("give the text to tokenize either as TEXT or as --input FILE (one of the two)");
         });
         command.SetAction(parse => Run(
-            parse.GetRequiredValue(model), parse.GetValue(text), parse.GetValue(input), parse.GetValue(chat),
+            Qwen3Tts.Entry.Hub.HubPaths.Model(parse.GetRequiredValue(model)), parse.GetValue(text), parse.GetValue(input), parse.GetValue(chat),
             parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
         return command;
     }

@@ -151,12 +151,19 @@ public static class HubPaths
         string? Get(string name) => env.TryGetValue(name, out var v) && !string.IsNullOrWhiteSpace(v) ? v : null;
         var api = HubApi.Create(Get("HF_ENDPOINT") ?? HubApi.DefaultEndpoint, token ?? Get("HF_TOKEN") ?? Get("HUGGING_FACE_HUB_TOKEN"), handler);
         var downloader = new HubDownloader(api, cache, log ?? Console.Error);
-        try { return downloader.SnapshotAsync(repo, rev, needed, what).GetAwaiter().GetResult(); }
-        catch (HubException e) when (e.NoneNeeded && type == HubRepoType.Dataset && revision is null)
+        try
         {
-            // What `datasets` does for a repo of CSV, JSON or audio folders: read the Hub's Parquet conversion of it.
-            (log ?? Console.Error).WriteLine($"hub: {repo} has no {what} on main; reading its Parquet conversion ({ParquetBranch})");
-            return downloader.SnapshotAsync(repo, ParquetBranch, needed, what).GetAwaiter().GetResult();
+            try { return downloader.SnapshotAsync(repo, rev, needed, what).GetAwaiter().GetResult(); }
+            catch (HubException e) when (e.NoneNeeded && type == HubRepoType.Dataset && revision is null)
+            {
+                // What `datasets` does for a repo of CSV, JSON or audio folders: read the Hub's Parquet conversion of it.
+                (log ?? Console.Error).WriteLine($"hub: {repo} has no {what} on main; reading its Parquet conversion ({ParquetBranch})");
+                return downloader.SnapshotAsync(repo, ParquetBranch, needed, what).GetAwaiter().GetResult();
+            }
+        }
+        catch (HubException e)
+        {
+            throw new HubException($"{flag} {value}: no such local path, so it was taken for a Hub id: {e.Message}");
         }
     }
 }
