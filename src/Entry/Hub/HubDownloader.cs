@@ -49,6 +49,7 @@ public sealed class HubDownloader(IHubApi api, HubCache cache, TextWriter log, i
         long expected = file.Lfs?.Size ?? file.Size ?? -1;
         string path = (repo.Type == HubRepoType.Dataset ? "datasets/" : "") + $"{repo.Id}/resolve/{commit}/{file.Path}";
         log.WriteLine($"hub: downloading {repo.Id}/{file.Path}{(expected >= 0 ? $" ({expected / 1e6:F1} MB)" : "")} into {cache.Root}");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         for (int attempt = 1; ; attempt++)
         {
             long have = File.Exists(partial) ? new FileInfo(partial).Length : 0;
@@ -87,6 +88,8 @@ public sealed class HubDownloader(IHubApi api, HubCache cache, TextWriter log, i
             }
         }
         File.Move(partial, blob, overwrite: true); // atomic on one file system: the blob appears whole or not at all
+        double seconds = Math.Max(clock.Elapsed.TotalSeconds, 1e-3);
+        log.WriteLine(System.FormattableString.Invariant($"hub: {repo.Id}/{file.Path}: {size / 1e6:F1} MB in {seconds:F1} s ({size / 1e6 / seconds:F1} MB/s){(file.Lfs is null ? "" : ", sha256 checked")}"));
     }
 
     /// <summary>The snapshot's entry for a file: a relative link to its blob (as Python makes them), made under a temporary
