@@ -48,9 +48,9 @@ public static class ParameterUse
     public static IDisposable Observe(IParameterUseObserver observer)
     {
         ArgumentNullException.ThrowIfNull(observer);
-        var scope = new Scope(current);
+        var previous = current;
         current = observer;
-        return scope;
+        return new Restore(() => current = previous);
     }
 
     /// <summary>The parameter as forward should read it: itself, or, when observed and autograd is recording, an
@@ -115,11 +115,6 @@ public static class ParameterUse
     }
 
     sealed record TapData(Parameter Parameter, IParameterUseObserver Observer);
-
-    sealed class Scope(IParameterUseObserver? previous) : IDisposable
-    {
-        public void Dispose() => current = previous;
-    }
 
     /// <summary>y = x; dL/dx = dL/dy, reported to the observer first (and none at all when the observer took it).</summary>
     sealed class Tap : autograd.SingleTensorFunction<Tap>

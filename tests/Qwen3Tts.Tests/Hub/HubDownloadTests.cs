@@ -28,6 +28,17 @@ public class HubDownloadTests : CleansTempDirs
 
     static string Resolve(Setup s, string id = ModelId) => HubPaths.Resolve(id, HubRepoType.Model, "--init_model_path", null, s.Env, log: s.Log);
 
+    /// <summary>A stand-in serving the prepare fixture's raw dataset (train and validation shards) as vaghawan/hausa-tts-22k
+    /// and its tiny model as <see cref="ModelId"/>.</summary>
+    static (Qwen3Tts.Tests.Prepare.PrepareFixture Fixture, HubStandIn Hub) RawDatasetHub(string tag)
+    {
+        var f = new Qwen3Tts.Tests.Prepare.PrepareFixture(tag);
+        var hub = new HubStandIn(Token);
+        hub.Add("datasets", "vaghawan/hausa-tts-22k", Commit, f.HfFolder);
+        hub.Add("models", ModelId, Commit, f.Model);
+        return (f, hub);
+    }
+
     /// <summary>No file the tests' runs leave (the cache, the log) holds the token.</summary>
     static void AssertNoToken(Setup s)
     {
@@ -127,10 +138,8 @@ public class HubDownloadTests : CleansTempDirs
     [Fact]
     public void The_rank_job_prepares_a_raw_dataset_by_name_and_trains_on_it()
     {
-        var f = new Qwen3Tts.Tests.Prepare.PrepareFixture("hub-rank-dataset");
-        using var hub = new HubStandIn(Token);
-        hub.Add("datasets", "vaghawan/hausa-tts-22k", Commit, f.HfFolder);
-        hub.Add("models", ModelId, Commit, f.Model);
+        var (f, hub) = RawDatasetHub("hub-rank-dataset");
+        using var _ = hub;
         var env = new Dictionary<string, string> { ["HF_HUB_CACHE"] = TestPaths.NewTempDir("hub-rank-cache"), ["HF_ENDPOINT"] = hub.Endpoint, ["HF_TOKEN"] = Token };
         string output = TestPaths.NewTempDir("hub-rank-run");
         var run = Executables.Run(TestPaths.RankDll, ["--dataset_name", "vaghawan/hausa-tts-22k", "--split", "train", "--validation_split", "validation",
@@ -210,10 +219,8 @@ public class HubDownloadTests : CleansTempDirs
     [Fact]
     public void A_dataset_by_name_is_prepared_and_trained_on()
     {
-        var f = new Qwen3Tts.Tests.Prepare.PrepareFixture("hub-dataset");
-        using var hub = new HubStandIn(Token);
-        hub.Add("datasets", "vaghawan/hausa-tts-22k", Commit, f.HfFolder);
-        hub.Add("models", ModelId, Commit, f.Model);
+        var (f, hub) = RawDatasetHub("hub-dataset");
+        using var _ = hub;
         string cache = TestPaths.NewTempDir("hub-dataset-cache");
         var env = new Dictionary<string, string> { ["HF_HUB_CACHE"] = cache, ["HF_ENDPOINT"] = hub.Endpoint };
         string published = Directory.CreateDirectory(Path.Combine(TestPaths.NewTempDir("hub-dataset-published"), "data")).FullName;
