@@ -14,14 +14,14 @@ namespace Qwen3Tts.Entry.Hub;
 /// repo and what to check. The token is on the HttpClient only: no message here contains it.</summary>
 public sealed class HubDownloader(IHubApi api, HubCache cache, TextWriter log, int attempts = 4, TimeSpan? firstBackoff = null)
 {
-    readonly TimeSpan backoff = firstBackoff ?? TimeSpan.FromSeconds(1);
+    readonly HubRetry retry = new(log, attempts, firstBackoff);
 
     /// <summary>Fetches the files <paramref name="wanted"/> picks (all when null) and returns the snapshot folder.</summary>
     /// <param name="what">what <paramref name="wanted"/> picks, for the message when the repo has none of it.</param>
     public async Task<string> SnapshotAsync(HubRepo repo, string revision, Func<string, bool>? wanted = null, string what = "files", CancellationToken ct = default)
     {
         string kind = repo.Type == HubRepoType.Model ? "models" : "datasets";
-        var info = await Retry(() => api.RepoInfoAsync(kind, repo.Id, revision, ct), repo, revision, "the file listing", ct);
+        var info = await retry.Run(() => api.RepoInfoAsync(kind, repo.Id, revision, ct), $"the file listing of {repo}", status => Refusal(status, repo, null, revision), ct);
         string commit = info.Sha is { Length: 40 } sha ? sha : throw new HubException($"{repo}: the Hub's listing at revision {revision} names no commit");
         string repoDir = Path.Combine(cache.Root, repo.CacheFolder);
         string snapshot = Path.Combine(repoDir, "snapshots", commit);
@@ -57,7 +57,7 @@ public sealed class HubDownloader(IHubApi api, HubCache cache, TextWriter log, i
             {
                 using var response = await api.ResolveAsync(path, have > 0 ? $"bytes={have}-" : null, ct);
                 if (response.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable) { File.Delete(partial); continue; } // stale partial: start again
-                Refuse(response.StatusCode, repo, file.Path);
+                if (Refusal(response.StatusCode, repo, file.Path) is { } refusal) throw refusal;
                 response.EnsureSuccessStatusCode();
                 bool resumed = have > 0 && response.StatusCode == HttpStatusCode.PartialContent;
                 await using (var target = new FileStream(partial, resumed ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.None))
@@ -65,10 +65,10 @@ public sealed class HubDownloader(IHubApi api, HubCache cache, TextWriter log, i
                     await source.CopyToAsync(target, ct);
                 break;
             }
-            catch (Exception e) when (attempt < attempts && IsTransient(e) && !ct.IsCancellationRequested)
+            catch (Exception e) when (attempt < attempts && HubRetry.IsTransient(e) && !ct.IsCancellationRequested)
             {
-                log.WriteLine($"hub: {repo.Id}/{file.Path}: {Describe(e)} after {(File.Exists(partial) ? new FileInfo(partial).Length : 0)} bytes; resuming (attempt {attempt + 1} of {attempts})");
-                await Task.Delay(Backoff(attempt), ct);
+                log.WriteLine($"hub: {repo.Id}/{file.Path}: {HubRetry.Describe(e)} after {(File.Exists(partial) ? new FileInfo(partial).Length : 0)} bytes; resuming (attempt {attempt + 1} of {attempts})");
+                await Task.Delay(retry.Backoff(attempt), ct);
             }
         }
         long size = new FileInfo(partial).Length;
@@ -122,60 +122,16 @@ public sealed class HubDownloader(IHubApi api, HubCache cache, TextWriter log, i
         }
     }
 
-    async Task<T> Retry<T>(Func<Task<T>> call, HubRepo repo, string revision, string what, CancellationToken ct)
-    {
-        for (int attempt = 1; ; attempt++)
-        {
-            try { return await call(); }
-            catch (ApiException e) when (e.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound)
-            {
-                Refuse(e.StatusCode, repo, null, revision);
-                throw;
-            }
-            catch (Exception e) when (attempt < attempts && IsTransient(e) && !ct.IsCancellationRequested)
-            {
-                log.WriteLine($"hub: {what} of {repo}: {Describe(e)}; retrying (attempt {attempt + 1} of {attempts})");
-                await Task.Delay(Backoff(attempt), ct);
-            }
-            catch (Exception e) when (IsTransient(e))
-            {
-                throw new HubException($"{repo}: {what} failed {attempts} times ({Describe(e)}); check the network and HF_ENDPOINT, or run with HF_HUB_OFFLINE=1 on a filled cache");
-            }
-        }
-    }
-
     /// <summary>401, 403 and 404 as one line naming the repo and what to check.</summary>
-    static void Refuse(HttpStatusCode status, HubRepo repo, string? file, string? revision = null)
+    static HubException? Refusal(HttpStatusCode status, HubRepo repo, string? file, string? revision = null)
     {
         string what = file is null ? $"{repo}{(revision is null ? "" : $" at revision {revision}")}" : $"{repo}: '{file}'";
-        switch (status)
+        return status switch
         {
-            case HttpStatusCode.Unauthorized:
-                throw new HubException($"{what}: the Hub wants a token (HTTP 401): set HF_TOKEN (or --hub_token) to a token that may read it");
-            case HttpStatusCode.Forbidden:
-                throw new HubException($"{what}: the token may not read it (HTTP 403): a gated repo needs its terms accepted on the Hub, a private one a token of its owner");
-            case HttpStatusCode.NotFound:
-                throw new HubException($"{what}: not found on the Hub (HTTP 404): check the id{(repo.Type == HubRepoType.Dataset ? "" : " (a dataset?)")} and the revision; a private repo answers 404 without a token");
-        }
+            HttpStatusCode.Unauthorized => new HubException($"{what}: the Hub wants a token (HTTP 401): set HF_TOKEN (or --hub_token) to a token that may read it"),
+            HttpStatusCode.Forbidden => new HubException($"{what}: the token may not read it (HTTP 403): a gated repo needs its terms accepted on the Hub, a private one a token of its owner"),
+            HttpStatusCode.NotFound => new HubException($"{what}: not found on the Hub (HTTP 404): check the id{(repo.Type == HubRepoType.Dataset ? "" : " (a dataset?)")} and the revision; a private repo answers 404 without a token"),
+            _ => null,
+        };
     }
-
-    TimeSpan Backoff(int attempt) => TimeSpan.FromMilliseconds(backoff.TotalMilliseconds * Math.Pow(2, attempt - 1) * (0.5 + Random.Shared.NextDouble() / 2));
-
-    static bool IsTransient(Exception e) => e switch
-    {
-        ApiException api => (int)api.StatusCode >= 500 || api.StatusCode is HttpStatusCode.TooManyRequests or HttpStatusCode.RequestTimeout,
-        HttpRequestException http => http.StatusCode is null || (int)http.StatusCode >= 500 || http.StatusCode is HttpStatusCode.TooManyRequests,
-        TaskCanceledException or TimeoutException or IOException => true,
-        _ => false,
-    };
-
-    /// <summary>Status and kind only: an exception's own text can echo a request.</summary>
-    static string Describe(Exception e) => e switch
-    {
-        ApiException api => $"HTTP {(int)api.StatusCode}",
-        HttpRequestException { StatusCode: { } s } => $"HTTP {(int)s}",
-        HttpRequestException http => http.HttpRequestError.ToString(),
-        TaskCanceledException or TimeoutException => "timed out",
-        _ => e.GetType().Name,
-    };
 }

@@ -138,17 +138,10 @@ public static class TrainingCheckpoint
 /// HF_TOKEN, ...): checkpoints get copied and shared; keys must never travel with them.</summary>
 static class SecretGuard
 {
-    static readonly string[] SecretNameParts = ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"];
-
     public static void Check(string text, string file)
     {
-        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
-        {
-            string name = (string)e.Key, value = e.Value as string ?? "";
-            if (value.Length < 8 || !SecretNameParts.Any(p => name.Contains(p, StringComparison.OrdinalIgnoreCase))) continue;
-            if (text.Contains(value, StringComparison.Ordinal))
-                throw new TrainingCheckpointException($"{file} would contain the value of the environment variable {name}; "
-                    + "refusing to write a secret into a checkpoint. Remove it from the config or trainer state.");
-        }
+        if (Qwen3Tts.Entry.SecretValues.FoundIn(text, Qwen3Tts.Entry.SecretValues.Current()) is { } name)
+            throw new TrainingCheckpointException($"{file} would contain the value of the environment variable {name}; "
+                + "refusing to write a secret into a checkpoint. Remove it from the config or trainer state.");
     }
 }

@@ -1,0 +1,32 @@
+using System.Collections;
+
+namespace Qwen3Tts.Entry;
+
+/// <summary>The values that must never be written where they could travel (checkpoints, model cards, Hub uploads, logs):
+/// those of secret-looking environment variables (WANDB_API_KEY, HF_TOKEN, QWEN3TTS_COORDINATOR_TOKEN, ...), and any
+/// given explicitly (a --hub_token).</summary>
+public static class SecretValues
+{
+    static readonly string[] SecretNameParts = ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"];
+
+    /// <summary>Shorter values are too likely to occur by chance (and too weak to be real keys).</summary>
+    public const int MinLength = 8;
+
+    /// <summary>(variable name, value) for each secret-looking variable of this process, then each extra value (named "--hub_token" etc.).</summary>
+    public static IReadOnlyList<(string Name, string Value)> Current(params (string Name, string? Value)[] extra)
+    {
+        var found = new List<(string, string)>();
+        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
+        {
+            string name = (string)e.Key, value = e.Value as string ?? "";
+            if (value.Length >= MinLength && SecretNameParts.Any(p => name.Contains(p, StringComparison.OrdinalIgnoreCase))) found.Add((name, value));
+        }
+        foreach (var (name, value) in extra)
+            if (value is { Length: >= MinLength }) found.Add((name, value));
+        return found;
+    }
+
+    /// <summary>The name of the first secret <paramref name="text"/> contains, or null.</summary>
+    public static string? FoundIn(string text, IReadOnlyList<(string Name, string Value)> secrets) =>
+        secrets.FirstOrDefault(s => text.Contains(s.Value, StringComparison.Ordinal)).Name;
+}
