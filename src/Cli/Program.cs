@@ -15,4 +15,5 @@ root.Subcommands.Add(PrepareCommand.Create());
 root.Subcommands.Add(SynthesizeCommand.Create());
 root.Subcommands.Add(SpeakerEmbeddingCommand.Create());
 root.Subcommands.Add(ExportVoiceCommand.Create());
+root.Subcommands.Add(HubUploadCommand.Create());
 return EntryPoint.Invoke(root, args, beforeRun: Qwen3Tts.Model.TorchRuntime.Configure); // NNPACK off: no "Could not initialize NNPACK" lines

@@ -26,6 +26,26 @@ public static class SecretValues
         return found;
     }
 
+    /// <summary>Flags whose value is a secret: left out of any command line this program writes down.</summary>
+    static readonly string[] SecretFlags = ["--hub_token", "--hub-token", "--coordinator_token", "--coordinator-token"];
+
+    /// <summary><paramref name="args"/> as one shell line to show or keep (a model card, a run summary): secret flags and
+    /// their values left out, any other argument holding a secret value replaced by ***.</summary>
+    public static string CommandLine(string program, IReadOnlyList<string> args, IReadOnlyList<(string Name, string Value)> secrets)
+    {
+        var kept = new List<string> { program };
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            if (SecretFlags.Contains(arg)) { i++; continue; }
+            if (SecretFlags.Any(f => arg.StartsWith(f + "=", StringComparison.Ordinal))) continue;
+            kept.Add(FoundIn(arg, secrets) is null ? Quote(arg) : "***");
+        }
+        return string.Join(' ', kept);
+    }
+
+    static string Quote(string arg) => arg.Length > 0 && arg.All(c => char.IsAsciiLetterOrDigit(c) || "-_./=:,@+".Contains(c)) ? arg : $"'{arg.Replace("'", "'\\''", StringComparison.Ordinal)}'";
+
     /// <summary>The name of the first secret <paramref name="text"/> contains, or null.</summary>
     public static string? FoundIn(string text, IReadOnlyList<(string Name, string Value)> secrets) =>
         secrets.FirstOrDefault(s => text.Contains(s.Value, StringComparison.Ordinal)).Name;

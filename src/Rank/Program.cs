@@ -68,6 +68,8 @@ root.SetAction(parse => bind(parse) is { DryRunMemory: true } dryRun
     {
         StopAfterSteps = parse.GetValue(stopAfter),
         CoordinatorToken = parse.GetValue(coordinatorToken) ?? NonEmpty(env.GetValueOrDefault(Qwen3Tts.Coordinator.CoordinatorEnvVars.Token)),
+        HubToken = TrainingFlags.HubToken(parse),
+        CommandLine = args,
         Progress = ConsoleProgress.Suits(comm.Rank) ? new ConsoleProgress() : null,
     }.Run();
     if (comm.Rank == 0) Console.WriteLine($"done: {result.GlobalStep} steps, output in {result.OutputDir}");

@@ -69,7 +69,8 @@ public sealed class HubUploader(IHubApi api, HttpClient storage, string endpoint
         if (files.Count == 0) throw new HubException($"{folder}: nothing to upload (the folder is empty)");
         foreach (var file in files) RefuseSecrets(file);
         bool created = await CreateRepoAsync(repo, isPrivate, ct);
-        log.WriteLine($"hub: {(created ? $"created {(isPrivate ? "private " : "")}" : "")}{repo}; uploading {files.Count} files of {folder} ({files.Sum(f => f.Size) / 1e6:F1} MB)");
+        if (created) log.WriteLine($"hub: created the {(isPrivate ? "private" : "public")} repo {repo}");
+        log.WriteLine(System.FormattableString.Invariant($"hub: uploading {folder} to {repo} ({files.Count} files, {files.Sum(f => f.Size) / 1e6:F1} MB)"));
 
         // ---- preupload: LFS or regular, and what the repo holds now
         string kind = repo.Type == HubRepoType.Model ? "models" : "datasets";

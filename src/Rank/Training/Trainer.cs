@@ -53,6 +53,12 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     /// Kept out of <see cref="TrainingOptions"/> so it can never reach a config dump or WandB.</summary>
     public string? CoordinatorToken { get; init; }
 
+    /// <summary>--hub_token (else HF_TOKEN) for --upload_to_hub; like <see cref="CoordinatorToken"/> never an option.</summary>
+    public string? HubToken { get; init; }
+
+    /// <summary>The command line the run was started with (the model card shows it, secrets left out); null in-process.</summary>
+    public IReadOnlyList<string>? CommandLine { get; init; }
+
     WandbRun? wandb;
 
     void Log(string line)
@@ -74,6 +80,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
     {
         o.Validate();
         Directory.CreateDirectory(o.OutputModelPath);
+        // --upload_to_hub: refused now when there is no token, not after training; rank 0 alone publishes.
+        using var publisher = Main ? HubPublisher.Create(o, HubToken, EnvVars.Snapshot(), log) : null;
         // ---- a resume at another world size keeps the checkpoint's global batch (adjusting --batch_size), or is refused
         string? resumeDir = o.ResumeFromCheckpoint is { } spec ? CheckpointRotation.ResolveResume(o.OutputModelPath, spec) : null;
         Qwen3Tts.Coordinator.PlanPosition? resumeStart = null;
@@ -317,6 +325,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         string exportFrom = validation is not null && Directory.Exists(CheckpointRotation.BestDir(o.OutputModelPath))
             ? CheckpointRotation.BestDir(o.OutputModelPath) : CheckpointRotation.LastDir(o.OutputModelPath);
         if (Main) ExportVoice(exportFrom, Path.Combine(o.OutputModelPath, "custom_voice"));
+        publisher?.Finish(RunFacts());
         wandb?.Finish(0);
         return new TrainingResult(step, epochsCompleted, lastLoss, bestEval, o.OutputModelPath, trainSeconds);
 
@@ -330,6 +339,19 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
             var (audio, summary) = samples.Write(model, train, step, o.OutputModelPath, o.MultiSpeaker ? voices : null);
             Log(summary);
             return audio;
+        }
+
+        // What a model card says of the run besides the checkpoint's own numbers.
+        HubRunFacts RunFacts()
+        {
+            var languages = o.Language is { } fixedLanguage && fixedLanguage != "auto" ? [fixedLanguage]
+                : train.Records.Select(r => r.Language?.Trim().ToLowerInvariant()).OfType<string>().Where(l => l.Length > 0 && l != "auto").Distinct().Order(StringComparer.Ordinal).ToList();
+            var secrets = Qwen3Tts.Entry.SecretValues.Current(("--hub_token", HubToken), ("--coordinator_token", CoordinatorToken));
+            return new HubRunFacts(languages, lastLoss, totalSteps, o.NumEpochs,
+                $"{o.BatchSize} per rank × {comm.WorldSize} ranks × {o.GradientAccumulationSteps} accumulation = {globalBatch * o.GradientAccumulationSteps} samples per step",
+                string.Create(CultureInfo.InvariantCulture, $"{o.Lr:g4} peak, {o.LrScheduler} after {o.WarmupSteps} warmup steps, AdamW weight decay {o.WeightDecay:g4}"),
+                o.LossAlignment.ToString().ToLowerInvariant(),
+                CommandLine is { } args ? Qwen3Tts.Entry.SecretValues.CommandLine("qwen3tts-rank", args, secrets) : "(run in-process)");
         }
 
         void Evaluate(int epoch, long batchInEpoch, bool endOfEpoch = false)
@@ -352,6 +374,7 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
                 (bestEval, bestEvalStep) = (loss, step);
                 wandb?.SetSummary("eval/best_loss", loss);
                 Save(CheckpointRotation.BestDir(o.OutputModelPath), epoch, batchInEpoch);
+                publisher?.BestChanged(RunFacts());
             }
         }
     }

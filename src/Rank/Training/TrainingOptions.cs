@@ -128,6 +128,20 @@ public sealed record TrainingOptions
     /// <summary>--device: cpu, cuda (cuda:LOCAL_RANK), cuda:N or auto; see <see cref="TrainingDevice"/>.</summary>
     public string Device { get; init; } = TrainingDevice.Default;
 
+    /// <summary>The Hub ids --init_model_path and the training data were given as (null for local paths): the model card's
+    /// base_model and datasets.</summary>
+    public string? BaseModelId { get; init; }
+    public string? DatasetId { get; init; }
+
+    /// <summary>--upload_to_hub: rank 0 publishes best/ and last/ as custom_voice models to these repos after training
+    /// (<see cref="HubPublisher"/>); --hub_upload_every_eval also publishes best/ each time it changes. The token is not
+    /// an option: it never reaches a config dump.</summary>
+    public bool UploadToHub { get; init; }
+    public string? HubModelIdBest { get; init; }
+    public string? HubModelIdLast { get; init; }
+    public bool HubPrivate { get; init; }
+    public bool HubUploadEveryEval { get; init; }
+
     /// <summary>Checks values that would otherwise fail mid-run; the message names the flag and the fix.</summary>
     public void Validate()
     {
@@ -171,6 +185,13 @@ public sealed record TrainingOptions
         Require(File.Exists(TrainData) || Directory.Exists(TrainData), "train_jsonl", $"no such file or folder: {TrainData}");
         Require(ValidationData is null || File.Exists(ValidationData) || Directory.Exists(ValidationData), "validation_jsonl", $"no such file or folder: {ValidationData}");
         Require(Directory.Exists(InitModelPath), "init_model_path", $"no such model directory: {InitModelPath}");
+        Require(!UploadToHub || HubModelIdBest is not null || HubModelIdLast is not null, "upload_to_hub", "name the repos: --hub_model_id_best and/or --hub_model_id_last (owner/name)");
+        Require(UploadToHub || (HubModelIdBest is null && HubModelIdLast is null && !HubUploadEveryEval && !HubPrivate), "hub_model_id_best/--hub_model_id_last/--hub_private/--hub_upload_every_eval",
+            "apply with --upload_to_hub");
+        foreach (var (flag, id) in new[] { ("hub_model_id_best", HubModelIdBest), ("hub_model_id_last", HubModelIdLast) })
+            Require(id is null || Qwen3Tts.Entry.Hub.HubRepo.LooksLikeId(id), flag, $"'{id}' is not a Hub repo id (owner/name)");
+        Require(HubModelIdBest is null || ValidationData is not null, "hub_model_id_best", "best/ is chosen by evaluation: give --validation_jsonl or --validation_split (or publish last/ alone)");
+        Require(!HubUploadEveryEval || HubModelIdBest is not null, "hub_upload_every_eval", "publishes best/: give --hub_model_id_best");
     }
 }
 
@@ -186,6 +207,9 @@ public static class TrainingFlags
         return new Option<T>(names[0], names[1..]) { Description = description };
     }
 
+    /// <summary>--hub_token as given on the command line (the binder uses it to resolve ids and never keeps it).</summary>
+    public static string? HubToken(ParseResult parse) => parse.GetValue<string?>("--hub_token");
+
     /// <summary>Adds the training flags to <paramref name="command"/> and returns a binder. Precedence: flag, then --config file, then default.</summary>
     public static Func<ParseResult, TrainingOptions> AddTo(Command command)
     {
@@ -197,7 +221,12 @@ public static class TrainingFlags
         var init = Flag<string?>("init_model_path", "the Base model to fine-tune: a directory, or its id in the Hugging Face cache (Qwen/Qwen3-TTS-12Hz-1.7B-Base)");
         var revision = Flag<string?>("revision", "the revision (branch, tag or commit) of a model given by id (default main)");
         // Used once, to resolve the ids, and never kept in the options (which reach WandB and config dumps).
-        var hubToken = Flag<string?>("hub_token", "Hub token for a private or gated model (default HF_TOKEN; a flag shows in the process list, the variable does not)");
+        var hubToken = Flag<string?>("hub_token", "Hub token: to read a private or gated model or dataset, and with --upload_to_hub to write (default HF_TOKEN; a flag shows in the process list, the variable does not)");
+        var uploadToHub = Flag<bool>("upload_to_hub", "after training, rank 0 publishes best/ and last/ as custom_voice models with a model card to the Hub repos --hub_model_id_best / --hub_model_id_last (created when missing; HF_TOKEN or --hub_token must be a write token). A failed upload leaves them in OUTPUT/hub/ for `qwen3tts hub-upload`");
+        var hubBest = Flag<string?>("hub_model_id_best", "with --upload_to_hub: the repo (owner/name) for best/, the checkpoint of the lowest validation loss");
+        var hubLast = Flag<string?>("hub_model_id_last", "with --upload_to_hub: the repo (owner/name) for last/, the final weights");
+        var hubPrivate = Flag<bool>("hub_private", "with --upload_to_hub: create the repos private (an existing repo keeps its visibility)");
+        var hubEveryEval = Flag<bool>("hub_upload_every_eval", "with --upload_to_hub: also publish best/ whenever an evaluation improves it (in the background; training goes on)");
         var output = Flag<string?>("output_model_path", "where checkpoints and exports go (default: output)", "output_dir").ForFolder();
         var batch = Flag<int?>("batch_size", "samples per rank per micro-step (default 2)");
         var lr = Flag<double?>("lr", "peak learning rate (default 2e-5)", "learning_rate");
@@ -253,7 +282,8 @@ public static class TrainingFlags
         var zeroStage = Flag<int?>("zero_stage", "0 (default): every rank holds AdamW's state; 1: ZeRO-1, the optimizer state sharded across ranks; 2: ZeRO-2, gradients reduce-scattered every micro-step too");
 
         foreach (var o in new Option[] { config, train, validation, split, validationSplit, init, revision, hubToken, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
-                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, allowNewBatch, exportEveryEpoch, bucket, gradSync, checkpointing, zeroStage, dryRunMemory, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName })
+                     logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, allowNewBatch, exportEveryEpoch, bucket, gradSync, checkpointing, zeroStage, dryRunMemory, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName,
+                     uploadToHub, hubBest, hubLast, hubPrivate, hubEveryEval })
             command.Options.Add(o);
 
         return parse =>
@@ -272,15 +302,18 @@ public static class TrainingFlags
             // Validation from the training data's own folder or dataset when only a split is named.
             validationSource ??= validationSplitName is null ? null : trainSource;
             string? validationData = Dataset(validationSource, "--validation_jsonl", validationSplitName ?? "validation");
+            string? trainData = Dataset(trainSource, "--train_jsonl", trainSplit ?? "train");
+            string? initSource = PickString(init, "init_model_path");
             var options = new TrainingOptions
             {
-                TrainData = Dataset(trainSource, "--train_jsonl", trainSplit ?? "train") ?? (parse.GetValue(dryRunMemory) ? ""
+                TrainData = trainData ?? (parse.GetValue(dryRunMemory) ? ""
                     : throw new ArgumentException("--train_jsonl is required (a JSONL file of training records)")),
+                DatasetId = trainData is not null && trainData != trainSource ? trainSource : null,
                 ValidationData = validationData,
                 Split = trainSplit,
                 // A dataset by id resolves to a snapshot that may hold every split: its validation split by name.
                 ValidationSplit = validationSplitName ?? (validationData != validationSource ? "validation" : null),
-                InitModelPath = Qwen3Tts.Entry.Hub.HubPaths.Resolve(PickString(init, "init_model_path") ?? throw new ArgumentException("--init_model_path is required (a Base model directory)"),
+                InitModelPath = Qwen3Tts.Entry.Hub.HubPaths.Resolve(initSource ?? throw new ArgumentException("--init_model_path is required (a Base model directory)"),
                     Qwen3Tts.Entry.Hub.HubRepoType.Model, "--init_model_path", PickString(revision, "revision"), Qwen3Tts.Rank.Distributed.EnvVars.Snapshot(),
                     token: parse.GetValue(hubToken)),
                 OutputModelPath = PickString(output, "output_model_path") ?? d.OutputModelPath,
@@ -340,7 +373,13 @@ public static class TrainingFlags
                 AdamBeta1 = Pick(beta1, "adam_beta1") ?? d.AdamBeta1,
                 AdamBeta2 = Pick(beta2, "adam_beta2") ?? d.AdamBeta2,
                 AdamEpsilon = Pick(epsilon, "adam_epsilon") ?? d.AdamEpsilon,
+                UploadToHub = parse.GetValue(uploadToHub) || (ValueFromFile<bool>(file, "upload_to_hub") ?? false),
+                HubModelIdBest = PickString(hubBest, "hub_model_id_best"),
+                HubModelIdLast = PickString(hubLast, "hub_model_id_last"),
+                HubPrivate = parse.GetValue(hubPrivate) || (ValueFromFile<bool>(file, "hub_private") ?? false),
+                HubUploadEveryEval = parse.GetValue(hubEveryEval) || (ValueFromFile<bool>(file, "hub_upload_every_eval") ?? false),
             };
+            options = options with { BaseModelId = options.InitModelPath != initSource ? initSource : null };
             // The flag was checked as it was parsed; a path from --config (or the default) is checked here, still before any work.
             OutputPaths.RequireFolder("--output_model_path", options.OutputModelPath);
             return options;
