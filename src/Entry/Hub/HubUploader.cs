@@ -28,6 +28,9 @@ public sealed class HubUploader(IHubApi api, HttpClient storage, string endpoint
     /// <summary>The most files one preupload or LFS batch request names (huggingface_hub's chunk size).</summary>
     const int BatchFiles = 256;
 
+    /// <summary>The largest file sent inline in the commit (the Hub sends anything but small text files to LFS).</summary>
+    const long MaxInlineBytes = 64L << 20;
+
     /// <summary>A part of a multipart LFS upload is read into memory; the Hub's parts are far smaller.</summary>
     const long MaxPartBytes = 512L << 20;
 
@@ -90,7 +93,11 @@ public sealed class HubUploader(IHubApi api, HttpClient storage, string endpoint
             if (!modes.TryGetValue(file.Path, out var mode))
                 throw new HubException($"{repo}: the Hub's preupload reply does not name '{file.Path}'");
             if (mode.ShouldIgnore) { log.WriteLine($"hub: {repo}: '{file.Path}' is skipped (the repo's .gitignore)"); continue; }
+            if (mode.UploadMode is not ("lfs" or "regular"))
+                throw new HubException($"{repo}: the Hub asks for '{file.Path}' as '{mode.UploadMode}'; this client sends lfs and regular files");
             bool lfs = mode.UploadMode == "lfs" && file.Size > 0; // an empty file cannot go to LFS storage
+            if (!lfs && file.Size > MaxInlineBytes) // sent inline (base64 in the commit): bounded
+                throw new HubException($"{repo}: the Hub asks for '{file.Path}' ({file.Size / 1e6:F0} MB) inline; this client sends files over {MaxInlineBytes >> 20} MB through LFS only");
             string localOid = lfs ? file.Sha256 : GitBlobId(file.FullPath);
             if (mode.Oid == localOid) unchanged.Add(file.Path);
             else changed.Add((file, lfs));
