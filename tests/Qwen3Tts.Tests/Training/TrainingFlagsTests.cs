@@ -30,6 +30,28 @@ public class TrainingFlagsTests
         Assert.Contains("--gradient_checkpointing", e.Message);
     }
 
+    /// <summary>The publishing flags bind (the token excepted: it is no option) and are refused where they cannot work.</summary>
+    [Fact]
+    public void Hub_publishing_flags_bind_and_are_refused_where_they_cannot_work()
+    {
+        string model = TestPaths.NewTempDir("hub-flags-model"), data = Path.Combine(model, "t.jsonl");
+        File.WriteAllText(data, "");
+        string[] Base(params string[] more) => ["--train_jsonl", data, "--init_model_path", model, .. more];
+        var o = Parse(Base("--validation_jsonl", data, "--upload_to_hub", "--hub_model_id_best", "me/best", "--hub-model-id-last", "me/last",
+            "--hub_private", "--hub_upload_every_eval", "--hub_token", "hf_secret_token_value"));
+        Assert.Equal((true, "me/best", "me/last", true, true), (o.UploadToHub, o.HubModelIdBest, o.HubModelIdLast, o.HubPrivate, o.HubUploadEveryEval));
+        o.Validate();
+        Assert.DoesNotContain("hf_secret_token_value", o.ToString());
+
+        void Refused(string flag, params string[] args) =>
+            Assert.StartsWith(flag, Assert.Throws<ArgumentException>(Parse(Base(args)).Validate).Message);
+        Refused("--upload_to_hub: name the repos", "--upload_to_hub");
+        Refused("--hub_model_id_best/--hub_model_id_last/--hub_private/--hub_upload_every_eval: apply with --upload_to_hub", "--hub_model_id_last", "me/last");
+        Refused("--hub_model_id_last: 'not an id' is not a Hub repo id", "--upload_to_hub", "--hub_model_id_last", "not an id");
+        Refused("--hub_model_id_best: best/ is chosen by evaluation", "--upload_to_hub", "--hub_model_id_best", "me/best");
+        Refused("--hub_upload_every_eval: publishes best/", "--upload_to_hub", "--hub_model_id_last", "me/last", "--hub_upload_every_eval");
+    }
+
     [Fact]
     public void Seed_names_and_kebab_spellings_both_work()
     {
