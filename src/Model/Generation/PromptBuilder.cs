@@ -43,19 +43,8 @@ public sealed class Prompt(Tensor inputsEmbeds, Tensor trailingText, Tensor ttsP
 }
 
 /// <summary>Builds the talker prompt of Qwen3TTSForConditionalGeneration.generate (and generate_icl_prompt) for one
-/// request. With ids the tokens of "&lt;|im_start|&gt;assistant\n{text}&lt;|im_end|&gt;\n&lt;|im_start|&gt;assistant\n",
-/// text = ids[3:-5] (L ids), and the codec tags C = [nothink, think_bos, think_eos] (language "auto") or
-/// [think, think_bos, language, think_eos], then the speaker slot if any, then [codec_pad, codec_bos]:
-/// <code>
-/// instruct ids (text only, if any) | ids[0..3) (text only) | tts_pad × (|C|-2), tts_bos  summed with C[0 .. |C|-1)
-/// then, without ICL:
-///   non-streaming: text[k] + codec_pad (k &lt; L), tts_eos + codec_pad, tts_pad + codec_bos;  trailing = [tts_pad]
-///   streaming:     text[0] + codec_bos;                                                  trailing = text[1..], tts_eos
-/// with ICL (R = ref ids[3:-2], F reference frames; X = R ++ text ++ [tts_eos], Y = [codec_bos] ++ frames):
-///   non-streaming: X[i] + codec_pad, then Y[j] + tts_pad;                              trailing = [tts_pad]
-///   streaming:     X[i] + Y[i] for i &lt; |Y| (X padded with tts_pad if shorter);        trailing = X[|Y|..] or [tts_pad]
-/// </code>
-/// The last codec tag (codec_bos) thus sits on the last prompt position, or starts the ICL frames.</summary>
+/// request: tokenizes it, checks its voice fields, picks the codec tags (language, speaker) and lays it out with
+/// <see cref="PromptLayout"/>, which ICL training shares; then embeds every position.</summary>
 public sealed class PromptBuilder(Qwen3TtsModel model, Qwen3TextTokenizer tokenizer)
 {
     /// <summary>"&lt;|im_start|&gt;assistant\n": the role ids that open the text.</summary>
@@ -142,65 +131,21 @@ public sealed class PromptBuilder(Qwen3TtsModel model, Qwen3TextTokenizer tokeni
         var t = config.Talker;
         if (string.IsNullOrWhiteSpace(r.Text)) throw new ArgumentException("the text to synthesize is empty");
         var ids = Tokenizer.EncodeChat(r.Text);
-        var text = ids.Skip(RoleIds).Take(ids.Count - RoleIds - TrailingChatIds).Select(Text).ToList();
-        if (text.Count == 0) throw new ArgumentException($"the text '{r.Text}' has no tokens of its own");
+        if (ids.Count - RoleIds - TrailingChatIds <= 0) throw new ArgumentException($"the text '{r.Text}' has no tokens of its own");
 
         string? speakerKey = ResolveSpeaker(r, t);
         int? languageId = ResolveLanguage(r.Language, speakerKey, t);
 
-        var positions = new List<PromptPosition>();
-        if (!string.IsNullOrEmpty(r.Instruct))
-        {
-            if (config.TtsModelType == "custom_voice" && "0b6".Contains(config.TtsModelSize, StringComparison.Ordinal))
-                throw new ArgumentException($"instruct: a '{config.TtsModelSize}' custom_voice model takes no instruction (the reference drops it for 0.6B)");
-            positions.AddRange(Tokenizer.Encode(InstructChatText(r.Instruct)).Select(id => new PromptPosition(Text(id), "")));
-        }
-        positions.AddRange(ids.Take(RoleIds).Select(id => new PromptPosition(Text(id), "")));
-
+        if (!string.IsNullOrEmpty(r.Instruct) && config.TtsModelType == "custom_voice" && "0b6".Contains(config.TtsModelSize, StringComparison.Ordinal))
+            throw new ArgumentException($"instruct: a '{config.TtsModelSize}' custom_voice model takes no instruction (the reference drops it for 0.6B)");
         var tags = CodecPrefix.Tags(languageId).ToList();
         if (speakerKey is not null) tags.Add($"speaker:{t.SpkId[speakerKey]}");
         else if (r.SpeakerEmbedding is not null) tags.Add("x_vector");
         tags.Add("codec_pad");
         tags.Add("codec_bos");
-        for (int k = 0; k < tags.Count - 1; k++)
-            positions.Add(new PromptPosition(k < tags.Count - 2 ? "tts_pad" : "tts_bos", tags[k]));
-
-        var trailing = new List<string>();
-        if (r.IsIcl)
-        {
-            var refIds = Tokenizer.Encode(RefChatText(r.RefText!));
-            var x = refIds.Skip(RoleIds).Take(refIds.Count - RoleIds - RefTrailingIds).Select(Text).Concat(text).Append("tts_eos").ToList();
-            var y = Enumerable.Range(0, r.RefCodes!.GetLength(0)).Select(f => $"ref_frame:{f}").Prepend("codec_bos").ToList();
-            if (r.EffectiveNonStreaming)
-            {
-                positions.AddRange(x.Select(s => new PromptPosition(s, "codec_pad")));
-                positions.AddRange(y.Select(s => new PromptPosition("tts_pad", s)));
-                trailing.Add("tts_pad");
-            }
-            else
-            {
-                for (int i = 0; i < y.Count; i++) positions.Add(new PromptPosition(i < x.Count ? x[i] : "tts_pad", y[i]));
-                if (x.Count > y.Count) trailing.AddRange(x.Skip(y.Count));
-                else trailing.Add("tts_pad");
-            }
-        }
-        else if (r.EffectiveNonStreaming)
-        {
-            positions.AddRange(text.Select(s => new PromptPosition(s, "codec_pad")));
-            positions.Add(new PromptPosition("tts_eos", "codec_pad"));
-            positions.Add(new PromptPosition("tts_pad", "codec_bos"));
-            trailing.Add("tts_pad");
-        }
-        else
-        {
-            positions.Add(new PromptPosition(text[0], "codec_bos"));
-            trailing.AddRange(text.Skip(1));
-            trailing.Add("tts_eos");
-        }
-        return (positions, trailing);
+        return PromptLayout.Of(ids, tags, string.IsNullOrEmpty(r.Instruct) ? null : Tokenizer.Encode(InstructChatText(r.Instruct)),
+            r.IsIcl ? Tokenizer.Encode(RefChatText(r.RefText!)) : null, r.IsIcl ? r.RefCodes!.GetLength(0) : 0, r.EffectiveNonStreaming);
     }
-
-    static string Text(int id) => $"text:{id}";
 
     /// <summary>The talker's speaker: a spk_id key (named speaker), or null for an x-vector or no speaker. Validates
     /// the voice fields of the request.</summary>
