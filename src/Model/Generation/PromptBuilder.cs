@@ -98,10 +98,10 @@ public sealed class PromptBuilder(Qwen3TtsModel model, Qwen3TextTokenizer tokeni
             if (slot.Length == 0) continue;
             if (slot == "x_vector")
                 codec[i].copy_(tensor(request.SpeakerEmbedding!, device: weight.device).to(weight.dtype));
-            else if (slot.StartsWith("ref_frame:", StringComparison.Ordinal))
+            else if (PromptLayout.RefFrame(slot) is int frame)
             {
                 frameRows.Add(i);
-                frameIndex.Add(long.Parse(slot["ref_frame:".Length..], System.Globalization.CultureInfo.InvariantCulture));
+                frameIndex.Add(frame);
             }
             else
             {
@@ -205,25 +205,7 @@ public sealed class PromptBuilder(Qwen3TtsModel model, Qwen3TextTokenizer tokeni
         return id;
     }
 
-    long TextId(string slot) => slot switch
-    {
-        "tts_pad" => Model.Config.TtsPadTokenId,
-        "tts_bos" => Model.Config.TtsBosTokenId,
-        "tts_eos" => Model.Config.TtsEosTokenId,
-        _ when slot.StartsWith("text:", StringComparison.Ordinal) => long.Parse(slot[5..], System.Globalization.CultureInfo.InvariantCulture),
-        _ => throw new InvalidOperationException($"unknown text slot '{slot}'"),
-    };
+    long TextId(string slot) => PromptLayout.TextId(slot, Model.Config);
 
-    static long CodecId(string slot, TalkerConfig c) => slot switch
-    {
-        "nothink" => c.CodecNothinkId,
-        "think" => c.CodecThinkId,
-        "think_bos" => c.CodecThinkBosId,
-        "think_eos" => c.CodecThinkEosId,
-        "codec_pad" => c.CodecPadId,
-        "codec_bos" => c.CodecBosId,
-        _ when slot.StartsWith("language:", StringComparison.Ordinal) => long.Parse(slot[9..], System.Globalization.CultureInfo.InvariantCulture),
-        _ when slot.StartsWith("speaker:", StringComparison.Ordinal) => long.Parse(slot[8..], System.Globalization.CultureInfo.InvariantCulture),
-        _ => throw new InvalidOperationException($"unknown codec slot '{slot}'"),
-    };
+    static long CodecId(string slot, TalkerConfig c) => PromptLayout.CodecId(slot, c);
 }

@@ -75,4 +75,32 @@ public static class PromptLayout
     }
 
     static string Text(int id) => $"text:{id}";
+
+    /// <summary>The text id of a text slot ("text:ID", tts_pad, tts_bos, tts_eos).</summary>
+    public static long TextId(string slot, Config.Qwen3TtsConfig config) => slot switch
+    {
+        "tts_pad" => config.TtsPadTokenId,
+        "tts_bos" => config.TtsBosTokenId,
+        "tts_eos" => config.TtsEosTokenId,
+        _ when slot.StartsWith("text:", StringComparison.Ordinal) => long.Parse(slot[5..], System.Globalization.CultureInfo.InvariantCulture),
+        _ => throw new InvalidOperationException($"unknown text slot '{slot}'"),
+    };
+
+    /// <summary>The codec_embedding row of a codec tag (not the speaker vector, not a reference frame).</summary>
+    public static long CodecId(string slot, Config.TalkerConfig c) => slot switch
+    {
+        "nothink" => c.CodecNothinkId,
+        "think" => c.CodecThinkId,
+        "think_bos" => c.CodecThinkBosId,
+        "think_eos" => c.CodecThinkEosId,
+        "codec_pad" => c.CodecPadId,
+        "codec_bos" => c.CodecBosId,
+        _ when slot.StartsWith("language:", StringComparison.Ordinal) => long.Parse(slot[9..], System.Globalization.CultureInfo.InvariantCulture),
+        _ when slot.StartsWith("speaker:", StringComparison.Ordinal) => long.Parse(slot[8..], System.Globalization.CultureInfo.InvariantCulture),
+        _ => throw new InvalidOperationException($"unknown codec slot '{slot}'"),
+    };
+
+    /// <summary>The reference frame a codec slot holds ("ref_frame:I"), or null.</summary>
+    public static int? RefFrame(string slot) =>
+        slot.StartsWith("ref_frame:", StringComparison.Ordinal) ? int.Parse(slot["ref_frame:".Length..], System.Globalization.CultureInfo.InvariantCulture) : null;
 }

@@ -1,4 +1,5 @@
 using Qwen3Tts.Model.Config;
+using Qwen3Tts.Model.Generation;
 using static TorchSharp.torch;
 
 namespace Qwen3Tts.Model.Sft;
@@ -41,10 +42,26 @@ public static class SftCollate
     /// <summary>Rows of the talker sequence a sample takes: its chat ids less the trailing ones, its frames, the prefix.</summary>
     public static int SequenceLength(int textIds, int frames, bool language = false) => textIds - TrailingChatIds + frames + PrefixRowsOf(language);
 
+    /// <summary>Rows of an ICL sample (<see cref="Layout"/>): the prefix, codec_bos, the reference frames, the target frames,
+    /// codec_eos. The texts ride on those rows (streaming), so their lengths do not add to it.</summary>
+    public static int IclSequenceLength(int refFrames, int frames, bool language = false) => PrefixRowsOf(language) + 1 + refFrames + frames + 1;
+
+    /// <summary>A sample's prompt, from the layout synthesis shares (<see cref="PromptLayout"/>): for an x-vector sample the
+    /// reference fine-tuning layout, which is generation's non-streaming one; for an ICL sample the streaming ICL layout
+    /// synthesis clones with by default. The target frames follow it, each with its trailing text (tts_pad once spent).</summary>
+    public static (List<PromptPosition> Positions, List<string> Trailing) Layout(SftSample sample)
+    {
+        ArgumentNullException.ThrowIfNull(sample);
+        List<string> tags = [.. CodecPrefix.Tags(sample.LanguageId), "x_vector", "codec_pad", "codec_bos"];
+        return PromptLayout.Of(sample.TextIds, tags, refChatIds: sample.RefTextIds, refFrames: sample.RefCodes?.GetLength(0) ?? 0, nonStreaming: !sample.IsIcl);
+    }
+
     /// <summary>Why a sample of these chat ids and frames cannot train on this model, as (field, reason); null when it
     /// can. Checked for every record before the first step, so no batch is built (or allocated) for a record the model
     /// cannot take: ids outside the text vocabulary, too few ids, a sequence beyond max_position_embeddings.</summary>
-    public static (string Field, string Reason)? Problem(IReadOnlyList<int> textIds, int frames, Qwen3TtsConfig config, bool language = false)
+    /// <param name="refTextIds">for an ICL sample: the reference transcript's turn ids; <paramref name="refFrames"/> its clip's frames.</param>
+    public static (string Field, string Reason)? Problem(IReadOnlyList<int> textIds, int frames, Qwen3TtsConfig config, bool language = false,
+        IReadOnlyList<int>? refTextIds = null, int refFrames = 0)
     {
         ArgumentNullException.ThrowIfNull(textIds);
         ArgumentNullException.ThrowIfNull(config);
@@ -52,7 +69,20 @@ public static class SftCollate
         for (int k = 0; k < textIds.Count; k++)
             if (textIds[k] < 0 || textIds[k] >= vocab) return ($"text_ids[{k}]", $"is {textIds[k]}, outside the text vocabulary [0, {vocab})");
         if (textIds.Count < MinTextIds) return ("text", $"has {textIds.Count} chat ids, fewer than the {MinTextIds} a sample needs (the text is empty)");
-        int length = SequenceLength(textIds.Count, frames, language), limit = config.Talker.MaxPositionEmbeddings;
+        int limit = config.Talker.MaxPositionEmbeddings;
+        if (refTextIds is not null)
+        {
+            for (int k = 0; k < refTextIds.Count; k++)
+                if (refTextIds[k] < 0 || refTextIds[k] >= vocab) return ("ref_text", $"token {k} is {refTextIds[k]}, outside the text vocabulary [0, {vocab})");
+            if (refTextIds.Count <= PromptBuilder.RoleIds + PromptBuilder.RefTrailingIds) return ("ref_text", "is empty (an ICL sample needs the reference clip's transcript)");
+            if (refFrames < 1) return ("ref_codes", "has no frames");
+            int icl = IclSequenceLength(refFrames, frames, language);
+            if (icl > limit)
+                return ("ref_codes", $"the ICL training sequence is {icl} positions ({refFrames} reference frames + {frames} target frames + " +
+                    $"{PrefixRowsOf(language) + 2} prompt rows), above the talker's max_position_embeddings {limit}");
+            return null;
+        }
+        int length = SequenceLength(textIds.Count, frames, language);
         if (length > limit)
             return ("audio_codes", $"the training sequence is {length} positions ({textIds.Count - TrailingChatIds - 3} text tokens + {frames} frames + " +
                 $"{PrefixRowsOf(language) + 3} prompt rows), above the talker's max_position_embeddings {limit}");
@@ -75,7 +105,8 @@ public static class SftCollate
         var talker = config.Talker;
         int groups = talker.NumCodeGroups;
         int b = samples.Count;
-        int t = samples.Max(s => SequenceLength(s.TextIds.Count, s.AudioCodes.GetLength(0), s.LanguageId is not null));
+        var layouts = samples.Select(Layout).ToList();
+        int t = Enumerable.Range(0, b).Max(i => layouts[i].Positions.Count + samples[i].AudioCodes.GetLength(0) + 1);
 
         var inputIds = new long[b * t * 2];
         var codecIds = new long[b * t * groups];
@@ -84,55 +115,65 @@ public static class SftCollate
         var codecEmbMask = new bool[b * t];
         var speakerMask = new bool[b * t];
         var codecMask = new bool[b * t];
+        var refFrameMask = samples.Any(s => s.IsIcl) ? new bool[b * t] : null;
         var labels = new long[b * t];
         Array.Fill(labels, IgnoreLabel);
 
         for (int i = 0; i < b; i++)
         {
-            var ids = samples[i].TextIds;
+            var (positions, trailing) = layouts[i];
             var codes = samples[i].AudioCodes;
-            int len = ids.Count - TrailingChatIds; // L: text_ids[:, :-5]
             int frames = codes.GetLength(0);
-            var tags = Generation.CodecPrefix.Ids(samples[i].LanguageId, talker);
-            int prefix = PrefixRowsOf(samples[i].LanguageId is not null); // 3 chat ids, the tags, the speaker slot, tts_bos
-            int speakerRow = 3 + tags.Length;
+            int prompt = positions.Count;
+            int end = prompt + frames + 1; // the prompt, the frames, codec_eos
             int row0 = i * t;
-            int end = prefix + len + frames;   // first row past this sample
-            int firstCode = prefix + len - 1;  // row of codes[0]
-            void Text(int row, long id) => inputIds[(row0 + row) * 2] = id;
-            void Codec(int row, long id) => inputIds[(row0 + row) * 2 + 1] = id;
-
-            // text channel
-            for (int r = 0; r < 3; r++) Text(r, ids[r]);
-            for (int r = 3; r < prefix - 1; r++) Text(r, config.TtsPadTokenId);
-            Text(prefix - 1, config.TtsBosTokenId);
-            for (int k = 3; k < len; k++) Text(prefix + k - 3, ids[k]);
-            Text(prefix + len - 3, config.TtsEosTokenId);
-            for (int r = prefix + len - 2; r < end; r++) Text(r, config.TtsPadTokenId);
-
-            // codec channel: rows 0..2 stay 0, then the tags, the speaker slot (0 here, replaced by the embedding)
-            for (int k = 0; k < tags.Length; k++) Codec(3 + k, tags[k]);
-            Codec(speakerRow, 0);
-            speakerMask[row0 + speakerRow] = true;
-            Codec(prefix - 1, talker.CodecPadId);
-            for (int r = prefix; r <= prefix + len - 3; r++) Codec(r, talker.CodecPadId);
-            Codec(prefix + len - 2, talker.CodecBosId);
-            for (int f = 0; f < frames; f++)
+            void Text(int row, string slot) => inputIds[(row0 + row) * 2] = PromptLayout.TextId(slot, config);
+            void Codec(int row, long id)
             {
-                int row = firstCode + f;
-                Codec(row, codes[f, 0]);
-                labels[row0 + row] = codes[f, 0];
-                codecMask[row0 + row] = true;
-                for (int g = 0; g < groups; g++) codecIds[(row0 + row) * groups + g] = codes[f, g];
+                inputIds[(row0 + row) * 2 + 1] = id;
+                codecEmbMask[row0 + row] = true;
             }
-            Codec(firstCode + frames, talker.CodecEosTokenId);
-            labels[row0 + firstCode + frames] = talker.CodecEosTokenId;
+            void Frame(int row, long[,] grid, int f)
+            {
+                Codec(row, grid[f, 0]);
+                for (int g = 0; g < groups; g++) codecIds[(row0 + row) * groups + g] = grid[f, g];
+            }
 
+            // The prompt: each position's text and codec channel (none, a tag, the speaker slot, or an ICL reference frame).
+            for (int r = 0; r < prompt; r++)
+            {
+                var (text, codec) = (positions[r].Text, positions[r].Codec);
+                Text(r, text);
+                if (codec.Length == 0) continue;
+                if (codec == "x_vector") speakerMask[row0 + r] = true; // replaced by the speaker embedding; codec id 0, not embedded
+                else if (PromptLayout.RefFrame(codec) is int f)
+                {
+                    Frame(r, samples[i].RefCodes!, f);
+                    refFrameMask![row0 + r] = true;
+                }
+                else Codec(r, PromptLayout.CodecId(codec, talker));
+            }
+            // The target: frame f (then codec_eos) with trailing text f, each scored by the row before it.
+            for (int f = 0; f <= frames; f++)
+            {
+                int row = prompt + f;
+                Text(row, f < trailing.Count ? trailing[f] : "tts_pad");
+                if (f < frames)
+                {
+                    Frame(row, codes, f);
+                    labels[row0 + row] = codes[f, 0];
+                    codecMask[row0 + row] = true;
+                }
+                else
+                {
+                    Codec(row, talker.CodecEosTokenId);
+                    labels[row0 + row] = talker.CodecEosTokenId;
+                }
+            }
             for (int r = 0; r < end; r++)
             {
                 textMask[row0 + r] = true;
                 attention[row0 + r] = 1;
-                codecEmbMask[row0 + r] = r >= 3 && r != speakerRow;
             }
         }
 
@@ -147,7 +188,8 @@ public static class SftCollate
             CodecEmbeddingMask: tensor(codecEmbMask, new long[] { b, t, 1 }),
             Codec0Labels: tensor(labels, new long[] { b, t }),
             CodecMask: tensor(codecMask, new long[] { b, t }),
-            SpeakerMask: tensor(speakerMask, new long[] { b, t, 1 }));
+            SpeakerMask: tensor(speakerMask, new long[] { b, t, 1 }),
+            RefFrameMask: refFrameMask is null ? null : tensor(refFrameMask, new long[] { b, t }));
     }
 
     /// <summary>The frozen speaker encoder on each sample's unpadded reference mel, as [B, enc_dim] in batch order,
@@ -189,6 +231,15 @@ public static class SftCollate
         var codes = sample.AudioCodes ?? throw new ArgumentException($"sample {index}: audio_codes is null");
         if (codes.GetLength(0) == 0) throw new ArgumentException($"sample {index}: audio_codes is empty; a sample needs at least one frame");
         CodeBounds.Of(config.Talker).Check(codes, $"sample {index}: audio_codes");
+
+        if (sample.IsIcl)
+        {
+            if (sample.RefTextIds is null) throw new ArgumentException($"sample {index}: an ICL sample needs the reference transcript's ids");
+            if (Problem(ids, codes.GetLength(0), config, sample.LanguageId is not null, sample.RefTextIds, sample.RefCodes!.GetLength(0)) is { } problem)
+                throw new ArgumentException($"sample {index}: {problem.Field} {problem.Reason}");
+            CodeBounds.Of(config.Talker).Check(sample.RefCodes, $"sample {index}: ref_codes");
+        }
+        else if (sample.RefTextIds is not null) throw new ArgumentException($"sample {index}: reference transcript ids without reference codes");
 
         var mel = sample.RefMel ?? throw new ArgumentException($"sample {index}: ref_mel is null");
         int melDim = config.SpeakerEncoder.MelDim;

@@ -81,7 +81,9 @@ public static class SftObjective
         // The speaker slot (position 6, or 7 after a language tag) carries the speaker embedding (masked to zero above).
         var slot = batch.SpeakerMask.to(codec.dtype) * speakerEmbeddings.to(codec.dtype).unsqueeze(1);
         var sum = text + codec + slot;
-        var frameMask = batch.CodecMask.unsqueeze(-1).to(text.dtype);
+        // Every frame in the input, target or ICL reference, carries all 16 codebooks (as generation feeds them).
+        var frames = batch.RefFrameMask is null ? batch.CodecMask : batch.CodecMask.logical_or(batch.RefFrameMask);
+        var frameMask = frames.unsqueeze(-1).to(text.dtype);
         for (int i = 1; i < talker.Config.NumCodeGroups; i++)
             sum = sum + ParameterUse.Embedding(talker.CodePredictor.Model.CodecEmbedding(i), batch.CodecIds[.., .., i]) * frameMask;
         return sum.MoveToOuterDisposeScope();

@@ -75,6 +75,62 @@ public class TrainingPromptTests
         Assert.Equal([.. Enumerable.Range(0, 6).Select(f => codes[f, 0]), (long)talker.Config.CodecEosTokenId], scored.Select(x => x.l));
     }
 
+    /// <summary>An ICL sample (reference transcript and clip codes before the target) is the synthesizer's streaming ICL
+    /// prompt up to the first target frame, and each target frame's input is what generation feeds for it (the frame's
+    /// codes plus the text still to read); the loss is on the target codes and codec_eos only, never on the reference's
+    /// codes or either text. Reference texts shorter and longer than the reference clip's frames (the text then rides on
+    /// the target frames).</summary>
+    [Theory]
+    [InlineData("auto", "Ina kwana?", 30)]
+    [InlineData("english", "Ina kwana? Lafiya lau, na gode sosai da zuwa.", 3)]
+    public void An_icl_sample_is_the_synthesizers_icl_prompt_up_to_the_first_frame_and_scores_the_target_only(string language, string refText, int refFrames)
+    {
+        using var model = GenerationFixture.TinyModel(seed: 11);
+        var talker = model.Talker;
+        var xVector = Enumerable.Range(0, talker.Config.HiddenSize).Select(i => (float)Math.Sin(0.17 * i)).ToArray();
+        var codes = Codes(6, 97, 13);
+        var refCodes = Codes(refFrames, 53, 29);
+        var tokenizer = GenerationFixture.Tokenizer;
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var sample = new SftSample(tokenizer.EncodeChat(Text), codes, zeros(20, 128), CodecPrefix.LanguageId(language, talker.Config),
+            tokenizer.Encode(PromptBuilder.RefChatText(refText)), refCodes);
+        using var batch = SftCollate.Collate([sample], model.Config);
+        var training = SftObjective.InputEmbeddings(talker, batch, tensor(xVector).unsqueeze(0), LossAlignment.Fixed);
+        using var prompt = new PromptBuilder(model, tokenizer).Build(new SynthesisRequest
+        {
+            Text = Text, Language = language, SpeakerEmbedding = xVector, RefText = refText, RefCodes = refCodes, NonStreaming = false,
+        });
+        long p = prompt.InputsEmbeds.shape[1];
+        Assert.Equal(SftCollate.IclSequenceLength(refFrames, 6, sample.LanguageId is not null), (int)(p + 6 + 1));
+        Assert.Equal(p + 7, training.shape[1]);
+        Assert.True(training.narrow(1, 0, p).allclose(prompt.InputsEmbeds, rtol: 1e-5, atol: 1e-6),
+            $"max difference {(training.narrow(1, 0, p) - prompt.InputsEmbeds).abs().max().item<float>()}");
+        // Teacher forcing feeds each target frame as generation feeds a generated one: its codes' embedding plus the
+        // trailing text of that step (tts_pad once the text is read).
+        var frames = CodecEmbeddings.Frames(talker, CodecEmbeddings.ToTensor(codes, CPU)); // [6, H]
+        for (int f = 0; f < 6; f++)
+        {
+            var text = f < prompt.TrailingText.shape[1] ? prompt.TrailingText[0, f] : prompt.TtsPad[0, 0];
+            Assert.True(training[0, p + f].allclose(frames[f] + text, rtol: 1e-5, atol: 1e-5), $"target frame {f}");
+        }
+        Assert.Equal(refFrames < 10, prompt.TrailingText.shape[1] > 1); // with a short clip the texts do ride on the target
+
+        // Scored: the target frames' codebook 0 and codec_eos, from the row after the prompt on; the code predictor sees
+        // the target frames only; the reference frames are inputs alone.
+        var labels = batch.Codec0Labels[0].data<long>().ToArray();
+        var scored = labels.Select((l, i) => (l, i)).Where(x => x.l != SftCollate.IgnoreLabel).ToList();
+        Assert.Equal(Enumerable.Range((int)p, 7), scored.Select(x => x.i));
+        Assert.Equal([.. Enumerable.Range(0, 6).Select(f => codes[f, 0]), (long)talker.Config.CodecEosTokenId], scored.Select(x => x.l));
+        var targetRows = batch.CodecMask[0].data<bool>().ToArray().Select((m, i) => (m, i)).Where(x => x.m).Select(x => x.i);
+        Assert.Equal(Enumerable.Range((int)p, 6), targetRows);
+        var referenceRows = batch.RefFrameMask![0].data<bool>().ToArray().Select((m, i) => (m, i)).Where(x => x.m).Select(x => x.i).ToList();
+        Assert.Equal(Enumerable.Range((int)p - refFrames, refFrames), referenceRows);
+        Assert.Equal((6 + 1, 6 * 15), (SftObjective.TalkerPairs(batch.Codec0Labels, LossAlignment.Fixed).Label.shape[0],
+            SftObjective.SubTalkerFrames(batch.CodecMask, LossAlignment.Fixed).Batch.shape[0] * 15));
+    }
+
     /// <summary>A named speaker (its codec row holding the voice's mean embedding, as every checkpoint and export stores
     /// it) in a known, an added and no language: synthesis by name builds exactly the prompt training conditioned on
     /// the same embedding.</summary>
