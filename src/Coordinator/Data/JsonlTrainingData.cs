@@ -175,7 +175,7 @@ public static class JsonlTrainingData
             string audio = RequiredString("audio");
             string utterance = RequiredString("text");
             if (utterance.Length == 0) throw Bad("text", "is empty; a training sample needs text to speak");
-            var codes = ParseCodes(root, Bad, bounds ?? CodeBounds.SpeechTokenizer);
+            var codes = ParseCodes(root, Bad, bounds ?? CodeBounds.SpeechTokenizer)!;
 
             string refAudio = RequiredString("ref_audio");
             if (refAudio.Length == 0) throw Bad("ref_audio", "is empty");
@@ -189,11 +189,12 @@ public static class JsonlTrainingData
                 Gender: OptionalString("gender"),
                 AgeRange: OptionalString("age_range"),
                 TextIds: ParseTextIds(root, Bad),
-                Extra: ExtraStrings(root));
+                Extra: ExtraStrings(root),
+                RefCodes: ParseCodes(root, Bad, bounds ?? CodeBounds.SpeechTokenizer, "ref_codes"));
         }
     }
 
-    static readonly HashSet<string> Known = ["audio", "text", "audio_codes", "ref_audio", "ref_text", "language", "speaker_id", "gender", "age_range", "text_ids"];
+    static readonly HashSet<string> Known = ["audio", "text", "audio_codes", "ref_audio", "ref_text", "ref_codes", "language", "speaker_id", "gender", "age_range", "text_ids"];
 
     /// <summary>The line's other string fields (a dataset's own columns, e.g. a speaker column of another name); null when none.</summary>
     static Dictionary<string, string>? ExtraStrings(JsonElement root)
@@ -205,10 +206,10 @@ public static class JsonlTrainingData
         return extra;
     }
 
-    /// <summary>Writes the <c>audio_codes</c> property, [frames][codebooks], as this reader reads it.</summary>
-    public static void WriteCodes(System.Text.Json.Utf8JsonWriter json, long[,] codes)
+    /// <summary>Writes the <c>audio_codes</c> property (or <paramref name="name"/>), [frames][codebooks], as this reader reads it.</summary>
+    public static void WriteCodes(System.Text.Json.Utf8JsonWriter json, long[,] codes, string name = "audio_codes")
     {
-        json.WriteStartArray("audio_codes");
+        json.WriteStartArray(name);
         for (int f = 0; f < codes.GetLength(0); f++)
         {
             json.WriteStartArray();
@@ -218,11 +219,12 @@ public static class JsonlTrainingData
         json.WriteEndArray();
     }
 
-    static CodeGrid ParseCodes(JsonElement root, Func<string, string, DataException> bad, CodeBounds bounds)
+    /// <summary>audio_codes (required) or ref_codes (optional: null when absent).</summary>
+    static CodeGrid? ParseCodes(JsonElement root, Func<string, string, DataException> bad, CodeBounds bounds, string name = "audio_codes")
     {
         int codebooks = bounds.Codebooks;
-        const string name = "audio_codes";
-        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) throw bad(name, "missing required field");
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null)
+            return name == "audio_codes" ? throw bad(name, "missing required field") : null;
         if (v.ValueKind != JsonValueKind.Array) throw bad(name, $"expected an array of frames, found {Kind(v)}");
         int frames = v.GetArrayLength();
         if (frames == 0) throw bad(name, "is empty; a training sample needs at least one frame of codes");

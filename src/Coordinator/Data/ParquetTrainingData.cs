@@ -210,7 +210,8 @@ public static class ParquetTrainingData
             AgeRange: g.OptionalString("age_range", row),
             TextIds: TextIds(g, row),
             RefAudioBytes: refBytes,
-            Extra: ExtraStrings(g, row));
+            Extra: ExtraStrings(g, row),
+            RefCodes: g.RefCodes(row) is { } refCodes ? Codes(g, row, bounds, "ref_codes", refCodes) : null);
     }
 
     /// <summary>The row's other string columns (a dataset's own, e.g. a speaker column of another name); null when none.</summary>
@@ -223,11 +224,10 @@ public static class ParquetTrainingData
         return extra;
     }
 
-    static CodeGrid Codes(RowGroup g, int row, CodeBounds bounds)
+    static CodeGrid Codes(RowGroup g, int row, CodeBounds bounds, string name = "audio_codes", long?[]?[]? cell = null)
     {
         int codebooks = bounds.Codebooks;
-        const string name = "audio_codes";
-        var frames = g.Codes(row) ?? throw g.Bad(row, name, "missing required field");
+        var frames = cell ?? g.Codes(row) ?? throw g.Bad(row, name, "missing required field");
         if (frames.Length == 0) throw g.Bad(row, name, "is empty; a training sample needs at least one frame of codes");
         var codes = new long[frames.Length, codebooks];
         for (int f = 0; f < frames.Length; f++)
@@ -370,6 +370,7 @@ public static class ParquetTrainingData
         readonly Dictionary<string, AudioCell?[]> audio = new(StringComparer.Ordinal);
         readonly Dictionary<string, string> problems = new(StringComparer.Ordinal); // column -> why it cannot be read
         long?[]?[]?[]? codes; // [row][frame][codebook]
+        long?[]?[]?[]? refCodes; // the same, of the reference clip
         long?[]?[]? textIds;  // [row][id]
 
         public IEnumerable<string> StringColumns => strings.Keys;
@@ -394,6 +395,9 @@ public static class ParquetTrainingData
                     {
                         case "audio_codes":
                             g.codes = await ParquetColumns.ListOfListsAsync(rg, field, g.Rows);
+                            break;
+                        case "ref_codes":
+                            g.refCodes = await ParquetColumns.ListOfListsAsync(rg, field, g.Rows);
                             break;
                         case "text_ids":
                             g.textIds = await ParquetColumns.ListAsync(rg, field, g.Rows);
@@ -455,6 +459,13 @@ public static class ParquetTrainingData
         {
             Check("audio_codes", row);
             return codes?[row];
+        }
+
+        /// <summary>The row's reference codes, or null (no ref_codes column, or a null cell).</summary>
+        public long?[]?[]? RefCodes(int row)
+        {
+            Check("ref_codes", row);
+            return refCodes?[row];
         }
 
         public long?[]? TextIds(int row)

@@ -13,29 +13,33 @@ public sealed class SftSampleBuilder
     readonly Func<TrainingRecord, float[]> loadMono24k;
     readonly MelSpectrogram mel;
     readonly Func<TrainingRecord, int?> language;
+    readonly Func<TrainingRecord, (IReadOnlyList<int> RefTextIds, long[,] RefCodes)?> icl;
 
     /// <param name="tokenizer">tokenizes <see cref="TrainingRecord.Text"/> when the record has no text_ids.</param>
     /// <param name="loadMono24k">reads a clip file (<see cref="TrainingRecord.RefAudio"/>) as mono float samples at
     /// 24 kHz (the mel front end's rate), resampling if needed.</param>
     /// <param name="mel">the mel front end; the reference's 24 kHz, 128-band settings by default.</param>
     public SftSampleBuilder(Qwen3TextTokenizer tokenizer, Func<string, float[]> loadMono24k, MelSpectrogram? mel = null)
-        : this(tokenizer, mel, r => loadMono24k(r.RefAudio), null) { }
+        : this(tokenizer, mel, r => loadMono24k(r.RefAudio), null, null) { }
 
-    SftSampleBuilder(Qwen3TextTokenizer tokenizer, MelSpectrogram? mel, Func<TrainingRecord, float[]> loadMono24k, Func<TrainingRecord, int?>? language)
+    SftSampleBuilder(Qwen3TextTokenizer tokenizer, MelSpectrogram? mel, Func<TrainingRecord, float[]> loadMono24k, Func<TrainingRecord, int?>? language,
+        Func<TrainingRecord, (IReadOnlyList<int>, long[,])?>? icl)
     {
         this.tokenizer = tokenizer;
         this.loadMono24k = loadMono24k;
         this.mel = mel ?? new MelSpectrogram();
         this.language = language ?? (_ => null);
+        this.icl = icl ?? (_ => null);
     }
 
     /// <summary>A builder that loads each record's clip itself, so clips carried inline
     /// (<see cref="TrainingRecord.RefAudioBytes"/>) work: <see cref="LoadMono24k(TrainingRecord)"/> is the usual loader.</summary>
     /// <param name="language">the codec language row each record trains with (<see cref="LanguageChoice.IdOf(TrainingRecord)"/>);
     /// null: every record without (the auto prefix).</param>
+    /// <param name="icl">for a record that trains on the ICL prompt, its reference transcript's turn ids and its clip's codes; null otherwise.</param>
     public static SftSampleBuilder ForRecords(Qwen3TextTokenizer tokenizer, Func<TrainingRecord, float[]> loadMono24k, MelSpectrogram? mel = null,
-        Func<TrainingRecord, int?>? language = null) =>
-        new(tokenizer, mel, loadMono24k, language);
+        Func<TrainingRecord, int?>? language = null, Func<TrainingRecord, (IReadOnlyList<int> RefTextIds, long[,] RefCodes)?>? icl = null) =>
+        new(tokenizer, mel, loadMono24k, language, icl);
 
     /// <summary>The clip of a record as mono 24 kHz samples: its inline WAV/FLAC/MP3 bytes, else the file at RefAudio.</summary>
     public static float[] LoadMono24k(TrainingRecord record)
@@ -77,6 +81,7 @@ public sealed class SftSampleBuilder
         using var scope = NewDisposeScope();
         // [1, samples] -> [1, 128, frames] -> [frames, 128]
         var refMel = mel.Compute(tensor(wav).unsqueeze(0)).squeeze(0).transpose(0, 1).contiguous();
-        return new SftSample(ids, record.AudioCodes.ToArray(), refMel.MoveToOuterDisposeScope(), language(record));
+        var reference = icl(record);
+        return new SftSample(ids, record.AudioCodes.ToArray(), refMel.MoveToOuterDisposeScope(), language(record), reference?.RefTextIds, reference?.RefCodes);
     }
 }

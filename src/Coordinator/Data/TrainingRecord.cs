@@ -12,6 +12,8 @@ namespace Qwen3Tts.Coordinator.Data;
 /// <param name="RefAudio">reference clip for the speaker embedding, resolved to a full path
 /// (relative paths are taken from the JSONL file's folder).</param>
 /// <param name="TextIds">pre-tokenized full chat ids; when present they replace tokenizing <paramref name="Text"/>.</param>
+/// <param name="RefCodes">the reference clip's codec frames ([frames][16] <c>ref_codes</c>), which ICL training puts in the
+/// prompt before the target; null when the record has none (they are then encoded from the clip when needed).</param>
 /// <param name="Extra">the record's other string fields by name (e.g. a dataset's own speaker column).</param>
 /// <param name="RefAudioBytes">the reference clip's encoded file bytes (WAV, FLAC or MP3), when the data carries them inline (a Parquet
 /// <c>ref_audio</c> given as the Hugging Face audio struct); <paramref name="RefAudio"/> then only names the clip.</param>
@@ -29,7 +31,8 @@ public sealed record TrainingRecord(
     string? AgeRange = null,
     IReadOnlyList<int>? TextIds = null,
     byte[]? RefAudioBytes = null,
-    IReadOnlyDictionary<string, string>? Extra = null)
+    IReadOnlyDictionary<string, string>? Extra = null,
+    CodeGrid? RefCodes = null)
 {
     /// <summary>A string field by its name in the data: the ones with a place of their own, else <see cref="Extra"/>
     /// (every other string field of the line or column of the row); null where the record has none.</summary>

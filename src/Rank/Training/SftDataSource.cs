@@ -18,16 +18,31 @@ public sealed class SftDataSource
 
     readonly Func<TrainingRecord, int?> language;
 
+    /// <summary>Which records train on the ICL prompt (each of those carries its <see cref="TrainingRecord.RefCodes"/>).</summary>
+    public TrainPrompt Prompt { get; }
+
     /// <param name="language">the codec language row each record trains with; null: none (the auto prefix).</param>
+    /// <param name="prompt">--train_prompt; the records it trains on the ICL prompt must carry their reference codes
+    /// (<see cref="Open"/> resolves them).</param>
     public SftDataSource(IReadOnlyList<TrainingRecord> records, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config,
-        Func<TrainingRecord, int?>? language = null)
+        Func<TrainingRecord, int?>? language = null, TrainPrompt? prompt = null)
     {
         this.records = records;
         this.config = config;
         this.tokenizer = tokenizer;
         this.language = language ?? (_ => null);
-        builder = SftSampleBuilder.ForRecords(tokenizer, LoadClip, language: this.language);
+        Prompt = prompt ?? TrainPrompt.XVector;
+        if (records.FirstOrDefault(r => Prompt.IsIcl(r) && r.RefCodes is null) is { } lacking)
+            throw new ArgumentException($"{lacking.Where}: trains on the ICL prompt but its reference codes were not resolved", nameof(records));
+        builder = SftSampleBuilder.ForRecords(tokenizer, LoadClip, language: this.language, icl: Reference);
     }
+
+    /// <summary>An ICL record's reference transcript turn and clip codes; null for an x-vector record.</summary>
+    (IReadOnlyList<int> RefTextIds, long[,] RefCodes)? Reference(TrainingRecord r) =>
+        Prompt.IsIcl(r) ? (tokenizer.Encode(Qwen3Tts.Model.Generation.PromptBuilder.RefChatText(r.RefText!)), r.RefCodes!.ToArray()) : null;
+
+    /// <summary>Records that train on the ICL prompt.</summary>
+    public int IclCount => records.Count(Prompt.IsIcl);
 
     public int Count => records.Count;
 
@@ -36,17 +51,22 @@ public sealed class SftDataSource
 
     /// <summary>Each record's talker rows (its training sequence less the last row, which predicts nothing) and codec
     /// frames: what <see cref="MemoryPlan"/> sizes batches by.</summary>
-    public IReadOnlyList<(int Positions, int Frames)> Shapes => records.Select(r =>
-        (SftCollate.SequenceLength((r.TextIds ?? tokenizer.EncodeChat(r.Text)).Count, r.AudioCodes.Frames, language(r) is not null) - 1, r.AudioCodes.Frames)).ToArray();
+    public IReadOnlyList<(int Positions, int Frames)> Shapes => records.Select(r => (Prompt.IsIcl(r)
+        ? SftCollate.IclSequenceLength(r.RefCodes!.Frames, r.AudioCodes.Frames, language(r) is not null) - 1
+        : SftCollate.SequenceLength((r.TextIds ?? tokenizer.EncodeChat(r.Text)).Count, r.AudioCodes.Frames, language(r) is not null) - 1, r.AudioCodes.Frames)).ToArray();
 
-    /// <summary>Each record's length for the plan's length grouping (<see cref="TrainingRecord.PlanLength"/>).</summary>
-    public IReadOnlyList<int> PlanLengths => records.Select(r => r.PlanLength).ToArray();
+    /// <summary>Each record's length for the plan's length grouping (<see cref="TrainPrompt.PlanLength"/>: the reference's
+    /// frames count for an ICL record).</summary>
+    public IReadOnlyList<int> PlanLengths => records.Select(r => Prompt.PlanLength(r, x => x.RefCodes!.Frames)).ToArray();
 
     /// <summary>Checks every record up front, before any batch is built: against <paramref name="rules"/> (text ids,
     /// sequence length, frame limit), then each distinct reference clip decoded once (an unreadable or too-short clip
     /// refuses every record that uses it). Refused records go to <paramref name="refusals"/>; the source holds the rest.</summary>
+    /// <param name="prompt">--train_prompt: its ICL records get their reference codes (ref_codes, else
+    /// <paramref name="encode"/> of their clip, once per distinct clip content) and are checked as ICL samples.</param>
+    /// <param name="encode">the model's speech tokenizer: mono 24 kHz samples to [frames, 16] codes; null when there is none.</param>
     public static SftDataSource Open(IReadOnlyList<TrainingRecord> records, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config,
-        RecordRules rules, Refusals refusals)
+        RecordRules rules, Refusals refusals, TrainPrompt? prompt = null, Func<float[], long[,]>? encode = null)
     {
         ArgumentNullException.ThrowIfNull(rules);
         ArgumentNullException.ThrowIfNull(refusals);
@@ -60,11 +80,52 @@ public sealed class SftDataSource
             try { probe.builder.Build(record).RefMel.Dispose(); }
             catch (DataException e) { bad[SftSampleBuilder.ClipKey(record)] = e; }
         }
-        if (bad.Count == 0) return probe;
         foreach (var r in records)
             if (bad.TryGetValue(SftSampleBuilder.ClipKey(r), out var e)) refusals.Add(new BadRecord(r.Source, r.Line, "ref_audio", e.Bad.Reason));
-        return new SftDataSource(records.Where(r => !bad.ContainsKey(SftSampleBuilder.ClipKey(r))).ToList(), tokenizer, config, language);
+        records = records.Where(r => !bad.ContainsKey(SftSampleBuilder.ClipKey(r))).ToList();
+        prompt ??= TrainPrompt.XVector;
+        if (records.Any(prompt.IsIcl)) records = IclReferences(records, prompt, probe.LoadClip, encode, tokenizer, config, language, refusals);
+        return bad.Count == 0 && prompt.Kind == TrainPromptKind.XVector ? probe : new SftDataSource(records, tokenizer, config, language, prompt);
     }
+
+    /// <summary>The ICL records with their reference codes (the record's ref_codes, else its clip encoded once per distinct
+    /// content, keyed by the content's sha256), each checked as an ICL sample (the reference transcript's tokens, the codes'
+    /// bounds, the whole sequence within the context); a record that fails is refused like any other bad record.</summary>
+    static List<TrainingRecord> IclReferences(IReadOnlyList<TrainingRecord> records, TrainPrompt prompt, Func<TrainingRecord, float[]> loadClip,
+        Func<float[], long[,]>? encode, Qwen3TextTokenizer tokenizer, Qwen3TtsConfig config, Func<TrainingRecord, int?>? language, Refusals refusals)
+    {
+        var encoded = new Dictionary<string, CodeGrid>(StringComparer.Ordinal);
+        var bounds = CodeBounds.Of(config.Talker);
+        var kept = new List<TrainingRecord>(records.Count);
+        foreach (var r in records)
+        {
+            if (!prompt.IsIcl(r)) { kept.Add(r); continue; }
+            var codes = r.RefCodes;
+            if (codes is null)
+            {
+                string key = ContentKey(r);
+                if (!encoded.TryGetValue(key, out codes))
+                {
+                    if (encode is null)
+                        throw new DataException(r.Source, r.Line, "ref_codes", "is missing, and the model has no speech_tokenizer/ to encode the reference clip with: " +
+                            "prepare the data with ref_text (it writes ref_codes), or train with --train_prompt xvector");
+                    encoded[key] = codes = new CodeGrid(encode(loadClip(r)));
+                }
+            }
+            var ids = r.TextIds ?? tokenizer.EncodeChat(r.Text);
+            var refIds = tokenizer.Encode(Qwen3Tts.Model.Generation.PromptBuilder.RefChatText(r.RefText!));
+            var problem = SftCollate.Problem(ids, r.AudioCodes.Frames, config, language?.Invoke(r) is not null, refIds, codes.Frames);
+            if (problem is null && bounds.FirstProblem(codes.ToArray()) is { } outOfRange) problem = ($"ref_codes[{outOfRange.Frame}][{outOfRange.Codebook}]", outOfRange.Problem);
+            if (problem is { } p) { refusals.Add(new BadRecord(r.Source, r.Line, p.Field, p.Reason)); continue; }
+            kept.Add(r with { RefCodes = codes });
+        }
+        return kept;
+    }
+
+    /// <summary>A clip by content: the sha256 of its inline bytes, or of its file.</summary>
+    static string ContentKey(TrainingRecord r) => r.RefAudioBytes is null
+        ? "sha256:" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(r.RefAudio)))
+        : SftSampleBuilder.ClipKey(r);
 
     float[] LoadClip(TrainingRecord record)
     {

@@ -193,6 +193,8 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         using var run = Main ? WandbRun.Start(Wandb ?? WandbSettings.Resolve(EnvVars.Snapshot(), new WandbFlags(o.UseWandb, o.WandbProject, o.WandbRunName)),
             o.OutputModelPath, WandbConfig(comm.WorldSize), log) : null;
         wandb = run;
+        wandb?.SetSummary("train/icl_samples", train.IclCount); // both kinds counted, whatever --train_prompt
+        wandb?.SetSummary("train/xvector_samples", train.Count - train.IclCount);
 
         Log($"training {train.Count} samples, {o.NumEpochs} epochs × {stepsPerEpoch} steps = {totalSteps} optimizer steps; " +
             $"global batch {o.BatchSize} per rank × {comm.WorldSize} ranks × {o.GradientAccumulationSteps} accumulation = {globalBatch * o.GradientAccumulationSteps} samples per step; " +
@@ -602,11 +604,17 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         if (split == "train" && o.MultiSpeaker && o.MaxSpeakers is int most) records = KeepSpeakers(records, most);
         // The rules and the reference clips are checked once, by rank 0; the other ranks take its verdict, so every rank
         // trains the same records (and none starts on one rank 0 refused) whatever its own view of the files.
-        var data = Main ? SftDataSource.Open(records, tokenizer, config, rules, refusals) : null;
+        // ICL records without ref_codes: their clips encoded by the model's speech tokenizer, loaded only if needed and released after.
+        using var codec = Main && o.Prompt.Kind != TrainPromptKind.XVector ? new ReferenceCodec(Path.Combine(o.InitModelPath, "speech_tokenizer")) : null;
+        var data = Main ? SftDataSource.Open(records, tokenizer, config, rules, refusals, o.Prompt, codec is { Exists: true } ? codec.Encode : null) : null;
         if (comm.WorldSize > 1) data = ShareVerdict(path, records, data, refusals, tokenizer, config, rules.Languages!);
         if (refusals.BlankLineWarning is { } blank) Log($"warning: {blank}");
         refusals.ThrowIfAny();
         Log($"{split}: {rules.Languages!.Describe(data!.Records)}");
+        if (o.Prompt.Kind != TrainPromptKind.XVector)
+            Log($"{split}: {data.IclCount} samples on the ICL prompt, {data.Count - data.IclCount} on the x-vector prompt (--train_prompt {o.TrainPrompt}" +
+                (o.Prompt.Kind == TrainPromptKind.Mixed ? string.Create(CultureInfo.InvariantCulture, $", --icl_probability {o.IclProbability:0.##}") : "") +
+                $"{(data.Records.Count(r => string.IsNullOrWhiteSpace(r.RefText)) is > 0 and var plain ? $"; {plain} have no ref_text" : "")})");
         if (refusals.Count > 0)
         {
             string report = Path.Combine(o.OutputModelPath, $"skipped_{split}_samples.jsonl");
@@ -627,15 +635,69 @@ public sealed class Trainer(TrainingOptions o, TextWriter log, ICommunicator? co
         var verdict = new byte[records.Count + 1]; // 1 = kept; the last byte: 1 = rank 0 stops the run
         if (Main)
         {
-            var kept = checkedByRank0!.Records.ToHashSet(ReferenceEqualityComparer.Instance);
-            for (int i = 0; i < records.Count; i++) verdict[i] = kept.Contains(records[i]) ? (byte)1 : (byte)0;
+            var kept = checkedByRank0!.Records.Select(r => (r.Source, r.Line)).ToHashSet();
+            for (int i = 0; i < records.Count; i++) verdict[i] = kept.Contains((records[i].Source, records[i].Line)) ? (byte)1 : (byte)0;
             verdict[^1] = refusals.Count > 0 && !refusals.Skip ? (byte)1 : (byte)0;
         }
         comm.Broadcast(verdict, root: 0);
-        if (Main) return checkedByRank0!;
         // Rank 0 prints the refusals and ends the job; this rank only stops.
-        if (verdict[^1] == 1) throw new DataException(path, 0, "records", "refused by rank 0, which lists them");
-        return new SftDataSource(records.Where((_, i) => verdict[i] == 1).ToList(), tokenizer, config, languages.IdOf);
+        if (!Main && verdict[^1] == 1) throw new DataException(path, 0, "records", "refused by rank 0, which lists them");
+        var keptRecords = Main ? checkedByRank0!.Records : records.Where((_, i) => verdict[i] == 1).ToList();
+        if (o.Prompt.Kind != TrainPromptKind.XVector) keptRecords = ShareRefCodes(keptRecords);
+        return Main ? checkedByRank0! : new SftDataSource(keptRecords, tokenizer, config, languages.IdOf, o.Prompt);
+    }
+
+    /// <summary>The reference codes rank 0 encoded for the ICL records (one grid per distinct clip, and per record its
+    /// grid), to every rank: the codec runs once, and every rank trains on the same codes.</summary>
+    IReadOnlyList<TrainingRecord> ShareRefCodes(IReadOnlyList<TrainingRecord> kept)
+    {
+        byte[] payload = [];
+        if (Main)
+        {
+            var grids = new Dictionary<CodeGrid, int>(ReferenceEqualityComparer.Instance);
+            var index = kept.Select(r => o.Prompt.IsIcl(r) ? (grids.TryGetValue(r.RefCodes!, out int g) ? g : grids[r.RefCodes!] = grids.Count) : -1).ToArray();
+            using var stream = new MemoryStream();
+            using (var w = new BinaryWriter(stream))
+            {
+                w.Write(grids.Count);
+                foreach (var grid in grids.Keys)
+                {
+                    var codes = grid.ToArray();
+                    w.Write(codes.GetLength(0));
+                    foreach (long c in codes) w.Write((short)c);
+                }
+                foreach (int i in index) w.Write(i);
+            }
+            payload = stream.ToArray();
+        }
+        var length = BitConverter.GetBytes((long)payload.Length);
+        comm.Broadcast(length, root: 0);
+        if (!Main) payload = new byte[BitConverter.ToInt64(length)];
+        comm.Broadcast(payload, root: 0);
+        if (Main) return kept;
+        using var reader = new BinaryReader(new MemoryStream(payload));
+        var table = new CodeGrid[reader.ReadInt32()];
+        int groups = kept.Count > 0 ? kept[0].AudioCodes.Codebooks : 16;
+        for (int g = 0; g < table.Length; g++)
+        {
+            var codes = new long[reader.ReadInt32(), groups];
+            for (int f = 0; f < codes.GetLength(0); f++) for (int k = 0; k < groups; k++) codes[f, k] = reader.ReadInt16();
+            table[g] = new CodeGrid(codes);
+        }
+        return kept.Select(r => reader.ReadInt32() is var g && g >= 0 ? r with { RefCodes = table[g] } : r).ToList();
+    }
+
+    /// <summary>The model's speech tokenizer (speech_tokenizer/) as the encoder of ICL reference clips: loaded on the first
+    /// clip, released with the data source's opening.</summary>
+    sealed class ReferenceCodec(string dir) : IDisposable
+    {
+        Qwen3Tts.Model.Codec.SpeechTokenizer? codec;
+
+        public bool Exists => Directory.Exists(dir);
+
+        public long[,] Encode(float[] mono24k) => (codec ??= Qwen3Tts.Model.Codec.SpeechTokenizer.Load(dir)).Encode(mono24k);
+
+        public void Dispose() => codec?.Dispose();
     }
 
     /// <summary>The run's settings as WandB config (no secrets: the options hold none).</summary>

@@ -73,6 +73,14 @@ public sealed record TrainingOptions
     public int? MaxFrames => Qwen3Tts.Coordinator.Data.RecordRules.FrameLimit(MaxFramesFlag, MaxSeconds);
     public long Seed { get; init; } = 42;
     public LossAlignment LossAlignment { get; init; } = LossAlignment.Fixed;
+
+    /// <summary>--train_prompt: xvector (the reference script's prompt), icl (every record with a ref_text on the ICL cloning
+    /// prompt) or mixed (a seeded choice per record, ICL with --icl_probability); see <see cref="Qwen3Tts.Coordinator.Data.TrainPrompt"/>.</summary>
+    public string TrainPrompt { get; init; } = "xvector";
+    public double IclProbability { get; init; } = 0.5;
+
+    /// <summary><see cref="TrainPrompt"/> parsed (validated by <see cref="Validate"/>).</summary>
+    public Qwen3Tts.Coordinator.Data.TrainPrompt Prompt => Qwen3Tts.Coordinator.Data.TrainPrompt.Parse(TrainPrompt, IclProbability, Seed);
     public double SubTalkerWeight { get; init; } = 0.3;
     public string? ResumeFromCheckpoint { get; init; }
     public bool SkipBadSamples { get; init; }
@@ -162,6 +170,8 @@ public sealed record TrainingOptions
         Require(SaveTotalLimit is null or >= 1, "save_total_limit", $"must be at least 1, got {SaveTotalLimit}");
         Require(MixedPrecision is "bf16" or "fp32", "mixed_precision", $"must be bf16 or fp32, got '{MixedPrecision}'");
         Require(SubTalkerWeight >= 0, "sub_talker_weight", $"must be non-negative, got {SubTalkerWeight}");
+        Require(TrainPrompt is "xvector" or "icl" or "mixed", "train_prompt", $"must be xvector, icl or mixed, got '{TrainPrompt}'");
+        Require(IclProbability is >= 0 and <= 1, "icl_probability", $"must be between 0 and 1, got {IclProbability}");
         Require(!string.IsNullOrWhiteSpace(SpeakerName), "speaker_name", "must not be empty");
         Require(GradSync is "overlap" or "after_backward", "grad_sync", $"must be overlap or after_backward, got '{GradSync}'");
         Require(GradientCheckpointing is "off" or "talker" or "all", "gradient_checkpointing", $"must be talker (the flag alone), all or off, got '{GradientCheckpointing}'");
@@ -257,6 +267,9 @@ public static class TrainingFlags
         var seed = Flag<long?>("seed", "seed of initialization-independent randomness: shuffling (default 42)");
         var alignment = Flag<string?>("loss_alignment", "fixed (as the model generates, default) or upstream (the reference script's numbers, see README)");
         var subWeight = Flag<double?>("sub_talker_weight", "weight of the code predictor loss (default 0.3)");
+        var trainPrompt = Flag<string?>("train_prompt", "the prompt samples train on: xvector (the speaker embedding, as the reference script; default), icl (every record with a " +
+            "ref_text on the in-context cloning prompt: its transcript and clip codes before the target, as synthesize --ref_audio --ref_text builds it), or mixed");
+        var iclProbability = Flag<double?>("icl_probability", "with --train_prompt mixed: the share of records (with a ref_text) on the ICL prompt, a seeded choice per record (default 0.5)");
         var resume = Flag<string?>("resume_from_checkpoint", "a checkpoint folder, or 'latest' in the output folder");
         var skipBad = Flag<bool>("skip_bad_samples", "skip malformed records (listed in OUTPUT/skipped_train_samples.jsonl) instead of stopping");
         var allowNewBatch = Flag<bool>("allow_new_global_batch", "resume even where the world size cannot keep the checkpoint's global batch (the data order and schedule change)");
@@ -283,7 +296,7 @@ public static class TrainingFlags
 
         foreach (var o in new Option[] { config, train, validation, split, validationSplit, init, revision, hubToken, output, batch, lr, epochs, speaker, accumulation, decay, warmup, scheduler, clip,
                      logging, save, eval, limit, precision, maxTrain, maxEval, maxFrames, maxSeconds, maxMemory, allowAbsolute, maxLine, language, addLanguage, multiSpeaker, maxSpeakers, speakerColumn, seed, alignment, subWeight, resume, skipBad, allowNewBatch, exportEveryEpoch, bucket, gradSync, checkpointing, zeroStage, dryRunMemory, evalSentences, evalSampleSeconds, coordinator, bucketWindow, heartbeatTimeout, device, beta1, beta2, epsilon, useWandb, wandbProject, wandbRunName,
-                     uploadToHub, hubBest, hubLast, hubPrivate, hubEveryEval })
+                     uploadToHub, hubBest, hubLast, hubPrivate, hubEveryEval, trainPrompt, iclProbability })
             command.Options.Add(o);
 
         return parse =>
@@ -351,6 +364,8 @@ public static class TrainingFlags
                     _ => throw new ArgumentException($"--loss_alignment: must be fixed or upstream, got '{alignmentText}'"),
                 },
                 SubTalkerWeight = Pick(subWeight, "sub_talker_weight") ?? d.SubTalkerWeight,
+                TrainPrompt = PickString(trainPrompt, "train_prompt") ?? d.TrainPrompt,
+                IclProbability = Pick(iclProbability, "icl_probability") ?? d.IclProbability,
                 ResumeFromCheckpoint = PickString(resume, "resume_from_checkpoint"),
                 SkipBadSamples = parse.GetValue(skipBad) || (ValueFromFile<bool>(file, "skip_bad_samples") ?? false),
                 AllowNewGlobalBatch = parse.GetValue(allowNewBatch) || (ValueFromFile<bool>(file, "allow_new_global_batch") ?? false),
