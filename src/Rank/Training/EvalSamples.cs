@@ -20,7 +20,10 @@ public sealed record EvalSentence(string Text, string Language);
 /// <summary>What users listen to when comparing runs: at each evaluation rank 0 speaks the --eval_sentences with the
 /// current weights in the training voice (the mean speaker embedding of the first training clips; the speaker encoder is
 /// frozen, so it is computed once), with a fixed seed so only the weights change between evaluations, and writes
-/// OUTPUT/samples/step-S/NN.wav (+ codes.jsonl). The clips go to WandB as audio in the evaluation's row.</summary>
+/// OUTPUT/samples/step-S/NN.wav (+ codes.jsonl). A run that trains the ICL prompt (--train_prompt icl or mixed) also
+/// clones each sentence in context from its first ICL record (that clip's x-vector, transcript and codes: the prompt
+/// synthesize --ref_audio --ref_text builds) as NN-icl.wav; with icl alone those are the only samples. The clips go to
+/// WandB as audio in the evaluation's row.</summary>
 public sealed class EvalSamples
 {
     public const string Folder = "samples", VoiceFile = "voice.safetensors";
@@ -33,6 +36,7 @@ public sealed class EvalSamples
     readonly Qwen3TextTokenizer tokenizer;
     readonly ulong seed;
     float[]? voice;
+    (float[] XVector, string RefText, long[,] RefCodes)? reference;
 
     EvalSamples(IReadOnlyList<EvalSentence> sentences, GenerationConfig generation, SpeechTokenizerDecoder decoder, Qwen3TextTokenizer tokenizer, ulong seed) =>
         (this.sentences, this.generation, this.decoder, this.tokenizer, this.seed) = (sentences, generation, decoder, tokenizer, seed);
@@ -90,11 +94,20 @@ public sealed class EvalSamples
         double audioSeconds = 0;
         using var codes = new StreamWriter(Path.Combine(dir, "codes.jsonl"));
         var voices = speakers is { Count: > 1 } ? speakers.Select(v => (Name: (string?)v.Name, v.Embedding)).ToList() : [(Name: (string?)null, Embedding: voice)];
+        (float[] XVector, string RefText, long[,] RefCodes)? icl = null;
+        if (train.Records.FirstOrDefault(train.Prompt.IsIcl) is { } record) icl = reference ??= IclReference(model, train, record);
+        if (icl is { } cloned)
+        {
+            if (train.Prompt.Kind == TrainPromptKind.Icl) voices.Clear();
+            voices.Add((Name: "icl", Embedding: cloned.XVector));
+        }
         for (int i = 0; i < sentences.Count; i++)
             foreach (var (name, embedding) in voices)
             {
                 using var scope = NewDisposeScope();
-                var request = Request(sentences[i], embedding);
+                var request = name == "icl" && icl is { } r
+                    ? new SynthesisRequest { Text = sentences[i].Text, Language = sentences[i].Language, SpeakerEmbedding = r.XVector, RefText = r.RefText, RefCodes = r.RefCodes }
+                    : Request(sentences[i], embedding);
                 var result = synthesizer.Synthesize(request, generation, seed + (ulong)i);
                 string wav = Path.Combine(dir, name is null ? $"{i:00}.wav" : $"{i:00}-{SafeName(name)}.wav");
                 WavWriter.Write(wav, Waveform.Decode(decoder, result.Codes), Waveform.SampleRate);
@@ -126,6 +139,17 @@ public sealed class EvalSamples
     /// <summary>The request for a sentence: the training voice's x-vector, non-streaming text (the whole sentence in the prompt).</summary>
     public static SynthesisRequest Request(EvalSentence sentence, float[] voice) =>
         new() { Text = sentence.Text, Language = sentence.Language, SpeakerEmbedding = voice, NonStreaming = true };
+
+    /// <summary>What ICL samples clone from: an ICL record's clip (its x-vector), transcript and codes.</summary>
+    static (float[] XVector, string RefText, long[,] RefCodes) IclReference(Qwen3TtsModel model, SftDataSource train, TrainingRecord record)
+    {
+        using var scope = NewDisposeScope();
+        int index = train.Records.ToList().IndexOf(record);
+        using var noGrad = no_grad();
+        using var batch = train.Batch([index]);
+        var xvector = SftCollate.SpeakerEmbeddings(model.SpeakerEncoder!, batch)[0].to(ScalarType.Float32).cpu().data<float>().ToArray();
+        return (xvector, record.RefText!, record.RefCodes!.ToArray());
+    }
 
     static float[] TrainingVoice(Qwen3TtsModel model, SftDataSource train)
     {

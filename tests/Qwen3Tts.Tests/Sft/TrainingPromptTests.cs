@@ -129,6 +129,12 @@ public class TrainingPromptTests
         Assert.Equal(Enumerable.Range((int)p - refFrames, refFrames), referenceRows);
         Assert.Equal((6 + 1, 6 * 15), (SftObjective.TalkerPairs(batch.Codec0Labels, LossAlignment.Fixed).Label.shape[0],
             SftObjective.SubTalkerFrames(batch.CodecMask, LossAlignment.Fixed).Batch.shape[0] * 15));
+        // --loss_alignment upstream scores the same target labels (shifted once more) and the same frames: never the reference.
+        foreach (var alignment in new[] { LossAlignment.Fixed, LossAlignment.Upstream })
+        {
+            Assert.Equal(scored.Select(x => x.l), SftObjective.TalkerPairs(batch.Codec0Labels, alignment).Label.data<long>().ToArray());
+            Assert.Equal(Enumerable.Range((int)p, 6).Select(r => (long)r), SftObjective.SubTalkerFrames(batch.CodecMask, alignment).Position.data<long>().ToArray());
+        }
     }
 
     /// <summary>A named speaker (its codec row holding the voice's mean embedding, as every checkpoint and export stores

@@ -139,7 +139,15 @@ public class IclTrainingTests : CleansTempDirs
         string model = TrainingFixture.TinyModel(35, "icl-learn-model");
         string data = IclData(1, copies: 4, tag: "icl-learn-data");
         string output = TestPaths.NewTempDir("icl-learn");
-        var result = new Trainer(Options(model, data, output, "icl") with { ValidationData = data, NumEpochs = 6, Lr = 3e-3, AdamEpsilon = 1e-8 }, TextWriter.Null).Run();
+        string sentences = Path.Combine(TestPaths.NewTempDir("icl-sentences"), "eval.txt");
+        File.WriteAllText(sentences, "Ina kwana?\n");
+        var result = new Trainer(Options(model, data, output, "icl") with
+        {
+            ValidationData = data, NumEpochs = 6, Lr = 3e-3, AdamEpsilon = 1e-8, EvalSentences = sentences, EvalSampleMaxSeconds = 1,
+        }, TextWriter.Null).Run();
+        // The listening samples clone in context too (only: the run trains the ICL prompt alone).
+        string samples = Path.Combine(output, EvalSamples.Folder, $"step-{result.GlobalStep}");
+        Assert.Equal(["00-icl.wav", "codes.jsonl"], Directory.GetFiles(samples).Select(Path.GetFileName).Order(StringComparer.Ordinal));
 
         double IclLoss(string dir)
         {
