@@ -26,6 +26,8 @@ public static class CoordinatorCommand
         var window = new Option<int>("--bucket_window") { Description = "group batches by length within windows of N global batches, as the trainer does (default 32; 0: random batching)", DefaultValueFactory = _ => 32 };
         var world = new Option<int?>("--world_size") { Description = "number of ranks (default: fixed by the first rank that registers)" };
         var output = new Option<string>("--output_model_path", "--output_dir") { Description = "the run's output folder; the coordinator keeps its state there and resumes from it (default: output)", DefaultValueFactory = _ => "output" }.ForFolder();
+        var trainPrompt = new Option<string>("--train_prompt") { Description = "as the trainer's: xvector (default), icl or mixed; ICL records are planned by their whole length", DefaultValueFactory = _ => "xvector" };
+        var iclProbability = new Option<double>("--icl_probability") { Description = "as the trainer's (default 0.5)", DefaultValueFactory = _ => 0.5 };
         var timeout = new Option<double>("--heartbeat_timeout") { Description = "seconds a rank may stay silent before the run is stopped (default 60)", DefaultValueFactory = _ => 60 };
         var address = new Option<string>("--address") { Description = "IP address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "port to listen on (default 0: a free port, printed at start)", DefaultValueFactory = _ => 0 };
@@ -36,6 +38,7 @@ public static class CoordinatorCommand
         var command = new RootCommand("qwen3tts-coordinator: owns a training run's data plan; ranks lease batches, report steps and heartbeat over gRPC.")
         {
             train, maxTrain, skipBad, model, maxFrames, maxSeconds, allowAbsolute, maxLine, seed, batch, window, world, output, timeout, address, port, metricsPort, token, cert,
+            trainPrompt, iclProbability,
         };
         command.SetAction(async (parse, cancel) =>
         {
@@ -53,7 +56,11 @@ public static class CoordinatorCommand
                 if (refusals.Count > 0) Console.WriteLine($"coordinator: {refusals.Count} records refused and left out of the plan, as the ranks leave them out");
                 int count = records.Count;
                 // The same lengths the ranks compute from the same records: the plans are identical, and Register checks it.
-                var plan = PlanSettings.Bucketed(records.Select(r => r.PlanLength).ToArray(), parse.GetValue(seed), parse.GetValue(batch), parse.GetValue(window));
+                // ICL records count their reference's frames (ref_codes, or the frames the ranks' codec makes of the clip).
+                var prompt = TrainPrompt.Parse(parse.GetValue(trainPrompt)!, parse.GetValue(iclProbability), parse.GetValue(seed));
+                string? codecConfig = parse.GetValue(model) is { } m ? Path.Combine(m, Qwen3Tts.Model.Codec.SpeechTokenizerConfig.FolderName, "config.json") : null;
+                int samplesPerFrame = codecConfig is not null && File.Exists(codecConfig) ? Qwen3Tts.Model.Codec.SpeechTokenizerConfig.Load(codecConfig).EncodeDownsampleRate : 1920;
+                var plan = PlanSettings.Bucketed(prompt.PlanLengths(records, samplesPerFrame), parse.GetValue(seed), parse.GetValue(batch), parse.GetValue(window));
                 var options = new CoordinatorOptions(outputDir, plan)
                 {
                     WorldSize = parse.GetValue(world),

@@ -53,4 +53,22 @@ public sealed record TrainPrompt(TrainPromptKind Kind, double IclProbability, lo
     /// ICL prompt (<paramref name="refFrames"/>: its ref_codes, or what the codec makes of its clip).</summary>
     public int PlanLength(TrainingRecord record, Func<TrainingRecord, int> refFrames) =>
         IsIcl(record) ? record.PlanLength + refFrames(record) : record.PlanLength;
+
+    /// <summary>The plan lengths a standalone coordinator computes without the codec, equal to the ranks': an ICL record's
+    /// reference frames are its ref_codes', or for a clip the ranks encode, ceil(24 kHz samples / <paramref name="samplesPerFrame"/>),
+    /// the frames the codec makes of it (each distinct clip read once).</summary>
+    public IReadOnlyList<int> PlanLengths(IReadOnlyList<TrainingRecord> records, int samplesPerFrame)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        var clips = new Dictionary<string, int>(StringComparer.Ordinal);
+        int Frames(TrainingRecord r)
+        {
+            if (r.RefCodes is { } codes) return codes.Frames;
+            string key = SftSampleBuilder.ClipKey(r);
+            if (!clips.TryGetValue(key, out int frames))
+                clips[key] = frames = (SftSampleBuilder.LoadMono24k(r).Length + samplesPerFrame - 1) / samplesPerFrame;
+            return frames;
+        }
+        return records.Select(r => PlanLength(r, Frames)).ToArray();
+    }
 }

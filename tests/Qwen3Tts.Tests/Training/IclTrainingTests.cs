@@ -83,6 +83,9 @@ public class IclTrainingTests : CleansTempDirs
         var clipCodes = codec.Encode(SftSampleBuilder.LoadMono24k(records[1]));
         Assert.All(data.Records.Skip(1), r => Assert.Equal(clipCodes, r.RefCodes!.ToArray()));
         Assert.Equal(records.Select((r, i) => r.AudioCodes.Frames + data.Records[i].RefCodes!.Frames), data.PlanLengths);
+        // A standalone coordinator plans the same lengths without the codec (the clip's frames from its length).
+        int samplesPerFrame = SpeechTokenizerConfig.Load(Path.Combine(model, "speech_tokenizer", "config.json")).EncodeDownsampleRate;
+        Assert.Equal(data.PlanLengths, TrainPrompt.Parse("icl", 0.5, 7).PlanLengths(records, samplesPerFrame));
         using (var batch = data.Batch([1]))
             Assert.Equal(SftCollate.IclSequenceLength(clipCodes.GetLength(0), records[1].AudioCodes.Frames), (int)batch.InputIds.shape[1]);
         Assert.Equal(SftCollate.IclSequenceLength(clipCodes.GetLength(0), records[1].AudioCodes.Frames) - 1, data.Shapes[1].Positions);
