@@ -37,7 +37,7 @@ public static class DistributedPrepare
         // Rank 0 shows its share's progress; the shares are equal to within one record.
         job.EncodeShare(tokenizer, codecKey, comm.Rank, comm.WorldSize, comm.Rank == 0 ? Console.Error : null, cancel, recordDone);
         comm.Barrier();
-        var result = comm.Rank == 0 ? job.Merge(log) : null;
+        var result = comm.Rank == 0 ? job.Merge(log, tokenizer) : null;
         comm.Barrier();
         return result;
     }

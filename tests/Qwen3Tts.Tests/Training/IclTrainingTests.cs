@@ -108,6 +108,31 @@ public class IclTrainingTests : CleansTempDirs
         Assert.Contains("max_position_embeddings", tooLong.Reason);
     }
 
+    /// <summary>prepare writes ref_codes for every record with a ref_text (its reference clip encoded, once per clip), in JSONL
+    /// and in Parquet, and the readers give them back; records without a ref_text get none.</summary>
+    [Theory]
+    [InlineData("prepared.jsonl")]
+    [InlineData("prepared.parquet")]
+    public void Prepare_writes_the_reference_codes_of_records_with_a_ref_text(string name)
+    {
+        var f = new Qwen3Tts.Tests.Prepare.PrepareFixture("icl-prepare");
+        var lines = File.ReadAllLines(f.Jsonl).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+        for (int i = 0; i < lines.Count - 1; i++) lines[i]["ref_text"] = "Sannu.";
+        File.WriteAllLines(f.Jsonl, lines.Select(l => l.ToJsonString()));
+        var log = new StringWriter();
+        Qwen3Tts.Rank.Prepare.DistributedPrepare.Run(new Qwen3Tts.Coordinator.Data.Prepare.PrepareOptions(f.Jsonl, f.Out(name)), f.Model,
+            new Qwen3Tts.Rank.Distributed.SingleProcessCommunicator(), log);
+
+        var prepared = Read(f.Out(name));
+        Assert.Equal(lines.Count, prepared.Count);
+        using var codec = SpeechTokenizer.Load(Path.Combine(f.Model, "speech_tokenizer"));
+        foreach (var r in prepared.Take(lines.Count - 1))
+            Assert.Equal(codec.Encode(SftSampleBuilder.LoadMono24k(r)), r.RefCodes!.ToArray()); // the record's own reference clip
+        Assert.Null(prepared[^1].RefCodes);
+        int speakers = prepared.Take(lines.Count - 1).Select(r => r.RefAudio).Distinct().Count();
+        Assert.Contains($"ref_codes: {lines.Count - 1} record(s) with a ref_text, {speakers} distinct reference clip(s) encoded", log.ToString());
+    }
+
     [Fact]
     public void Mixed_on_two_ranks_trains_the_model_of_one_process_and_a_resume_continues_it_exactly()
     {

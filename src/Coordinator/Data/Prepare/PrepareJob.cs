@@ -198,7 +198,9 @@ public sealed class PrepareJob
     /// <summary>Writes the output from the journal once every record is in it (one process, after all ranks finished):
     /// records in source order, each with its codes and, where it had none, its reference clip; bad records in
     /// <see cref="SkipReportPath"/>. The output appears atomically; the journal is then deleted.</summary>
-    public PrepareResult Merge(TextWriter log)
+    /// <param name="codec">encodes the reference clip of each record with a ref_text into its ref_codes (once per clip), the
+    /// prompt ICL training puts before the target; null writes none.</param>
+    public PrepareResult Merge(TextWriter log, SpeechTokenizer? codec = null)
     {
         ArgumentNullException.ThrowIfNull(log);
         var journal = PrepareJournal.ReadAll(PartialDir);
@@ -217,6 +219,7 @@ public sealed class PrepareJob
         }
         if (items.Count == 0) throw new ArgumentException($"--input {Options.Input}: no record could be prepared (first problem: {skipped[0]})");
         items = AssignReferences(items, log);
+        if (codec is not null) items = ReferenceCodes(items, codec, log);
 
         string output = Path.GetFullPath(Options.Output);
         string? parent = Path.GetDirectoryName(output);
@@ -242,6 +245,25 @@ public sealed class PrepareJob
         return new PrepareResult(Options.Output, items.Count, skipped, seconds, report);
     }
 
+    /// <summary>The record's reference transcript (a ref_text field or column), or null.</summary>
+    public static string? RefText(RawSpeechRecord record) =>
+        record.Extra?.GetValueOrDefault("ref_text") is { } text && !string.IsNullOrWhiteSpace(text) ? text : null;
+
+    /// <summary>ref_codes for each record with a ref_text: its reference clip encoded, each distinct clip once.</summary>
+    static List<PreparedItem> ReferenceCodes(List<PreparedItem> items, SpeechTokenizer codec, TextWriter log)
+    {
+        var encoded = new Dictionary<string, long[,]>(StringComparer.Ordinal);
+        var result = items.Select(x =>
+        {
+            if (RefText(x.Record) is null || (x.Record.RefAudio ?? x.AddedRef) is not { } clip) return x;
+            if (!encoded.TryGetValue(clip.Key, out var codes)) encoded[clip.Key] = codes = codec.Encode(clip.LoadMono24k().Samples);
+            return x with { RefCodes = codes };
+        }).ToList();
+        if (encoded.Count > 0)
+            log.WriteLine($"ref_codes: {result.Count(x => x.RefCodes is not null)} record(s) with a ref_text, {encoded.Count} distinct reference clip(s) encoded (for --train_prompt icl)");
+        return result;
+    }
+
     /// <summary>Gives each record without a reference clip one: --ref_audio, else its speaker's first prepared clip.</summary>
     List<PreparedItem> AssignReferences(List<PreparedItem> items, TextWriter log)
     {
@@ -263,4 +285,5 @@ public sealed class PrepareJob
 }
 
 /// <summary>A record ready to be written: its codes and, when the source named none, the reference clip it was given.</summary>
-public sealed record PreparedItem(int Index, RawSpeechRecord Record, long[,] Codes, double Seconds, AudioSource? AddedRef);
+/// <param name="RefCodes">the reference clip's codes, for a record with a ref_text.</param>
+public sealed record PreparedItem(int Index, RawSpeechRecord Record, long[,] Codes, double Seconds, AudioSource? AddedRef, long[,]? RefCodes = null);

@@ -58,6 +58,7 @@ static class PreparedJsonl
     {
         if (!hadCodes) JsonlTrainingData.WriteCodes(json, x.Codes);
         if (x.AddedRef is { } clip) json.WriteString("ref_audio", paths.Clip(clip));
+        if (x.RefCodes is { } refCodes) JsonlTrainingData.WriteCodes(json, refCodes, "ref_codes");
     }
 
 
@@ -100,6 +101,7 @@ static class PreparedJsonl
                 bool hadCodes = false;
                 foreach (var p in line.EnumerateObject())
                 {
+                    if (p.Name == "ref_codes" && x.RefCodes is not null) continue; // written anew
                     if (p.Name == "audio_codes")
                     {
                         JsonlTrainingData.WriteCodes(json, x.Codes);
@@ -140,6 +142,7 @@ static class PreparedJsonl
                         foreach (var field in fields)
                         {
                             values.TryGetValue(field.Name, out object? value);
+                            if (field.Name == "ref_codes" && x.RefCodes is not null) continue; // written anew
                             if (field.Name == "audio_codes")
                             {
                                 JsonlTrainingData.WriteCodes(json, x.Codes);

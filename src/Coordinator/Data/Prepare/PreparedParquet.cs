@@ -31,13 +31,14 @@ static class PreparedParquet
         }
     }
 
-    static ListField CodesField() => new("audio_codes", new ListField("element", new DataField<long>("element")));
+    static ListField CodesField(string name = "audio_codes") => new(name, new ListField("element", new DataField<long>("element")));
 
     static StructField RefField() => new("ref_audio", new DataField<byte[]>("bytes"), new DataField<string>("path"));
 
     static async Task CopyParquet(IReadOnlyList<PreparedItem> items, Stream stream, OutputPaths paths)
     {
         bool addRef = items.Any(x => x.AddedRef is not null);
+        bool addRefCodes = items.Any(x => x.RefCodes is not null); // replaces a source ref_codes column
         ParquetSchema? schema = null;
         ParquetWriter? writer = null;
         try
@@ -47,15 +48,16 @@ static class PreparedParquet
                 string file = fileItems.Key;
                 var byRow = fileItems.ToDictionary(x => x.Record.Line - 1);
                 await using var reader = await ParquetReader.CreateAsync(file);
-                var keptFields = reader.Schema.Fields.Where(f => f.Name != "audio_codes").ToList();
+                var keptFields = reader.Schema.Fields.Where(f => f.Name != "audio_codes" && !(addRefCodes && f.Name == "ref_codes")).ToList();
                 var sourceLeaves = keptFields.SelectMany(Leaves).ToList();
                 if (schema is null)
                 {
-                    schema = new ParquetSchema([.. keptFields, CodesField(), .. addRef ? [RefField()] : Array.Empty<Field>()]);
+                    schema = new ParquetSchema([.. keptFields, CodesField(), .. addRef ? [RefField()] : Array.Empty<Field>(),
+                        .. addRefCodes ? [CodesField("ref_codes")] : Array.Empty<Field>()]);
                     writer = await ParquetWriter.CreateAsync(schema, stream);
                 }
                 var outLeaves = schema.GetDataFields();
-                if (sourceLeaves.Count + 1 + (addRef ? 2 : 0) != outLeaves.Length
+                if (sourceLeaves.Count + 1 + (addRef ? 2 : 0) + (addRefCodes ? 1 : 0) != outLeaves.Length
                     || sourceLeaves.Zip(outLeaves).Any(p => p.First.Path.ToString() != p.Second.Path.ToString() || p.First.ClrType != p.Second.ClrType
                         || p.First.MaxDefinitionLevel != p.Second.MaxDefinitionLevel || p.First.MaxRepetitionLevel != p.Second.MaxRepetitionLevel))
                     throw new InvalidDataException($"{file}: its columns differ from {items[0].Record.Source}'s; the shards of one dataset share one schema");
@@ -72,8 +74,9 @@ static class PreparedParquet
                     for (int k = 0; k < sourceLeaves.Count; k++)
                         await CopyLeaf(rg, wg, sourceLeaves[k], outLeaves[k], kept, Path.GetDirectoryName(Path.GetFullPath(file))!, paths);
                     var rowsOut = kept.OfType<PreparedItem>().ToList();
-                    await WriteCodes(wg, outLeaves[sourceLeaves.Count], rowsOut);
+                    await WriteCodes(wg, outLeaves[sourceLeaves.Count], rowsOut.Select(x => x.Codes).ToList());
                     if (addRef) await WriteRefStruct(wg, outLeaves[sourceLeaves.Count + 1], outLeaves[sourceLeaves.Count + 2], rowsOut, paths);
+                    if (addRefCodes) await WriteCodes(wg, outLeaves[^1], rowsOut.Select(x => x.RefCodes).ToList());
                     wg.CompleteValidate();
                 }
             }
@@ -147,19 +150,24 @@ static class PreparedParquet
 
     /// <summary>audio_codes of each row: every frame and code present (levels at their maximum), repetition 0 at a row's
     /// first code, 1 at a frame's first code, 2 otherwise.</summary>
-    static Task WriteCodes(ParquetRowGroupWriter wg, DataField leaf, IReadOnlyList<PreparedItem> rows)
+    /// <summary>A list&lt;list&lt;long&gt;&gt; column of [frames][codebooks] grids; a null grid is a null cell.</summary>
+    static Task WriteCodes(ParquetRowGroupWriter wg, DataField leaf, IReadOnlyList<long[,]?> grids)
     {
         var values = new List<long>();
         var rep = new List<int>();
-        foreach (var x in rows)
-            for (int f = 0; f < x.Codes.GetLength(0); f++)
-                for (int q = 0; q < x.Codes.GetLength(1); q++)
+        var def = new List<int>();
+        foreach (var codes in grids)
+        {
+            if (codes is null) { rep.Add(0); def.Add(0); continue; }
+            for (int f = 0; f < codes.GetLength(0); f++)
+                for (int q = 0; q < codes.GetLength(1); q++)
                 {
-                    values.Add(x.Codes[f, q]);
+                    values.Add(codes[f, q]);
                     rep.Add(f == 0 && q == 0 ? 0 : q == 0 ? 1 : 2);
+                    def.Add(leaf.MaxDefinitionLevel);
                 }
-        var def = Enumerable.Repeat(leaf.MaxDefinitionLevel, values.Count).ToArray();
-        return wg.WriteAllPartsAsync<long>(leaf, values.ToArray(), def, rep.ToArray(), default);
+        }
+        return wg.WriteAllPartsAsync<long>(leaf, values.ToArray(), def.ToArray(), rep.ToArray(), default);
     }
 
     /// <summary>The added ref_audio struct: bytes for an inline clip (path: its name), else path only.</summary>
@@ -180,11 +188,12 @@ static class PreparedParquet
     static async Task WriteRows(PrepareJob job, IReadOnlyList<PreparedItem> items, Stream stream, OutputPaths paths)
     {
         var rows = new List<List<(string Name, JsonElement Value)>>(items.Count);
+        bool addRefCodes = items.Any(x => x.RefCodes is not null); // replaces a source ref_codes field
         if (job.Format == RawSpeechFormat.Jsonl)
         {
             string folder = PreparedJsonl.SourceFolder(job);
             foreach (var (_, line) in PreparedJsonl.SourceLines(job, items))
-                rows.Add(line.EnumerateObject().Where(p => p.Name != "audio_codes").Select(p =>
+                rows.Add(line.EnumerateObject().Where(p => p.Name != "audio_codes" && !(p.Name == "ref_codes" && addRefCodes)).Select(p =>
                     (p.Name, p.Name is "audio" or "ref_audio" && p.Value.GetString() is { Length: > 0 } path && !Path.IsPathRooted(path)
                         ? Json(PreparedJsonl.Rebase(path, folder, paths))
                         : p.Value.Clone())).ToList());
@@ -209,7 +218,7 @@ static class PreparedParquet
             Kind.Bool => new DataField<bool?>(c.Name),
             _ => new DataField<string>(c.Name),
         }).ToList();
-        var schema = new ParquetSchema([.. fields, CodesField()]);
+        var schema = new ParquetSchema([.. fields, CodesField(), .. addRefCodes ? [CodesField("ref_codes")] : Array.Empty<Field>()]);
         var leaves = schema.GetDataFields();
 
         await using var writer = await ParquetWriter.CreateAsync(schema, stream);
@@ -241,7 +250,8 @@ static class PreparedParquet
                         break;
                 }
             }
-            await WriteCodes(wg, leaves[^1], chunk.Select(r => items[r]).ToList());
+            await WriteCodes(wg, leaves[columns.Count], chunk.Select(r => items[r].Codes).ToList());
+            if (addRefCodes) await WriteCodes(wg, leaves[^1], chunk.Select(r => items[r].RefCodes).ToList());
             wg.CompleteValidate();
         }
     }
