@@ -53,6 +53,20 @@ public class TrainingFlagsTests
     }
 
     [Fact]
+    public void Train_prompt_binds_and_is_refused_when_unknown()
+    {
+        string model = TestPaths.NewTempDir("icl-flags-model"), data = Path.Combine(model, "t.jsonl");
+        File.WriteAllText(data, "");
+        string[] Base(params string[] more) => ["--train_jsonl", data, "--init_model_path", model, "--seed", "9", .. more];
+        Assert.Equal(Qwen3Tts.Coordinator.Data.TrainPrompt.XVector.Kind, Parse(Base()).Prompt.Kind);
+        var mixed = Parse(Base("--train-prompt", "mixed", "--icl_probability", "0.3"));
+        mixed.Validate();
+        Assert.Equal(new Qwen3Tts.Coordinator.Data.TrainPrompt(Qwen3Tts.Coordinator.Data.TrainPromptKind.Mixed, 0.3, 9), mixed.Prompt);
+        Assert.StartsWith("--train_prompt: must be xvector, icl or mixed", Assert.Throws<ArgumentException>(Parse(Base("--train_prompt", "clone")).Validate).Message);
+        Assert.StartsWith("--icl_probability: must be between 0 and 1", Assert.Throws<ArgumentException>(Parse(Base("--train_prompt", "mixed", "--icl_probability", "1.5")).Validate).Message);
+    }
+
+    [Fact]
     public void Seed_names_and_kebab_spellings_both_work()
     {
         var snake = Parse("--train_jsonl", "t.jsonl", "--init_model_path", "m", "--batch_size", "3", "--gradient_accumulation_steps", "2",
