@@ -14,6 +14,8 @@ static class BenchArgs
         Value(args, name) is { } v ? double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) ? d
             : throw new ArgumentException($"{name}: '{v}' is not a number") : fallback;
 
+    public static string? String(string[] args, string name) => Value(args, name);
+
     static string? Value(string[] args, string name)
     {
         int i = Array.IndexOf(args, name);

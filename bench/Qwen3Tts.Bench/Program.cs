@@ -5,6 +5,7 @@ using Qwen3Tts.Entry;
 return EntryPoint.Guard(args, args => args.FirstOrDefault() switch
 {
     "train-step" => TrainStepBench.Run(args[1..]),
+    "icl-step" => TrainStepBench.RunIcl(args[1..]),
     "memory-0.6b" => TrainStepBench.PeakMemory06B(),
     "resample" => ResampleBench.Run(),
     "observability" => ObservabilityBench.Run(args[1..]),
@@ -21,7 +22,7 @@ return EntryPoint.Guard(args, args => args.FirstOrDefault() switch
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | memory-0.6b | resample | observability [--rounds N] [--logging_steps N]\n" +
+    Console.Error.WriteLine("usage: qwen3tts-bench train-step [--steps N] | icl-step [--steps N] [--ref_frames N] [--configs tiny,mid] [--precisions fp32,bf16] | memory-0.6b | resample | observability [--rounds N] [--logging_steps N]\n" +
                             "       qwen3tts-bench coordinator [--ranks N]\n" +
                             "       qwen3tts-bench memory [--text_hidden N] [--steps N] [--launcher openmpi|mpich]   (runs mpiexec -n 2 itself)\n" +
                             "       codec-encode [--seconds N] | codec-decode [--seconds N] | prepare [--clips N]\n" +

@@ -66,13 +66,45 @@ static class TrainStepBench
         return json;
     }
 
-    static (double FwdBwdMs, double OptimMs) Measure(Qwen3TtsConfig config, string precision, int steps, bool warmup = true)
+    /// <summary>--train_prompt icl against the x-vector prompt on the same targets: each sample's reference clip
+    /// (<c>--ref_frames</c> frames and a 12-token transcript) goes before its target, so the talker sees longer sequences;
+    /// the scored tokens stay the same. The ratio is the cost of training the ICL prompt.</summary>
+    public static int RunIcl(string[] args)
+    {
+        int steps = BenchArgs.Int(args, "--steps", 3), refFrames = BenchArgs.Int(args, "--ref_frames", 60);
+        // One configuration and precision per process keeps the peak down (the mid config's bf16 pair needs ~12 GB).
+        var configs = (BenchArgs.String(args, "--configs") ?? "tiny,mid").Split(',');
+        var precisions = (BenchArgs.String(args, "--precisions") ?? "fp32,bf16").Split(',');
+        Console.WriteLine($"threads {get_num_threads()}, batch {Batch} x ({TextIds} text ids + {Frames} target frames), ICL reference {refFrames} frames " +
+                          $"+ 12 transcript tokens; median of {steps} steps after 1 warm-up");
+        Console.WriteLine($"{"config",-8} {"precision",-9} {"prompt",-8} {"positions",9} {"fwd+bwd ms",11} {"step ms",9} {"vs xvector",11}");
+        foreach (var (name, json) in new[] { ("tiny", Presets.ConfigJson("tiny")), ("mid", MidConfig()) }.Where(c => configs.Contains(c.Item1)))
+        {
+            var config = Qwen3TtsConfig.Parse(json, name);
+            foreach (var precision in precisions)
+            {
+                double? baseline = null;
+                foreach (int reference in new[] { 0, refFrames })
+                {
+                    var (fwdBwd, optim) = Measure(config, precision, steps, refFrames: reference);
+                    double step = fwdBwd + optim;
+                    baseline ??= step;
+                    long positions;
+                    using (var batch = SyntheticBatch(config, reference)) positions = batch.InputIds.shape[1] - 1;
+                    Console.WriteLine($"{name,-8} {precision,-9} {(reference == 0 ? "xvector" : "icl"),-8} {positions,9} {fwdBwd,11:F1} {step,9:F1} {step / baseline,10:F2}x");
+                }
+            }
+        }
+        return 0;
+    }
+
+    static (double FwdBwdMs, double OptimMs) Measure(Qwen3TtsConfig config, string precision, int steps, bool warmup = true, int refFrames = 0)
     {
         using var model = new Qwen3TtsModel(config);
         ModelInit.Initialize(model, 0, 0.02);
         using var trainable = new TrainableModel(model, TrainableModel.ParsePrecision(precision));
         using var optimizer = new AdamW(trainable.MasterParameters, new AdamWOptions(Lr: 1e-5));
-        using var batch = SyntheticBatch(config);
+        using var batch = SyntheticBatch(config, refFrames);
         var speakers = randn(Batch, config.Talker.HiddenSize);
         var fwdBwd = new List<double>();
         var optim = new List<double>();
@@ -96,7 +128,8 @@ static class TrainStepBench
         return (Median(fwdBwd), Median(optim));
     }
 
-    internal static SftBatch SyntheticBatch(Qwen3TtsConfig config)
+    /// <param name="refFrames">above 0: ICL samples with a reference of that many frames and a 12-token transcript.</param>
+    internal static SftBatch SyntheticBatch(Qwen3TtsConfig config, int refFrames = 0)
     {
         var rng = new Random(0);
         var samples = Enumerable.Range(0, Batch).Select(_ =>
@@ -107,7 +140,14 @@ static class TrainStepBench
             var codes = new long[Frames, 16];
             for (int f = 0; f < Frames; f++)
                 for (int q = 0; q < 16; q++) codes[f, q] = rng.Next(2048);
-            return new SftSample(ids, codes, zeros(100, 128));
+            if (refFrames == 0) return new SftSample(ids, codes, zeros(100, 128));
+            var refIds = new List<int> { config.ImStartTokenId, config.AssistantTokenId, 198 };
+            refIds.AddRange(Enumerable.Range(0, 12).Select(_ => rng.Next(1000, 100000)));
+            refIds.AddRange(new[] { config.ImEndTokenId, 198 });
+            var refCodes = new long[refFrames, 16];
+            for (int f = 0; f < refFrames; f++)
+                for (int q = 0; q < 16; q++) refCodes[f, q] = rng.Next(2048);
+            return new SftSample(ids, codes, zeros(100, 128), RefTextIds: refIds, RefCodes: refCodes);
         }).ToList();
         return SftCollate.Collate(samples, config);
     }
