@@ -74,6 +74,11 @@ public sealed record DatasetInfo(
     public IReadOnlyList<Coverage> SpeakerCoverage { get; init; } = [];
     public IReadOnlyList<Coverage> LanguageCoverage { get; init; } = [];
 
+    /// <summary>Records with a reference transcript (ref_text), which --train_prompt icl trains on the ICL prompt, and
+    /// those of them that carry their reference clip's codes (ref_codes; the others are encoded when training starts).</summary>
+    public int WithRefText { get; init; }
+    public int WithRefCodes { get; init; }
+
     /// <summary>Blank lines met (a warning: "train.jsonl: blank lines 3, 9 skipped"), or null.</summary>
     public string? BlankLines { get; init; }
 
@@ -113,6 +118,8 @@ public sealed record DatasetInfo(
         {
             SpeakerCoverage = VoiceCoverage.Of(records.Select(r => (r.SpeakerId, r.AudioCodes.Frames / FramesPerSecond))),
             LanguageCoverage = VoiceCoverage.Of(records.Select(r => (r.Language, r.AudioCodes.Frames / FramesPerSecond))),
+            WithRefText = records.Count(r => !string.IsNullOrWhiteSpace(r.RefText)),
+            WithRefCodes = records.Count(r => !string.IsNullOrWhiteSpace(r.RefText) && r.RefCodes is not null),
         };
     }
 
@@ -129,6 +136,8 @@ public sealed record DatasetInfo(
         if (BlankLines is not null) s.AppendLine(c, $"warning   {BlankLines}");
         s.AppendLine(c, $"frames    {TotalFrames} total, min {MinFrames}, mean {MeanFrames:F1}, max {MaxFrames}");
         s.AppendLine(c, $"seconds   {TotalSeconds:F1} total ({TotalSeconds / 3600:F2} h), min {MinSeconds:F2}, mean {MeanSeconds:F2}, max {MaxSeconds:F2}");
+        if (WithRefText > 0)
+            s.AppendLine(c, $"icl       {WithRefText} records with a ref_text, {WithRefCodes} of them with ref_codes (--train_prompt icl or mixed trains them on the ICL prompt)");
         void Table(string title, IReadOnlyList<Coverage> rows)
         {
             s.AppendLine().AppendLine(c, $"{title,-24} {"records",8} {"seconds",10}");
@@ -172,6 +181,8 @@ public sealed record DatasetInfo(
             ["frames"] = new JsonObject { ["total"] = TotalFrames, ["min"] = MinFrames, ["mean"] = MeanFrames, ["max"] = MaxFrames },
             ["seconds"] = new JsonObject { ["total"] = TotalSeconds, ["min"] = MinSeconds, ["mean"] = MeanSeconds, ["max"] = MaxSeconds },
             ["frames_per_second"] = FramesPerSecond,
+            ["ref_text"] = WithRefText,
+            ["ref_codes"] = WithRefCodes,
             ["histogram"] = histogram,
         }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }

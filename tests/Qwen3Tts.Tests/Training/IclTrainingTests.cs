@@ -134,6 +134,16 @@ public class IclTrainingTests : CleansTempDirs
     }
 
     [Fact]
+    public void Info_counts_the_records_ready_for_the_icl_prompt()
+    {
+        var info = DatasetInfo.Compute(IclData(4, withoutRefText: 0, withRefCodes: 2, tag: "icl-info"));
+        Assert.Equal((3, 1), (info.WithRefText, info.WithRefCodes)); // record 0 has ref_codes but no ref_text
+        Assert.Contains("icl       3 records with a ref_text, 1 of them with ref_codes", info.ToText());
+        var json = JsonNode.Parse(info.ToJson())!;
+        Assert.Equal((3, 1), ((int)json["ref_text"]!, (int)json["ref_codes"]!));
+    }
+
+    [Fact]
     public void Mixed_on_two_ranks_trains_the_model_of_one_process_and_a_resume_continues_it_exactly()
     {
         string model = TrainingFixture.TinyModel(33, "icl-dp-model");
