@@ -27,29 +27,33 @@ public class MpiTrainingTests(ITestOutputHelper output) : CleansTempDirs
     [InlineData("mpich", 2, false, 1)]
     [InlineData("openmpi", 2, false, 2)] // ZeRO-2: a reduce-scatter after every micro-step
     [InlineData("mpich", 2, false, 2)]
-    public void Two_ranks_equal_one_process_with_twice_the_batch(string flavor, int accumulation, bool multiSpeaker, int zeroStage = 0)
+    // --train_prompt mixed: rank 0 encodes the ICL references and broadcasts them; both ranks train the same samples on the ICL prompt
+    [InlineData("openmpi", 1, false, 0, "mixed")]
+    public void Two_ranks_equal_one_process_with_twice_the_batch(string flavor, int accumulation, bool multiSpeaker, int zeroStage = 0, string trainPrompt = "xvector")
     {
         if (Launcher(flavor) is not { } launcher) return;
         var (model, data) = Fixture();
         if (multiSpeaker) data = TrainingFixture.TwoSpeakerData(8, tag: "mpi-multi-data");
+        if (trainPrompt != "xvector") data = TrainingFixture.IclData(8, withoutRefText: 5, tag: "mpi-icl-data");
         string single = TestPaths.NewTempDir("mpi-single"), parallel = TestPaths.NewTempDir("mpi-parallel");
         // adam_epsilon 1e-3: AdamW must not magnify fp32 summation-order differences in near-zero gradients.
         new Trainer(new TrainingOptions
         {
             TrainData = data, InitModelPath = model, OutputModelPath = single, MixedPrecision = "fp32", NumEpochs = 1, BatchSize = 4,
             GradientAccumulationSteps = accumulation, Lr = 1e-3, LrScheduler = "constant", AdamEpsilon = 1e-3, BucketSizeMb = 1,
-            MultiSpeaker = multiSpeaker, AddLanguage = multiSpeaker ? "hausa" : null,
+            MultiSpeaker = multiSpeaker, AddLanguage = multiSpeaker ? "hausa" : null, TrainPrompt = trainPrompt,
         }, TextWriter.Null).Run();
 
         var (exit, log) = Launch(launcher, flavor, [
             "--train_jsonl", data, "--init_model_path", model, "--output_model_path", parallel, "--mixed_precision", "fp32",
             "--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", accumulation.ToString(), "--lr", "1e-3",
             "--lr_scheduler", "constant", "--adam_epsilon", "1e-3", "--bucket_size_mb", "1",
-            "--zero_stage", zeroStage.ToString(),
+            "--zero_stage", zeroStage.ToString(), "--train_prompt", trainPrompt,
             .. multiSpeaker ? (string[])["--multi_speaker", "--add_language", "hausa"] : []], killRankAfter: null);
         Assert.True(exit == 0, $"mpiexec.{flavor} exited {exit}:\n{log}");
         Assert.Contains("2 ranks", log);
         if (zeroStage > 0) Assert.Contains($"ZeRO stage {zeroStage}", log);
+        if (trainPrompt != "xvector") Assert.Matches(@"train: [1-7] samples on the ICL prompt", log);
 
         using var scope = NewDisposeScope();
         using var a = CheckpointFiles.Open(Path.Combine(single, "last"));

@@ -18,21 +18,8 @@ namespace Qwen3Tts.Tests.Training;
 /// N ranks still train the model of one process, and a tiny model learns the ICL prompt and speaks from it deterministically.</summary>
 public class IclTrainingTests : CleansTempDirs
 {
-    /// <summary>The demo records with ref_text (the demo clip's transcript) on every record but <paramref name="withoutRefText"/>,
-    /// and ref_codes on the first <paramref name="withRefCodes"/>.</summary>
-    static string IclData(int records, int copies = 1, int withoutRefText = -1, int withRefCodes = 0, string tag = "icl-data")
-    {
-        string data = TrainingFixture.DemoData(records, copies, tag);
-        var lines = File.ReadAllLines(data).Select((l, i) =>
-        {
-            var o = JsonNode.Parse(l)!.AsObject();
-            if (i != withoutRefText) o["ref_text"] = "Sannu da zuwa.";
-            if (i < withRefCodes) o["ref_codes"] = o["audio_codes"]!.DeepClone(); // any valid grid: the codes it names are used as they are
-            return o.ToJsonString();
-        });
-        File.WriteAllLines(data, lines);
-        return data;
-    }
+    static string IclData(int records, int copies = 1, int withoutRefText = -1, int withRefCodes = 0, string tag = "icl-data") =>
+        TrainingFixture.IclData(records, copies, withoutRefText, withRefCodes, tag);
 
     static TrainingOptions Options(string model, string data, string output, string prompt, int batch = 2) => new()
     {

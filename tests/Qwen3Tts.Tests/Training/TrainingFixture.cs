@@ -29,6 +29,22 @@ static class TrainingFixture
         return path;
     }
 
+    /// <summary>The demo records with ref_text (the demo clip's transcript) on every record but <paramref name="withoutRefText"/>,
+    /// and ref_codes on the first <paramref name="withRefCodes"/>.</summary>
+    public static string IclData(int records, int copies = 1, int withoutRefText = -1, int withRefCodes = 0, string tag = "icl-data")
+    {
+        string data = TrainingFixture.DemoData(records, copies, tag);
+        var lines = File.ReadAllLines(data).Select((l, i) =>
+        {
+            var o = JsonNode.Parse(l)!.AsObject();
+            if (i != withoutRefText) o["ref_text"] = "Sannu da zuwa.";
+            if (i < withRefCodes) o["ref_codes"] = o["audio_codes"]!.DeepClone(); // any valid grid: the codes it names are used as they are
+            return o.ToJsonString();
+        });
+        File.WriteAllLines(data, lines);
+        return data;
+    }
+
     /// <summary>Demo data with two speakers: amina (the first half of the records, the demo clip) and musa (the second half, another clip:
     /// the demo clip reversed and a fifth slower, so the speaker encoder hears someone else).</summary>
     public static string TwoSpeakerData(int records, int copies = 1, string tag = "multi-data")
