@@ -70,7 +70,6 @@ public sealed class HubUploader(IHubApi api, HttpClient storage, string endpoint
         if (!Directory.Exists(folder)) throw new HubException($"{folder}: no such folder to upload");
         var files = LocalFiles(folder);
         if (files.Count == 0) throw new HubException($"{folder}: nothing to upload (the folder is empty)");
-        foreach (var file in files) RefuseSecrets(file);
         bool created = await CreateRepoAsync(repo, isPrivate, ct);
         if (created) log.WriteLine($"hub: created the {(isPrivate ? "private" : "public")} repo {repo}");
         log.WriteLine(System.FormattableString.Invariant($"hub: uploading {folder} to {repo} ({files.Count} files, {files.Sum(f => f.Size) / 1e6:F1} MB)"));
@@ -243,8 +242,9 @@ public sealed class HubUploader(IHubApi api, HttpClient storage, string endpoint
     sealed record LocalFile(string FullPath, string Path, long Size, string Sha256, byte[] Sample);
 
     /// <summary>The files to publish, in ordinal order of their repo paths; .git/, .cache/ (huggingface_hub's local
-    /// metadata) and half-written (.tmp-*, .incomplete) entries are never sent.</summary>
-    static List<LocalFile> LocalFiles(string folder)
+    /// metadata) and half-written (.tmp-*, .incomplete) entries are never sent. Each is read once here: its head (the
+    /// preupload sample, and searched for secret values: no file holding one leaves this machine), then its sha256.</summary>
+    List<LocalFile> LocalFiles(string folder)
     {
         var result = new List<LocalFile>();
         foreach (string full in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))
@@ -252,23 +252,14 @@ public sealed class HubUploader(IHubApi api, HttpClient storage, string endpoint
             string path = System.IO.Path.GetRelativePath(folder, full).Replace(System.IO.Path.DirectorySeparatorChar, '/');
             if (path.Split('/').Any(p => p is ".git" or ".cache" || p.Contains(".tmp-", StringComparison.Ordinal)) || path.EndsWith(".incomplete", StringComparison.Ordinal)) continue;
             using var stream = File.OpenRead(full);
-            var sample = new byte[Math.Min(512, stream.Length)];
-            stream.ReadExactly(sample);
+            var head = new byte[(int)Math.Min(stream.Length, SecretScanBytes)];
+            stream.ReadExactly(head);
+            if (secrets.Count > 0 && SecretValues.FoundIn(Encoding.UTF8.GetString(head), secrets) is { } name)
+                throw new HubException($"{full} holds the value of {name}; refusing to upload a secret. Remove it from the file and upload again");
             stream.Position = 0;
-            result.Add(new LocalFile(full, path, stream.Length, Convert.ToHexStringLower(SHA256.HashData(stream)), sample));
+            result.Add(new LocalFile(full, path, stream.Length, Convert.ToHexStringLower(SHA256.HashData(stream)), head[..Math.Min(512, head.Length)]));
         }
         return [.. result.OrderBy(f => f.Path, StringComparer.Ordinal)];
-    }
-
-    /// <summary>No file that holds a secret value (an API key, the token) leaves this machine.</summary>
-    void RefuseSecrets(LocalFile file)
-    {
-        if (secrets.Count == 0) return;
-        using var stream = File.OpenRead(file.FullPath);
-        var head = new byte[(int)Math.Min(stream.Length, SecretScanBytes)];
-        stream.ReadExactly(head);
-        if (SecretValues.FoundIn(Encoding.UTF8.GetString(head), secrets) is { } name)
-            throw new HubException($"{file.FullPath} holds the value of {name}; refusing to upload a secret. Remove it from the file and upload again");
     }
 
     /// <summary>git's blob id of a file (sha1 of "blob {size}\0" and the content): what the Hub reports for a regular file.</summary>

@@ -95,7 +95,8 @@ public sealed class EvalSamples
         using var codes = new StreamWriter(Path.Combine(dir, "codes.jsonl"));
         var voices = speakers is { Count: > 1 } ? speakers.Select(v => (Name: (string?)v.Name, v.Embedding)).ToList() : [(Name: (string?)null, Embedding: voice)];
         (float[] XVector, string RefText, long[,] RefCodes)? icl = null;
-        if (train.Records.FirstOrDefault(train.Prompt.IsIcl) is { } record) icl = reference ??= IclReference(model, train, record);
+        int first = Enumerable.Range(0, train.Count).FirstOrDefault(i => train.Prompt.IsIcl(train.Records[i]), -1);
+        if (first >= 0) icl = reference ??= IclReference(model, train, first);
         if (icl is { } cloned)
         {
             if (train.Prompt.Kind == TrainPromptKind.Icl) voices.Clear();
@@ -141,10 +142,10 @@ public sealed class EvalSamples
         new() { Text = sentence.Text, Language = sentence.Language, SpeakerEmbedding = voice, NonStreaming = true };
 
     /// <summary>What ICL samples clone from: an ICL record's clip (its x-vector), transcript and codes.</summary>
-    static (float[] XVector, string RefText, long[,] RefCodes) IclReference(Qwen3TtsModel model, SftDataSource train, TrainingRecord record)
+    static (float[] XVector, string RefText, long[,] RefCodes) IclReference(Qwen3TtsModel model, SftDataSource train, int index)
     {
+        var record = train.Records[index];
         using var scope = NewDisposeScope();
-        int index = train.Records.ToList().IndexOf(record);
         using var noGrad = no_grad();
         using var batch = train.Batch([index]);
         var xvector = SftCollate.SpeakerEmbeddings(model.SpeakerEncoder!, batch)[0].to(ScalarType.Float32).cpu().data<float>().ToArray();

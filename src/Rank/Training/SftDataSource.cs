@@ -32,17 +32,29 @@ public sealed class SftDataSource
         this.tokenizer = tokenizer;
         this.language = language ?? (_ => null);
         Prompt = prompt ?? TrainPrompt.XVector;
-        if (records.FirstOrDefault(r => Prompt.IsIcl(r) && r.RefCodes is null) is { } lacking)
-            throw new ArgumentException($"{lacking.Where}: trains on the ICL prompt but its reference codes were not resolved", nameof(records));
+        // The choice and the transcript's tokens once per ICL record, not per batch (a mixed draw hashes the record).
+        var transcripts = new Dictionary<string, IReadOnlyList<int>>(StringComparer.Ordinal);
+        foreach (var r in records.Where(Prompt.IsIcl))
+        {
+            if (r.RefCodes is null) throw new ArgumentException($"{r.Where}: trains on the ICL prompt but its reference codes were not resolved", nameof(records));
+            if (!transcripts.TryGetValue(r.RefText!, out var ids))
+                transcripts[r.RefText!] = ids = tokenizer.Encode(Qwen3Tts.Model.Generation.PromptBuilder.RefChatText(r.RefText!));
+            refTextIds[r] = ids;
+        }
         builder = SftSampleBuilder.ForRecords(tokenizer, LoadClip, language: this.language, icl: Reference);
     }
 
+    /// <summary>The ICL records (by reference) and their reference transcript turn's ids.</summary>
+    readonly Dictionary<TrainingRecord, IReadOnlyList<int>> refTextIds = new(ReferenceEqualityComparer.Instance);
+
+    bool IsIcl(TrainingRecord r) => refTextIds.ContainsKey(r);
+
     /// <summary>An ICL record's reference transcript turn and clip codes; null for an x-vector record.</summary>
     (IReadOnlyList<int> RefTextIds, long[,] RefCodes)? Reference(TrainingRecord r) =>
-        Prompt.IsIcl(r) ? (tokenizer.Encode(Qwen3Tts.Model.Generation.PromptBuilder.RefChatText(r.RefText!)), r.RefCodes!.ToArray()) : null;
+        refTextIds.TryGetValue(r, out var ids) ? (ids, r.RefCodes!.ToArray()) : null;
 
     /// <summary>Records that train on the ICL prompt.</summary>
-    public int IclCount => records.Count(Prompt.IsIcl);
+    public int IclCount => refTextIds.Count;
 
     public int Count => records.Count;
 
@@ -51,7 +63,7 @@ public sealed class SftDataSource
 
     /// <summary>Each record's talker rows (its training sequence less the last row, which predicts nothing) and codec
     /// frames: what <see cref="MemoryPlan"/> sizes batches by.</summary>
-    public IReadOnlyList<(int Positions, int Frames)> Shapes => records.Select(r => (Prompt.IsIcl(r)
+    public IReadOnlyList<(int Positions, int Frames)> Shapes => records.Select(r => (IsIcl(r)
         ? SftCollate.IclSequenceLength(r.RefCodes!.Frames, r.AudioCodes.Frames, language(r) is not null) - 1
         : SftCollate.SequenceLength((r.TextIds ?? tokenizer.EncodeChat(r.Text)).Count, r.AudioCodes.Frames, language(r) is not null) - 1, r.AudioCodes.Frames)).ToArray();
 
